@@ -1,0 +1,1 @@
+"""The ingester: MQTT in, validated, InfluxDB out, nothing lost (``smartcity ingest``)."""

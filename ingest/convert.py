@@ -1,0 +1,75 @@
+"""Decoded messages to line protocol, and refused messages to dead-letter points.
+
+Every point carries the tags ``device_id``, ``device_type`` and ``zone``; what else a device type
+stores comes from its module in ``smartcity.devices``.
+"""
+
+from __future__ import annotations
+
+import time
+
+from smartcity.contract import Events, Health, Message, Status, Telemetry
+from smartcity.devices.base import point_time_ns, scalar_fields
+from smartcity.lineprotocol import line, row_line
+
+DEADLETTER_MEASUREMENT = "deadletter"
+STATUS_MEASUREMENT = "device_status"
+HEALTH_MEASUREMENT = "device_health"
+UNKNOWN_ZONE = "unknown"
+#: InfluxDB 1.x refuses string fields over 64 KiB; the MQTT dead-letter keeps the whole payload.
+DEADLETTER_PAYLOAD_CHARS = 16_384
+
+
+def message_lines(msg: Message, received_ns: int) -> list[str]:
+    """The points a valid message becomes (none for a replayed Last Will, already stored)."""
+    body = msg.body
+    tags = {
+        "device_id": msg.topic.device_id,
+        "device_type": msg.topic.device_type,
+        "zone": body.zone or UNKNOWN_ZONE,
+    }
+    device = msg.device
+    if isinstance(body, Telemetry):
+        return [row_line(r, tags) for x in body.readings for r in device.reading_rows(x)]
+    if isinstance(body, Events):
+        return [row_line(r, tags) for e in body.events for r in device.event_rows(e)]
+    if isinstance(body, Status):
+        fields = {"state": body.state, "online": int(body.state == "online")}
+        if body.location:
+            fields |= {"lat": body.location.lat, "lon": body.location.lon}
+        if body.firmware:
+            fields["firmware"] = body.firmware
+        stamp = point_time_ns(body.ts) if body.ts else received_ns
+        return [line(STATUS_MEASUREMENT, tags, fields, stamp)]
+    assert isinstance(body, Health)
+    fields = scalar_fields(body, frozenset({"v", "ts", "zone"}))
+    return [line(HEALTH_MEASUREMENT, tags, fields, point_time_ns(body.ts))]
+
+
+class DeadLetterClock:
+    """Receive-time stamps that never repeat, so two refusals never overwrite each other."""
+
+    def __init__(self) -> None:
+        self.last = 0
+
+    def __call__(self) -> int:
+        self.last = max(time.time_ns(), self.last + 1)
+        return self.last
+
+
+def deadletter_line(
+    topic: str, payload: bytes, code: str, reason: str, device_type: str | None, stamp_ns: int
+) -> str:
+    """A refused message as a point: why, where from, and the raw payload (truncated)."""
+    text = payload.decode("utf-8", errors="backslashreplace")
+    return line(
+        DEADLETTER_MEASUREMENT,
+        {"reason_code": code, "device_type": device_type or "unknown"},
+        {
+            "reason": reason,
+            "topic": topic,
+            "payload": text[:DEADLETTER_PAYLOAD_CHARS],
+            "payload_bytes": len(payload),
+        },
+        stamp_ns,
+    )

@@ -1,0 +1,146 @@
+"""A thin async writer for InfluxDB's v1 HTTP API (``/write``, ``/query``).
+
+InfluxDB 1.x serves that API natively and 2.x/3.x through their v1-compatibility endpoints, so
+this is the one storage contract. Responses are sorted by what to do next: 204 done; 400/413
+split the batch to isolate the lines InfluxDB refuses; 429/5xx/network errors wait and retry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+import httpx
+
+from smartcity.settings import InfluxSettings
+
+log = logging.getLogger("smartcity.ingest.influx")
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """A line InfluxDB refused on its own (400), with InfluxDB's reason."""
+
+    line: str
+    reason: str
+
+
+class InfluxUnavailable(Exception):
+    """InfluxDB did not accept the write and the caller asked to stop retrying."""
+
+
+class InfluxWriter:
+    def __init__(self, settings: InfluxSettings, timeout: float = 30.0) -> None:
+        self.settings = settings
+        auth = (
+            (settings.influx_user, settings.influx_password or "") if settings.influx_user else None
+        )
+        self.client = httpx.AsyncClient(base_url=settings.influx_url, timeout=timeout, auth=auth)
+        self.retries = 0
+        self.backoff_initial = 0.2
+        self.backoff_max = 10.0
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+    async def query(self, q: str, params: dict[str, str] | None = None) -> dict[str, object]:
+        """Run InfluxQL; values go in ``params`` (bound by InfluxDB), never into ``q``."""
+        data = {"q": q, "db": self.settings.influx_db}
+        if params:
+            data["params"] = json.dumps(params)
+        resp = await self.client.post("/query", data=data)
+        resp.raise_for_status()
+        body: dict[str, object] = resp.json()
+        return body
+
+    async def ensure_database(self, keep_trying: Callable[[], bool] = lambda: True) -> None:
+        """Create the database if missing (idempotent), waiting for InfluxDB to come up."""
+        name = self.settings.influx_db.replace("\\", "\\\\").replace('"', '\\"')
+        await self._retrying(
+            lambda: self.client.post("/query", data={"q": f'CREATE DATABASE "{name}"'}),
+            keep_trying,
+            "create database",
+        )
+
+    async def write(
+        self, lines: Sequence[str], keep_trying: Callable[[], bool] = lambda: True
+    ) -> list[Rejected]:
+        """Write ``lines``; returns the lines InfluxDB refused (all others are stored).
+
+        Retries until stored, or raises :class:`InfluxUnavailable` once ``keep_trying`` says no.
+        """
+        if not lines:
+            return []
+        body = "\n".join(lines).encode()
+        resp = await self._retrying(
+            lambda: self.client.post(
+                "/write",
+                params={"db": self.settings.influx_db, "precision": "ns"},
+                content=body,
+            ),
+            keep_trying,
+            "write",
+            accept=(204, 400, 413),
+        )
+        if resp.status_code == 204:
+            return []
+        if len(lines) == 1:
+            if resp.status_code == 413:
+                return [Rejected(lines[0], "line is larger than InfluxDB's max-body-size")]
+            return [Rejected(lines[0], _error_text(resp))]
+        # Some line is refused or the body is too large: halve until each refusal stands alone.
+        # Re-writing the lines that were stored is harmless: same series, same time, same point.
+        mid = len(lines) // 2
+        return await self.write(lines[:mid], keep_trying) + await self.write(
+            lines[mid:], keep_trying
+        )
+
+    async def _retrying(
+        self,
+        send: Callable[[], Awaitable[httpx.Response]],
+        keep_trying: Callable[[], bool],
+        what: str,
+        accept: tuple[int, ...] = (200, 204),
+    ) -> httpx.Response:
+        delay = self.backoff_initial
+        while True:
+            try:
+                resp = await send()
+                if resp.status_code in accept:
+                    return resp
+                problem = f"HTTP {resp.status_code}: {_error_text(resp)}"
+                if resp.status_code in (401, 403):
+                    problem += " (check SMARTCITY_INFLUX_USER / SMARTCITY_INFLUX_PASSWORD)"
+                wait = _retry_after(resp) or delay
+            except httpx.TransportError as exc:
+                problem = f"{type(exc).__name__}: {exc or 'connection failed'}"
+                wait = delay
+            if not keep_trying():
+                raise InfluxUnavailable(f"InfluxDB {what} failed: {problem}")
+            self.retries += 1
+            log.warning(
+                "influxdb %s failed, retrying",
+                what,
+                extra={"problem": problem, "retry_in_s": round(wait, 2)},
+            )
+            await asyncio.sleep(wait * random.uniform(0.5, 1.0))
+            delay = min(delay * 2, self.backoff_max)
+
+
+def _error_text(resp: httpx.Response) -> str:
+    try:
+        return str(resp.json().get("error", resp.text))[:500]
+    except ValueError:
+        return resp.text[:500]
+
+
+def _retry_after(resp: httpx.Response) -> float | None:
+    value = resp.headers.get("Retry-After")
+    try:
+        return min(float(value), 60.0) if value else None
+    except ValueError:
+        return None

@@ -1,0 +1,34 @@
+"""Manual MQTT acknowledgement for aiomqtt, the one place that reaches under its public API.
+
+aiomqtt 2.x acknowledges a QoS 1 message as soon as it arrives. The ingester must acknowledge
+only after InfluxDB has stored the message, so the broker redelivers anything we lose in a crash.
+paho-mqtt, underneath aiomqtt, supports exactly that (``manual_ack_set`` / ``ack``); this module
+wraps it so an aiomqtt upgrade that moves it breaks one tested place (``tests/test_mqtt_ack.py``).
+"""
+
+from __future__ import annotations
+
+import aiomqtt
+import paho.mqtt.client as paho
+
+
+def _paho(client: aiomqtt.Client) -> paho.Client:
+    inner = getattr(client, "_client", None)
+    if not isinstance(inner, paho.Client):
+        raise RuntimeError(
+            "this aiomqtt version no longer exposes its paho client; pin aiomqtt<3 "
+            "or update smartcity's ingest/mqtt_ack.py"
+        )
+    return inner
+
+
+def enable_manual_ack(client: aiomqtt.Client) -> None:
+    """Call before connecting: from now on nothing is acknowledged until :func:`ack`."""
+    _paho(client).manual_ack_set(True)
+
+
+def ack(client: aiomqtt.Client, mid: int, qos: int) -> bool:
+    """Acknowledge one received message; False if the connection is gone (it will be resent)."""
+    if qos == 0:
+        return True
+    return _paho(client).ack(mid, qos) == paho.MQTT_ERR_SUCCESS

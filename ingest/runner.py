@@ -1,0 +1,56 @@
+"""Process management for the ingester: signals, and ``--workers N`` processes."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+import signal
+
+from ingest.service import Ingester
+from ingest.settings import IngestSettings
+
+log = logging.getLogger("smartcity.ingest")
+
+
+async def _serve_one(settings: IngestSettings, worker: int) -> None:
+    ingester = Ingester(settings, worker)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, ingester.stop)
+    await ingester.run()
+
+
+def _worker(settings: IngestSettings, worker: int) -> None:
+    from smartcity import logs
+
+    logs.configure(logging.getLevelName(logging.getLogger().level).lower())
+    asyncio.run(_serve_one(settings, worker))
+
+
+def serve(settings: IngestSettings) -> int:
+    """Run the ingester until SIGTERM/SIGINT; exits 0 after a clean drain."""
+    if settings.workers == 1:
+        asyncio.run(_serve_one(settings, 0))
+        return 0
+    if not settings.share_group:
+        log.error("--workers > 1 needs a --share-group, or every worker gets every message")
+        return 2
+    ctx = multiprocessing.get_context("spawn")
+    procs = [
+        ctx.Process(target=_worker, args=(settings, i + 1), name=f"ingest-{i + 1}")
+        for i in range(settings.workers)
+    ]
+    for p in procs:
+        p.start()
+
+    def forward(sig: int, _frame: object) -> None:
+        for p in procs:
+            if p.pid is not None and p.is_alive():
+                p.terminate()
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    for p in procs:
+        p.join()
+    return max((p.exitcode or 0) for p in procs)

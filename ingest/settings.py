@@ -1,0 +1,43 @@
+"""The ingester's settings (``[ingest]`` in the config file, ``SMARTCITY_INGEST_*``)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from smartcity.settings import InfluxSettings, MqttSettings
+
+
+class IngestSettings(MqttSettings, InfluxSettings):
+    section = "ingest"
+
+    batch_size: int = Field(5000, ge=1, le=50_000, description="Points per InfluxDB write.")
+    flush_interval: float = Field(
+        0.5, gt=0, le=60, description="Seconds before a part-full batch is written anyway."
+    )
+    max_pending_batches: int = Field(
+        8,
+        ge=1,
+        le=1000,
+        description="Batches held in memory while InfluxDB is slow; beyond it receiving pauses "
+        "(the broker queues, nothing is lost).",
+    )
+    client_id: str = Field(
+        "smartcity-ingest", description="MQTT client id; the persistent session is keyed on it."
+    )
+    share_group: str = Field(
+        "ingest",
+        description="MQTT shared-subscription group, so several ingesters split the load; "
+        "empty for a plain subscription.",
+    )
+    session_expiry: int = Field(
+        86_400,
+        ge=0,
+        description="Seconds the broker keeps our session and queues messages while we are away.",
+    )
+    receive_maximum: int = Field(
+        65_535, ge=1, le=65_535, description="Unacknowledged messages the broker may send us."
+    )
+    workers: int = Field(1, ge=1, le=64, description="Ingester processes on this machine.")
+    reconnect_max_delay: float = Field(
+        10.0, gt=0, description="Longest wait between reconnection attempts, in seconds."
+    )

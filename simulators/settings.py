@@ -1,0 +1,50 @@
+"""``smartcity simulate`` settings (``[simulate]``, ``SMARTCITY_SIMULATE_*``)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import AwareDatetime, Field
+
+from smartcity.settings import MqttSettings
+
+
+class SimulateSettings(MqttSettings):
+    section = "simulate"
+
+    streetlights: int = Field(100, ge=0, le=1_000_000, description="Street lights in the fleet.")
+    bins: int = Field(50, ge=0, le=1_000_000, description="Waste bins in the fleet.")
+    chargers: int = Field(10, ge=0, le=1_000_000, description="EV charging stations in the fleet.")
+    seed: int = Field(1, description="Same seed, counts and --start give the same messages.")
+    messages: int | None = Field(
+        None, ge=1, description="Stop once this many readings are acknowledged by the broker."
+    )
+    speed: float = Field(
+        1.0,
+        ge=0,
+        description="Simulated seconds per real second; 0 = as fast as possible. Never runs "
+        "ahead of the real clock, so a backfill catches up and continues live.",
+    )
+    start: AwareDatetime | None = Field(
+        None, description="Simulated start time, ISO 8601 (default: now minus --backfill)."
+    )
+    backfill: float = Field(
+        0.0, ge=0, le=30 * 86_400, description="Seconds of history to simulate before now."
+    )
+    batch: int = Field(1, ge=1, le=1000, description="Readings per message (a device's backlog).")
+    window: int = Field(
+        10_000, ge=1, le=60_000, description="Messages in flight awaiting PUBACK before pausing."
+    )
+    fault_rate: float = Field(
+        1.0, ge=0, le=10_000, description="Multiplier on lamp, bin and charger fault rates."
+    )
+    status: bool = Field(True, description="Publish each device's retained online status first.")
+    progress: bool = Field(True, description="Show progress on stderr.")
+
+    def counts(self) -> dict[str, int]:
+        return {"streetlight": self.streetlights, "wastebin": self.bins, "evcharger": self.chargers}
+
+    def start_time(self) -> datetime:
+        from simulators.fleet import default_start
+
+        return self.start or default_start(self.backfill)

@@ -1,0 +1,93 @@
+"""``smartcity``: one command, a subcommand per component.
+
+Each component registers its own subcommand from a light ``cli`` module that imports only its
+settings; the heavy imports happen when the subcommand runs, so an edge device without FastAPI
+still has a working ``smartcity edge``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from smartcity import __version__, logs
+from smartcity.settings import CONFIG_ENV, SettingsError
+
+#: Modules with a ``register(subparsers, common)`` function, in the order ``--help`` lists them.
+COMMAND_MODULES = (
+    "smartcity.up",
+    "simulators.cli",
+    "ingest.cli",
+    "edge.cli",
+    "api.cli",
+    "grafana.cli",
+)
+
+
+class UserError(Exception):
+    """A failure the user can fix; printed without a traceback, exit status 1."""
+
+
+def common_options() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    group = common.add_argument_group("common options")
+    group.add_argument(
+        "--config",
+        metavar="FILE",
+        default=None,
+        help="TOML config file: top-level keys for every component, [section] for one "
+        f"[env {CONFIG_ENV}]",
+    )
+    group.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    group.add_argument("--log-format", default="logfmt", choices=["logfmt", "json"])
+    return common
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="smartcity",
+        description="Cremona smart-city data platform: edge agents, ingester, API, dashboards, "
+        "simulators. Every setting is a flag, a SMARTCITY_* variable or a config-file key.",
+    )
+    parser.add_argument("--version", action="version", version=f"smartcity {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    common = common_options()
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name and exc.name.split(".")[0] == name.split(".")[0]:
+                continue  # component not installed in this deployment
+            raise
+        module.register(sub, common)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    import os
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.config is None:
+        args.config = os.environ.get(CONFIG_ENV)
+    logs.configure(args.log_level, args.log_format)
+    try:
+        return int(args.func(args) or 0)
+    except (SettingsError, UserError) as exc:
+        print(f"smartcity {args.command}: {exc}", file=sys.stderr)
+        return 2 if isinstance(exc, SettingsError) else 1
+    except ModuleNotFoundError as exc:
+        print(
+            f"smartcity {args.command}: missing Python package {exc.name!r}; install this "
+            f"component's extra, e.g. pip install 'smartcity-cremona[{args.command}]'",
+            file=sys.stderr,
+        )
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,165 @@
+"""What every device type is made of: a reading model, an event model, and how both are stored.
+
+A device type is data (see ``streetlight.py``): its pydantic models carry names, units and ranges
+once, and validation, line protocol, simulators, API and dashboards all read them from there.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+
+#: Readings stamped more than this far ahead of the receiver's clock are rejected: a device whose
+#: clock runs ahead would otherwise write points into the future that dashboards never show.
+MAX_CLOCK_SKEW_S = 300.0
+#: Anything stamped before this is a device whose clock was never set (1970 after a power cut).
+EARLIEST_TS = datetime(2000, 1, 1, tzinfo=UTC)
+
+STRICT = ConfigDict(strict=True, extra="forbid", allow_inf_nan=False, frozen=True)
+
+
+def measure(unit: str, ge: float, le: float, description: str) -> Any:
+    """A numeric reading with its unit and physical range, checked on every message."""
+    return Field(ge=ge, le=le, description=description, json_schema_extra={"unit": unit})
+
+
+class Reading(BaseModel):
+    """One timestamped sample from one device; the fields of a subclass are the stored fields."""
+
+    model_config = STRICT
+
+    ts: AwareDatetime = Field(
+        description="When the device took the reading (ISO 8601 with offset)."
+    )
+    seq: int = Field(
+        ge=0,
+        le=2**53,
+        description="Per-device reading counter, +1 per reading; a jump reveals lost readings.",
+    )
+
+    @field_validator("ts")
+    @classmethod
+    def _plausible_clock(cls, ts: datetime) -> datetime:
+        return check_device_clock(ts)
+
+
+class Event(BaseModel):
+    """Something that happened at a moment (a session started, a bin was emptied)."""
+
+    model_config = STRICT
+    #: Event attributes stored as tags (small closed sets only), mapped to their tag names.
+    TAGS: ClassVar[dict[str, str]] = {"kind": "kind"}
+
+    ts: AwareDatetime = Field(description="When it happened (ISO 8601 with offset).")
+
+    @field_validator("ts")
+    @classmethod
+    def _plausible_clock(cls, ts: datetime) -> datetime:
+        return check_device_clock(ts)
+
+
+def check_device_clock(ts: datetime) -> datetime:
+    """Reject a timestamp from a device whose clock is unset or far ahead."""
+    if ts < EARLIEST_TS:
+        raise ValueError("timestamp is before 2000-01-01: the device clock is not set")
+    if ts.timestamp() > time.time() + MAX_CLOCK_SKEW_S:
+        raise ValueError(
+            f"timestamp is more than {MAX_CLOCK_SKEW_S:.0f} s in the future: check the device clock"
+        )
+    return ts
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """One InfluxDB point before it is encoded: measurement, extra tags, fields and time."""
+
+    measurement: str
+    fields: dict[str, float | int | str | bool]
+    time_ns: int
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+def point_time_ns(ts: datetime, seq: int | None = None) -> int:
+    """The InfluxDB timestamp of a reading: device time to the millisecond, plus seq in ns.
+
+    Two readings stamped in the same millisecond stay two points, and a replayed reading (same
+    ts, same seq) lands on the very same point, so redelivery is harmless.
+    """
+    ms = math.floor(ts.timestamp() * 1000)
+    return ms * 1_000_000 + (seq % 1_000_000 if seq is not None else 0)
+
+
+@functools.cache
+def _float_fields(model_cls: type[BaseModel]) -> frozenset[str]:
+    return frozenset(
+        name for name, info in model_cls.model_fields.items() if info.annotation in FLOAT_TYPES
+    )
+
+
+FLOAT_TYPES = (float, float | None)
+
+
+def scalar_fields(model: BaseModel, skip: frozenset[str]) -> dict[str, float | int | str | bool]:
+    """The model's scalar attributes as InfluxDB fields.
+
+    A field declared ``float`` is always written as a float, even when the JSON said ``230``:
+    InfluxDB fixes a field's type per shard, and an integer would make the next float fail.
+    """
+    floats = _float_fields(type(model))
+    out: dict[str, float | int | str | bool] = {}
+    for name in type(model).model_fields:
+        if name in skip:
+            continue
+        value = getattr(model, name)
+        if value is None or isinstance(value, BaseModel | list | dict):
+            continue
+        out[name] = float(value) if name in floats else value
+    return out
+
+
+class DeviceType:
+    """A device type: subclass it in one module and list it in ``smartcity.devices``."""
+
+    #: Topic level and InfluxDB measurement name.
+    name: ClassVar[str]
+    #: The FIWARE Smart Data Models entity this type follows.
+    fiware_type: ClassVar[str]
+    title_it: ClassVar[str]
+    title_en: ClassVar[str]
+    reading_model: ClassVar[type[Reading]]
+    event_model: ClassVar[Any]
+    #: How often a real device of this type reports, in seconds (simulators and offline alerts).
+    report_interval_s: ClassVar[float]
+
+    @classmethod
+    def measurement(cls) -> str:
+        return cls.name
+
+    @classmethod
+    def event_measurement(cls) -> str:
+        return f"{cls.name}_event"
+
+    @classmethod
+    def reading_rows(cls, reading: Reading) -> Iterator[Row]:
+        """The reading's own point (the only one that carries ``seq``), then derived points."""
+        yield Row(
+            cls.measurement(),
+            scalar_fields(reading, frozenset({"ts"})),
+            point_time_ns(reading.ts, reading.seq),
+        )
+
+    @classmethod
+    def event_rows(cls, event: Event) -> Iterator[Row]:
+        """An event becomes one point tagged with its kind and any ``TAGS`` it declares."""
+        tag_names: dict[str, str] = getattr(event, "TAGS", {})
+        tags = {tag: str(getattr(event, name)) for name, tag in tag_names.items()}
+        fields = scalar_fields(event, frozenset({"ts", *tag_names}))
+        fields["count"] = 1
+        yield Row(cls.event_measurement(), fields, point_time_ns(event.ts), tags)

@@ -1,0 +1,98 @@
+"""EV charging station (FIWARE ``EVChargingStation``), one OCPP 1.6 status per connector.
+
+Serves plan line 1.c (electric mobility): availability per connector for drivers, energy and
+sessions for the mobility office, faults for maintenance.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated, ClassVar, Literal
+
+from pydantic import BaseModel, Field, model_validator
+
+from smartcity.devices.base import STRICT, DeviceType, Event, Reading, Row, measure, point_time_ns
+
+#: OCPP 1.6 ChargePointStatus for a connector.
+ConnectorStatus = Literal[
+    "Available",
+    "Preparing",
+    "Charging",
+    "SuspendedEV",
+    "SuspendedEVSE",
+    "Finishing",
+    "Reserved",
+    "Unavailable",
+    "Faulted",
+]
+MAX_CONNECTORS = 8
+
+
+class Connector(BaseModel):
+    model_config = STRICT
+
+    connectorId: int = Field(ge=1, le=MAX_CONNECTORS, description="OCPP connector id (1-based).")
+    status: ConnectorStatus = Field(description="OCPP 1.6 connector status.")
+    power: float = measure("kW", 0.0, 400.0, "Power delivered now.")
+    energy: float = measure("kWh", 0.0, 1e9, "Lifetime energy delivered by this connector.")
+
+
+class EvchargerReading(Reading):
+    power: float = measure("kW", 0.0, 3_200.0, "Power delivered now by the whole station.")
+    energy: float = measure("kWh", 0.0, 1e10, "Lifetime energy delivered by the station.")
+    connectors: list[Connector] = Field(min_length=1, max_length=MAX_CONNECTORS)
+
+    @model_validator(mode="after")
+    def _unique_connectors(self) -> EvchargerReading:
+        ids = [c.connectorId for c in self.connectors]
+        if len(set(ids)) != len(ids):
+            raise ValueError("connectorId values must be unique within a reading")
+        return self
+
+
+class SessionStarted(Event):
+    kind: Literal["sessionStart"]
+    connectorId: int = Field(ge=1, le=MAX_CONNECTORS)
+    sessionId: str = Field(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
+    TAGS: ClassVar[dict[str, str]] = {"kind": "kind", "connectorId": "connector_id"}
+
+
+class SessionStopped(Event):
+    kind: Literal["sessionStop"]
+    connectorId: int = Field(ge=1, le=MAX_CONNECTORS)
+    sessionId: str = Field(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
+    energy: float = measure("kWh", 0.0, 10_000.0, "Energy delivered in the session.")
+    duration: float = measure("s", 0.0, 30 * 86_400.0, "Session length.")
+    TAGS: ClassVar[dict[str, str]] = {"kind": "kind", "connectorId": "connector_id"}
+
+
+class Evcharger(DeviceType):
+    name = "evcharger"
+    fiware_type = "EVChargingStation"
+    title_it = "Ricarica veicoli elettrici"
+    title_en = "EV charging"
+    reading_model = EvchargerReading
+    event_model = Annotated[SessionStarted | SessionStopped, Field(discriminator="kind")]
+    report_interval_s = 60.0
+
+    @classmethod
+    def connector_measurement(cls) -> str:
+        return f"{cls.name}_connector"
+
+    @classmethod
+    def reading_rows(cls, reading: Reading) -> Iterator[Row]:
+        """The station point (with ``seq`` and counts per status), then one row per connector."""
+        assert isinstance(reading, EvchargerReading)
+        (station,) = super().reading_rows(reading)
+        statuses = [c.status for c in reading.connectors]
+        station.fields["connectorsAvailable"] = statuses.count("Available")
+        station.fields["connectorsCharging"] = statuses.count("Charging")
+        station.fields["connectorsFaulted"] = statuses.count("Faulted")
+        yield station
+        for c in reading.connectors:
+            yield Row(
+                cls.connector_measurement(),
+                {"status": c.status, "power": c.power, "energy": c.energy},
+                point_time_ns(reading.ts, reading.seq),
+                {"connector_id": str(c.connectorId)},
+            )

@@ -1,0 +1,263 @@
+"""Mosquitto and InfluxDB as child processes with their config and data in one folder.
+
+``smartcity up`` runs the whole pipeline on them and the tests start fresh ones on free ports, so
+both run the very configuration documented in ``docs/operations.md``.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+#: Debian package that provides each server binary.
+PACKAGES = {"mosquitto": "mosquitto", "influxd": "influxdb", "mosquitto_sub": "mosquitto-clients"}
+_SBIN = ("/usr/sbin", "/usr/local/sbin", "/sbin")
+
+
+class ServerError(RuntimeError):
+    """A server could not be found or started; the message says what to do."""
+
+
+def find_binary(name: str) -> str:
+    found = shutil.which(name) or next(
+        (f"{d}/{name}" for d in _SBIN if os.access(f"{d}/{name}", os.X_OK)), None
+    )
+    if found is None:
+        package = PACKAGES.get(name, name)
+        raise ServerError(
+            f"{name} is not installed. On Debian/Ubuntu: sudo apt-get install {package}; "
+            f"elsewhere install the {package} package for your system and put {name} on PATH."
+        )
+    return found
+
+
+def install_missing(names: tuple[str, ...] = ("mosquitto", "influxd")) -> None:
+    """Install missing servers from Debian packages (root on a Debian-like system only)."""
+    missing = [n for n in names if _which(n) is None]
+    if not missing:
+        return
+    if os.geteuid() != 0 or shutil.which("apt-get") is None:
+        find_binary(missing[0])  # raises with the install hint
+    packages = sorted({PACKAGES[n] for n in missing})
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    print(f"installing {' '.join(packages)} from Debian packages...", flush=True)
+    subprocess.run(["apt-get", "update", "-qq"], check=False, env=env)
+    subprocess.run(["apt-get", "install", "-y", "-qq", *packages], check=True, env=env)
+
+
+def _which(name: str) -> str | None:
+    try:
+        return find_binary(name)
+    except ServerError:
+        return None
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def port_in_use(host: str, port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex((host, port)) == 0
+
+
+@dataclass(kw_only=True)
+class ChildServer:
+    """A server process we own: config written, started, waited for, stopped."""
+
+    name: str
+    workdir: Path
+    host: str
+    port: int
+    proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    def command(self) -> list[str]:
+        raise NotImplementedError
+
+    def write_config(self) -> None:
+        raise NotImplementedError
+
+    def ready(self) -> bool:
+        return port_in_use(self.host, self.port)
+
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / f"{self.name}.log"
+
+    def start(self, timeout: float = 30.0) -> None:
+        if port_in_use(self.host, self.port):
+            raise ServerError(
+                f"port {self.host}:{self.port} for {self.name} is already in use: stop what "
+                "listens there or choose another port in the URL setting"
+            )
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.write_config()
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            self.command(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                tail = self.log_path.read_text(errors="replace")[-2000:]
+                raise ServerError(f"{self.name} exited at start-up; its log says:\n{tail}")
+            if self.ready():
+                return
+            time.sleep(0.05)
+        self.stop()
+        raise ServerError(f"{self.name} did not answer on {self.host}:{self.port} in {timeout} s")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(sig)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        # the port may linger in the kernel for a moment after the process is gone
+        deadline = time.monotonic() + 5
+        while port_in_use(self.host, self.port) and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+
+@dataclass(kw_only=True)
+class Mosquitto(ChildServer):
+    """Mosquitto configured never to drop QoS 1 messages silently for a lagging subscriber.
+
+    Debian's default ``max_queued_messages`` of 1000 discards QoS 1 messages for a subscriber
+    that falls behind (we lost 30-70 % of a 200,000 message burst that way), so queue limits,
+    in-flight window and persistence are set here on purpose; see ``docs/operations.md``.
+    """
+
+    name: str = "mosquitto"
+    max_queued_messages: int = 5_000_000
+    max_queued_bytes: int = 2 * 1024**3
+    extra_config: str = ""
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://{self.host}:{self.port}"
+
+    def command(self) -> list[str]:
+        return [find_binary("mosquitto"), "-c", str(self.workdir / "mosquitto.conf")]
+
+    def write_config(self) -> None:
+        (self.workdir / "data").mkdir(exist_ok=True)
+        (self.workdir / "mosquitto.conf").write_text(
+            mosquitto_config(
+                self.host,
+                self.port,
+                self.workdir / "data",
+                self.max_queued_messages,
+                self.max_queued_bytes,
+            )
+            + self.extra_config
+        )
+
+
+def mosquitto_config(
+    host: str, port: int, data_dir: Path, max_queued_messages: int, max_queued_bytes: int
+) -> str:
+    return f"""# Written by smartcity; see docs/operations.md for why each limit is what it is.
+per_listener_settings false
+listener {port} {host}
+allow_anonymous true
+user {getpass.getuser()}
+
+# Keep sessions and queued QoS 1 messages across a broker restart.
+persistence true
+persistence_location {data_dir}/
+autosave_interval 30
+persistent_client_expiration 7d
+
+# A subscriber that lags (or is down, with a persistent session) gets its messages queued, not
+# dropped. Beyond these limits messages ARE dropped; $SYS/broker/publish/messages/dropped counts
+# them and the pipeline board shows it.
+max_queued_messages {max_queued_messages}
+max_queued_bytes {max_queued_bytes}
+# In-flight QoS 1 window towards MQTT 3.1.1 clients; v5 clients set their own Receive Maximum.
+max_inflight_messages 1000
+max_packet_size 1048576
+set_tcp_nodelay true
+sys_interval 10
+
+log_type error
+log_type warning
+log_type notice
+connection_messages false
+"""
+
+
+@dataclass(kw_only=True)
+class Influxd(ChildServer):
+    """InfluxDB 1.x with data, WAL and meta in the work folder and reporting off."""
+
+    name: str = "influxd"
+    rpc_port: int = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def command(self) -> list[str]:
+        return [find_binary("influxd"), "-config", str(self.workdir / "influxdb.conf")]
+
+    def ready(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.url}/ping", timeout=1) as resp:
+                return bool(resp.status == 204)
+        except (urllib.error.URLError, OSError):
+            return False
+
+    def write_config(self) -> None:
+        if not self.rpc_port:
+            self.rpc_port = free_port(self.host)
+        w = self.workdir
+        (w / "influxdb.conf").write_text(
+            f"""# Written by smartcity.
+reporting-disabled = true
+bind-address = "{self.host}:{self.rpc_port}"
+[meta]
+  dir = "{w}/meta"
+  logging-enabled = false
+[data]
+  dir = "{w}/data"
+  wal-dir = "{w}/wal"
+  query-log-enabled = false
+[http]
+  bind-address = "{self.host}:{self.port}"
+  log-enabled = false
+  max-body-size = 52428800
+[logging]
+  level = "warn"
+[monitor]
+  store-enabled = false
+[continuous_queries]
+  log-enabled = false
+[subscriber]
+  enabled = false
+"""
+        )

@@ -1,0 +1,200 @@
+"""Fixtures: a real Mosquitto and a real InfluxDB on free loopback ports with temporary folders.
+
+Servers are shared by the session; each test gets its own city (topic level) and database, so
+tests never see each other's data. Tests that restart or kill a server start their own.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from smartcity.servers import Influxd, Mosquitto, free_port
+
+
+@pytest.fixture(scope="session")
+def mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mosquitto]:
+    broker = Mosquitto(
+        workdir=tmp_path_factory.mktemp("mosquitto"), host="127.0.0.1", port=free_port()
+    )
+    broker.start()
+    yield broker
+    broker.stop()
+
+
+@pytest.fixture(scope="session")
+def influxd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Influxd]:
+    db = Influxd(workdir=tmp_path_factory.mktemp("influxd"), host="127.0.0.1", port=free_port())
+    db.start()
+    yield db
+    db.stop()
+
+
+@pytest.fixture
+def own_mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
+    """A broker of this test's own, for tests that restart or stop it."""
+    broker = Mosquitto(workdir=tmp_path / "mosquitto", host="127.0.0.1", port=free_port())
+    broker.start()
+    yield broker
+    broker.stop()
+
+
+@pytest.fixture
+def own_influxd(tmp_path: Path) -> Iterator[Influxd]:
+    db = Influxd(workdir=tmp_path / "influxd", host="127.0.0.1", port=free_port())
+    db.start()
+    yield db
+    db.stop()
+
+
+@dataclass
+class Influx:
+    """Queries against one test's database (values always bound as params, never spliced)."""
+
+    url: str
+    db: str
+
+    def query(self, q: str, **params: object) -> list[dict[str, object]]:
+        data = {"db": self.db, "q": q}
+        if params:
+            data["params"] = json.dumps(params)
+        body = urllib.parse.urlencode(data).encode()
+        with urllib.request.urlopen(f"{self.url}/query", body, timeout=30) as resp:
+            result = json.load(resp)["results"][0]
+        if "error" in result:
+            raise AssertionError(f"InfluxQL error: {result['error']} in {q}")
+        rows: list[dict[str, object]] = []
+        for series in result.get("series", []):
+            for values in series["values"]:
+                row = dict(zip(series["columns"], values, strict=True))
+                row["_measurement"] = series["name"]
+                row.update(series.get("tags", {}))
+                rows.append(row)
+        return rows
+
+    def count(self, measurement: str, field: str = "seq", **tags: str) -> int:
+        where = " AND ".join(f'"{k}" = ${k}' for k in tags)
+        q = f'SELECT count("{field}") FROM "{measurement}"' + (f" WHERE {where}" if where else "")
+        rows = self.query(q, **tags)
+        return int(rows[0]["count"]) if rows else 0  # type: ignore[call-overload]
+
+    def wait_for_count(
+        self, measurement: str, expected: int, timeout: float = 60.0, field: str = "seq"
+    ) -> int:
+        """Poll until ``expected`` points are there (or time runs out); returns the last count."""
+        deadline = time.monotonic() + timeout
+        got = -1
+        while time.monotonic() < deadline:
+            got = self.count(measurement, field)
+            if got >= expected:
+                # settle: make sure nothing more arrives than expected
+                time.sleep(0.5)
+                return self.count(measurement, field)
+            time.sleep(0.2)
+        return got
+
+
+@pytest.fixture
+def city() -> str:
+    """A city level of this test's own, so concurrent tests never share topics."""
+    return f"t{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def influx(influxd: Influxd, city: str) -> Influx:
+    return Influx(influxd.url, f"db_{city}")
+
+
+def smartcity_env(mqtt_url: str, influx: Influx, city: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        "SMARTCITY_MQTT_URL": mqtt_url,
+        "SMARTCITY_INFLUX_URL": influx.url,
+        "SMARTCITY_INFLUX_DB": influx.db,
+        "SMARTCITY_CITY": city,
+    }
+
+
+class IngesterProcess:
+    """``smartcity ingest`` as a real child process, so tests can SIGTERM or SIGKILL it."""
+
+    def __init__(self, env: dict[str, str], log_path: Path, *args: str) -> None:
+        self.env = env
+        self.args = args
+        self.log_path = log_path
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> IngesterProcess:
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "smartcity", "ingest", *self.args],
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        log.close()
+        return self
+
+    def wait_subscribed(self, timeout: float = 30) -> IngesterProcess:
+        """Wait for the ingester's subscriptions: messages sent before them are not for it."""
+        deadline = time.monotonic() + timeout
+        while "connected to broker" not in self.log():
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise AssertionError(f"ingester exited:\n{self.log()}")
+            if time.monotonic() > deadline:
+                raise AssertionError(f"ingester did not subscribe in {timeout} s:\n{self.log()}")
+            time.sleep(0.05)
+        return self
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 60) -> int:
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        return self.proc.wait(timeout)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+@pytest.fixture
+def ingester(
+    mosquitto: Mosquitto, influx: Influx, city: str, tmp_path: Path
+) -> Iterator[IngesterProcess]:
+    """A running ingester bound to this test's city and database on the shared servers."""
+    proc = IngesterProcess(
+        smartcity_env(mosquitto.url, influx, city),
+        tmp_path / "ingest.log",
+        "--client-id",
+        f"ingest-{city}",
+        "--share-group",
+        f"g{city}",
+    ).start()
+    proc.wait_subscribed()
+    yield proc
+    proc.stop()
+
+
+def run_smartcity(
+    *args: str, env: dict[str, str], timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "smartcity", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )

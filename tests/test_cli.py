@@ -1,0 +1,83 @@
+"""Every command has --help; settings come from flags, SMARTCITY_* variables or a config file."""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ingest.settings import IngestSettings
+from smartcity.cli import build_parser
+from smartcity.settings import SettingsError, add_arguments, load
+
+
+def subcommands() -> list[str]:
+    parser = build_parser()
+    action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return sorted(action.choices)
+
+
+def test_expected_subcommands_exist() -> None:
+    assert {"up", "simulate", "ingest"} <= set(subcommands())
+
+
+@pytest.mark.parametrize("command", [None, *subcommands()])
+def test_help(command: str | None) -> None:
+    args = [sys.executable, "-m", "smartcity", *([command] if command else []), "--help"]
+    out = subprocess.run(args, capture_output=True, text=True, check=False, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "usage: smartcity" in out.stdout
+
+
+def parse(*argv: str) -> argparse.Namespace:
+    p = argparse.ArgumentParser()
+    p.add_argument("--config")
+    add_arguments(p, IngestSettings)
+    return p.parse_args(argv)
+
+
+def test_flag_beats_environment_beats_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = tmp_path / "smartcity.toml"
+    cfg.write_text(
+        'influx_db = "from_file"\nmqtt_url = "mqtt://file:1"\n[ingest]\nbatch_size = 11\n'
+    )
+    s = load(IngestSettings, parse("--config", str(cfg)))
+    assert (s.influx_db, s.mqtt_url, s.batch_size) == ("from_file", "mqtt://file:1", 11)
+    monkeypatch.setenv("SMARTCITY_INFLUX_DB", "from_env")
+    monkeypatch.setenv("SMARTCITY_INGEST_BATCH_SIZE", "22")
+    s = load(IngestSettings, parse("--config", str(cfg)))
+    assert (s.influx_db, s.batch_size) == ("from_env", 22)
+    s = load(
+        IngestSettings,
+        parse("--config", str(cfg), "--influx-db", "from_flag", "--batch-size", "33"),
+    )
+    assert (s.influx_db, s.batch_size) == ("from_flag", 33)
+
+
+def test_bad_settings_fail_at_start_with_the_name_to_fix(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SMARTCITY_MQTT_URL", "http://wrong-scheme:1883")
+    with pytest.raises(SettingsError, match="mqtt_url"):
+        load(IngestSettings, parse())
+    out = subprocess.run(
+        [sys.executable, "-m", "smartcity", "ingest", "--batch-size", "0"],
+        capture_output=True, text=True, check=False, timeout=60,
+    )  # fmt: skip
+    assert out.returncode == 2
+    assert "batch_size" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_unreachable_broker_says_what_to_do() -> None:
+    from smartcity.servers import free_port
+
+    out = subprocess.run(
+        [sys.executable, "-m", "smartcity", "simulate", "--mqtt-url", f"mqtt://127.0.0.1:{free_port()}",
+         "--messages", "1"],
+        capture_output=True, text=True, check=False, timeout=60,
+    )  # fmt: skip
+    assert out.returncode == 1
+    assert "cannot reach the MQTT broker" in out.stderr
+    assert "Traceback" not in out.stderr

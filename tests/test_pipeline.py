@@ -1,0 +1,155 @@
+"""End to end on real servers: simulator -> Mosquitto -> ingester -> InfluxDB, counted exactly."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
+
+from simulators.fleet import build_fleet, schedule
+from simulators.publisher import AckingPublisher
+from smartcity.contract import DEADLETTER_TOPIC, topic
+
+from .conftest import Influx, IngesterProcess, run_smartcity, smartcity_env
+
+START = datetime(2026, 11, 20, 16, 0, tzinfo=UTC)
+FLEET = {"streetlight": 30, "wastebin": 20, "evcharger": 6}
+
+
+def expected_per_type(seed: int, messages: int) -> Counter[str]:
+    """What the simulator will send, worked out from its own schedule (not hard-coded)."""
+    fleet = build_fleet(seed, FLEET)
+    sched = schedule(fleet, START)
+    return Counter(next(sched)[1].device_type.name for _ in range(messages))
+
+
+def test_seeded_fleet_lands_exactly_per_device_type(
+    mosquitto, influx: Influx, ingester: IngesterProcess, city: str
+) -> None:
+    n = 3000
+    result = run_smartcity(
+        "simulate", "--streetlights", "30", "--bins", "20", "--chargers", "6", "--seed", "7",
+        "--messages", str(n), "--speed", "0", "--start", START.isoformat(), "--no-progress",
+        env=smartcity_env(mosquitto.url, influx, city),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    expected = expected_per_type(7, n)
+    assert sum(expected.values()) == n
+    for measurement, count in expected.items():
+        assert influx.wait_for_count(measurement, count) == count, measurement
+    # no gaps and no doubles: per device, seq runs from its first to its last with none missing
+    rows = influx.query(
+        'SELECT count("seq"), min("seq"), max("seq") FROM "streetlight" GROUP BY "device_id"'
+    )
+    assert len(rows) == 30
+    for r in rows:
+        assert r["count"] == r["max"] - r["min"] + 1  # type: ignore[operator]
+    # derived rows carry no seq, so count(seq) is the number of readings
+    assert influx.count("evcharger_connector", "power") >= expected["evcharger"]
+    assert influx.count("device_status", "state") == sum(FLEET.values())
+
+
+def test_same_seed_same_messages_different_seed_different() -> None:
+    def messages(seed: int) -> list[bytes]:
+        from smartcity.contract import encode_telemetry
+
+        fleet = build_fleet(seed, FLEET)
+        out = []
+        for (due, dev), _ in zip(schedule(fleet, START), range(500), strict=False):
+            reading, _events = dev.read(due)
+            out.append(encode_telemetry([reading], dev.placement.zone))
+        return out
+
+    assert messages(11) == messages(11)
+    assert messages(11) != messages(12)
+
+
+def good_reading(seq: int, ts: datetime) -> bytes:
+    return json.dumps({
+        "v": 1, "zone": "Centro", "readings": [{
+            "ts": ts.isoformat(), "seq": seq, "fillingLevel": 0.5, "temperature": 11.0,
+            "storedWasteKind": "plastic", "status": "ok", "batteryLevel": 0.7,
+        }],
+    }).encode()  # fmt: skip
+
+
+BAD = [
+    ("wastebin", "wb-1", "telemetry", b"not json at all"),
+    ("wastebin", "wb-1", "telemetry", b'{"v":1,"readings":[{"ts":"2026-01-01T00:00:00Z",'
+     b'"seq":1}]}'),
+    ("wastebin", "wb-1", "telemetry", b'{"v":1,"readings":[{"ts":"2099-01-01T00:00:00Z","seq":1,'
+     b'"fillingLevel":0.5,"temperature":11.0,"storedWasteKind":"plastic","status":"ok","batteryLevel":0.7}]}'),
+    ("toaster", "t-1", "telemetry", b'{"v":1}'),
+    ("wastebin", "wb-1", "telemetry", "quote \" backslash \\ newline \n unicode 🙂 , = ".encode()),
+    ("wastebin", "wb-1", "telemetry", b"\xff\xfe\x00binary"),
+    ("wastebin", "wb-1", "telemetry", b"x" * (300 * 1024)),
+]  # fmt: skip
+
+
+def test_good_messages_around_bad_ones_are_all_stored_and_bad_ones_dead_lettered(
+    mosquitto, influx: Influx, ingester: IngesterProcess, city: str
+) -> None:
+    host, port = mosquitto.host, mosquitto.port
+    dead: list[dict[str, object]] = []
+    subscribed = threading.Event()
+    watcher = paho.Client(CallbackAPIVersion.VERSION2)
+    watcher.on_message = lambda c, u, m: dead.append(json.loads(m.payload))
+    watcher.on_subscribe = lambda *a: subscribed.set()
+    watcher.connect(host, port)
+    watcher.subscribe(DEADLETTER_TOPIC, qos=1)
+    watcher.loop_start()
+    assert subscribed.wait(10)
+
+    pub = AckingPublisher(mosquitto.url, f"pub-{city}")
+    pub.connect()
+    t0 = datetime.now(UTC) - timedelta(minutes=10)
+    good = 0
+    for i in range(200):
+        pub.publish(
+            topic("wastebin", "wb-1", "telemetry", city), good_reading(i, t0 + timedelta(seconds=i))
+        )
+        good += 1
+        if i % 25 == 0:
+            dtype, dev, channel, payload = BAD[(i // 25) % len(BAD)]
+            pub.publish(topic(dtype, dev, channel, city), payload)  # type: ignore[arg-type]
+    # a hostile topic too: line-protocol syntax in the device id (Mosquitto itself refuses
+    # control characters such as newlines in topics, so those never reach us)
+    pub.publish(f'smartcity/v1/{city}/wastebin/evil id,x=1 f="2"\\/telemetry', good_reading(0, t0))
+    assert pub.drain(30)
+    pub.close()
+    bad_sent = 8 + 1
+
+    assert influx.wait_for_count("wastebin", good) == good
+    assert influx.wait_for_count("deadletter", bad_sent, field="reason") == bad_sent
+    rows = influx.query(
+        'SELECT "reason", "topic", "payload", "payload_bytes", "reason_code" FROM "deadletter"'
+    )
+    assert all(r["reason"] for r in rows)
+    codes = Counter(r["reason_code"] for r in rows)
+    assert codes["bad_json"] >= 3
+    assert codes["too_large"] == 1
+    assert codes["unknown_device_type"] == 1
+    assert codes["bad_device_id"] == 1
+    hostile = next(r for r in rows if "🙂" in str(r["payload"]))
+    assert hostile["payload"] == 'quote " backslash \\ newline \n unicode 🙂 , = '
+    evil = next(r for r in rows if r["reason_code"] == "bad_device_id")
+    assert evil["topic"] == f'smartcity/v1/{city}/wastebin/evil id,x=1 f="2"\\/telemetry'
+
+    deadline = time.monotonic() + 20
+    while (
+        len([d for d in dead if city in str(d["topic"])]) < bad_sent and time.monotonic() < deadline
+    ):
+        time.sleep(0.1)
+    watcher.loop_stop()
+    mine = [d for d in dead if city in str(d["topic"])]
+    assert len(mine) == bad_sent
+    assert all(d["reason"] and d["code"] for d in mine)
+    binary = next(d for d in mine if d["payload_encoding"] == "base64")
+    assert binary["code"] == "bad_json"
+    assert ingester.proc is not None
+    assert ingester.proc.poll() is None, "ingester must not crash"

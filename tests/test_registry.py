@@ -1,0 +1,20 @@
+"""Every device type is known to every component: adding one without the rest fails here."""
+
+from __future__ import annotations
+
+from simulators import SIMULATORS
+from smartcity.devices import DEVICE_TYPES
+
+
+def test_every_device_type_has_a_simulator() -> None:
+    assert set(SIMULATORS) == set(DEVICE_TYPES)
+    for name, sim in SIMULATORS.items():
+        assert sim.device_type is DEVICE_TYPES[name]
+
+
+def test_every_device_type_declares_units_and_ranges_for_its_numbers() -> None:
+    for device in DEVICE_TYPES.values():
+        for name, info in device.reading_model.model_fields.items():
+            if info.annotation is float:
+                assert isinstance(info.json_schema_extra, dict), f"{device.name}.{name} has no unit"
+                assert "unit" in info.json_schema_extra
