@@ -41,6 +41,8 @@ class InfluxWriter:
         )
         self.client = httpx.AsyncClient(base_url=settings.influx_url, timeout=timeout, auth=auth)
         self.retries = 0
+        #: True from a failed attempt until the next accepted one: InfluxDB is away, not slow.
+        self.failing = False
         self.backoff_initial = 0.2
         self.backoff_max = 10.0
 
@@ -111,6 +113,7 @@ class InfluxWriter:
             try:
                 resp = await send()
                 if resp.status_code in accept:
+                    self.failing = False
                     return resp
                 problem = f"HTTP {resp.status_code}: {_error_text(resp)}"
                 if resp.status_code in (401, 403):
@@ -119,6 +122,7 @@ class InfluxWriter:
             except httpx.TransportError as exc:
                 problem = f"{type(exc).__name__}: {exc or 'connection failed'}"
                 wait = delay
+            self.failing = True
             if not keep_trying():
                 raise InfluxUnavailable(f"InfluxDB {what} failed: {problem}")
             self.retries += 1

@@ -32,3 +32,15 @@ def ack(client: aiomqtt.Client, mid: int, qos: int) -> bool:
     if qos == 0:
         return True
     return _paho(client).ack(mid, qos) == paho.MQTT_ERR_SUCCESS
+
+
+async def settle(client: aiomqtt.Client, topic: str) -> None:
+    """Return once the broker has processed every acknowledgement sent so far.
+
+    Closing a socket that still has unread incoming data makes the kernel send a reset, and the
+    broker then discards whatever it had not yet read from us, our last PUBACKs included (seen
+    here: the final batch redelivered after a clean shutdown). The broker handles a
+    connection's packets in order, so once it acknowledges this QoS 1 publish it has applied
+    every PUBACK before it.
+    """
+    await client.publish(topic, b"", qos=1)

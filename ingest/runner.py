@@ -9,6 +9,7 @@ import signal
 
 from ingest.service import Ingester
 from ingest.settings import IngestSettings
+from smartcity.logs import JsonFormatter
 
 log = logging.getLogger("smartcity.ingest")
 
@@ -21,10 +22,10 @@ async def _serve_one(settings: IngestSettings, worker: int) -> None:
     await ingester.run()
 
 
-def _worker(settings: IngestSettings, worker: int) -> None:
+def _worker(settings: IngestSettings, worker: int, level: str, fmt: str) -> None:
     from smartcity import logs
 
-    logs.configure(logging.getLevelName(logging.getLogger().level).lower())
+    logs.configure(level, fmt)
     asyncio.run(_serve_one(settings, worker))
 
 
@@ -33,12 +34,16 @@ def serve(settings: IngestSettings) -> int:
     if settings.workers == 1:
         asyncio.run(_serve_one(settings, 0))
         return 0
-    if not settings.share_group:
-        log.error("--workers > 1 needs a --share-group, or every worker gets every message")
+    if settings.share_group == "":
+        log.error("--workers > 1 needs a shared subscription: drop --share-group ''")
         return 2
     ctx = multiprocessing.get_context("spawn")
+    root = logging.getLogger()
+    level = logging.getLevelName(root.getEffectiveLevel()).lower()
+    json_logs = any(isinstance(h.formatter, JsonFormatter) for h in root.handlers)
+    fmt = "json" if json_logs else "logfmt"
     procs = [
-        ctx.Process(target=_worker, args=(settings, i + 1), name=f"ingest-{i + 1}")
+        ctx.Process(target=_worker, args=(settings, i + 1, level, fmt), name=f"ingest-{i + 1}")
         for i in range(settings.workers)
     ]
     for p in procs:

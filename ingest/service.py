@@ -1,17 +1,19 @@
 """The ingest loop: receive, validate, batch, write, and only then acknowledge.
 
 Receiving and writing run as separate tasks joined by a bounded queue of batches, so a slow
-InfluxDB never stalls the MQTT socket, and memory stays bounded: when the queue is full the
-receive loop waits, the broker stops sending once our Receive Maximum of unacknowledged messages
-is reached, and it keeps the rest in our persistent session. A message is acknowledged only
-after the batch holding it (or its dead-letter point) is stored, so a crash at any moment loses
-nothing: the broker redelivers, and a redelivered reading lands on the same InfluxDB point.
+InfluxDB never stalls the MQTT socket. A message is acknowledged only once the batch holding it
+(or its dead-letter point) is stored: in InfluxDB (204), or, while InfluxDB is away and the
+in-memory queue is full, fsynced to the disk spool that is drained first when it returns. A
+crash at any moment therefore loses nothing: the broker resends what was not acknowledged, and a
+resent reading lands on the same InfluxDB point.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import json
 import logging
 import random
 import time
@@ -21,15 +23,19 @@ from typing import Any
 import aiomqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from ingest import mqtt_ack
 from ingest.convert import DeadLetterClock, deadletter_line, message_lines
 from ingest.influx import InfluxUnavailable, InfluxWriter
+from ingest.metrics import BROKER_TOPICS, IngestMetrics
 from ingest.settings import IngestSettings
+from ingest.spool import Spool
 from smartcity.contract import (
     DEADLETTER_TOPIC,
     INGESTED_CHANNELS,
     InvalidMessage,
+    Telemetry,
     decode,
     parse_topic,
     subscription,
@@ -38,6 +44,8 @@ from smartcity.lineprotocol import LineProtocolError
 from smartcity.settings import mqtt_endpoint
 
 log = logging.getLogger("smartcity.ingest")
+#: Where the ingester publishes its shutdown barrier (no one subscribes; see mqtt_ack.settle).
+SYNC_TOPIC_PREFIX = "smartcity/v1/_ingest/sync"
 
 
 @dataclass
@@ -47,27 +55,23 @@ class Batch:
     lines: list[str] = field(default_factory=list)
     acks: list[tuple[int, int, int]] = field(default_factory=list)  # (connection, mid, qos)
     deadletters: list[bytes] = field(default_factory=list)
-    messages: int = 0
+    newest_ts: float | None = None
     started: float = field(default_factory=time.monotonic)
 
-
-@dataclass
-class Counters:
-    received: int = 0
-    points: int = 0
-    invalid: int = 0
-    written_batches: int = 0
-    acked: int = 0
+    def __bool__(self) -> bool:
+        return bool(self.lines or self.acks)
 
 
 class Ingester:
     def __init__(self, settings: IngestSettings, worker: int = 0) -> None:
         self.settings = settings
         self.client_id = settings.client_id if worker == 0 else f"{settings.client_id}-{worker}"
+        self.reports_broker = settings.broker_stats and worker <= 1
         self.influx = InfluxWriter(settings)
+        self.spool = Spool(settings.spool_dir / self.client_id, settings.spool_max_bytes)
+        self.metrics = IngestMetrics(self.client_id)
         self.batch = Batch()
         self.pending: asyncio.Queue[Batch | None] = asyncio.Queue(settings.max_pending_batches)
-        self.counters = Counters()
         self.connection = 0
         self.client: aiomqtt.Client | None = None
         self.stopping = asyncio.Event()
@@ -75,88 +79,121 @@ class Ingester:
         self.give_up_at = float("inf")
         self.writer: asyncio.Task[None]
 
-    # -- the pieces -------------------------------------------------------------------------
+    # -- turning deliveries into lines --------------------------------------------------------
 
-    def handle(self, topic: str, payload: bytes, retained: bool) -> None:
+    def handle(self, topic: str, payload: bytes, retained: bool = False) -> None:
         """Turn one delivery into lines (or a dead-letter); never raises on bad input."""
-        self.counters.received += 1
-        self.batch.messages += 1
+        self.metrics.received += 1
         try:
             msg = decode(topic, payload)
             if retained and msg.topic.channel == "status" and getattr(msg.body, "ts", 1) is None:
                 return  # a Last Will replayed on subscribe: stored when it first fired
             lines = message_lines(msg, self.stamp())
-        except (InvalidMessage, LineProtocolError) as exc:
-            code, reason = (
-                (exc.code, exc.reason)
-                if isinstance(exc, InvalidMessage)
-                else ("unstorable", str(exc))
-            )
-            self._dead_letter(topic, payload, code, reason)
+        except InvalidMessage as exc:
+            self._dead_letter(topic, payload, exc.code, exc.reason)
+            return
+        except LineProtocolError as exc:
+            self._dead_letter(topic, payload, "unstorable", str(exc))
             return
         self.batch.lines.extend(lines)
-        self.counters.points += len(lines)
+        if isinstance(msg.body, Telemetry):
+            ts = msg.body.readings[-1].ts.timestamp()
+            if self.batch.newest_ts is None or ts > self.batch.newest_ts:
+                self.batch.newest_ts = ts
 
     def _dead_letter(self, topic: str, payload: bytes, code: str, reason: str) -> None:
-        self.counters.invalid += 1
-        device_type = _device_type(topic)
+        self.metrics.invalid += 1
         log.info("message dead-lettered", extra={"topic": topic[:200], "code": code})
+        device_type = _device_type(topic)
         self.batch.lines.append(
             deadletter_line(topic, payload, code, reason, device_type, self.stamp())
         )
         self.batch.deadletters.append(deadletter_payload(topic, payload, code, reason))
 
+    # -- batches: memory, spool, InfluxDB -----------------------------------------------------
+
     async def flush(self) -> None:
-        if not self.batch.messages:
+        """Hand the current batch to the writer, or spill it to disk while InfluxDB is away."""
+        if not self.batch:
             return
         batch, self.batch = self.batch, Batch()
+        size = sum(len(line) + 1 for line in batch.lines)
+        away = self.pending.full() and self.influx.failing
+        if (self.spool.depth or away) and self.spool.has_room(size):
+            # keep order: once anything is on disk, newer batches follow it there
+            self.spool.put(batch.lines)
+            self.metrics.spooled += 1
+            self.metrics.spool_depth = self.spool.depth
+            self._acknowledge(batch)
+            await self._publish_deadletters(batch.deadletters)
+            return
         await self.pending.put(batch)
-
-    async def _receive(self, client: aiomqtt.Client) -> None:
-        size = self.settings.batch_size
-        connection = self.connection
-        async for m in client.messages:
-            self.handle(str(m.topic), _as_bytes(m.payload), m.retain)
-            self.batch.acks.append((connection, m.mid, m.qos))
-            if len(self.batch.lines) >= size:
-                await self.flush()
-
-    async def _flush_on_time(self) -> None:
-        interval = self.settings.flush_interval
-        while True:
-            await asyncio.sleep(interval / 4)
-            if self.batch.messages and time.monotonic() - self.batch.started >= interval:
-                await self.flush()
+        self.metrics.queue_depth = self.pending.qsize()
 
     async def _write_batches(self) -> None:
-        """Write batches in order; acknowledge each one's messages once it is stored."""
-        while (batch := await self.pending.get()) is not None:
-            try:
-                await self._store(batch)
-            except InfluxUnavailable as exc:
-                log.error(
-                    "giving up on InfluxDB at shutdown; unwritten messages stay with the broker",
-                    extra={"error": str(exc)},
-                )
+        """Write queued batches, then spooled ones, in order; acknowledge each once stored."""
+        while True:
+            if self.pending.empty() and self.spool.depth:
+                path, lines = self.spool.oldest()  # type: ignore[misc]
+                if not await self._store(lines, None):
+                    return
+                self.spool.remove(path)
+                self.metrics.spool_depth = self.spool.depth
+                continue
+            batch = await self.pending.get()
+            self.metrics.queue_depth = self.pending.qsize()
+            if batch is None:
                 return
-            self.counters.written_batches += 1
+            if not await self._store(batch.lines, batch.newest_ts):
+                self._spill_unwritten(batch)
+                return
             self._acknowledge(batch)
             await self._publish_deadletters(batch.deadletters)
 
-    async def _store(self, batch: Batch) -> None:
-        """Write the batch; points InfluxDB refuses on their own become dead-letters."""
-        rejected = await self.influx.write(batch.lines, self._keep_trying)
-        if not rejected:
-            return
-        lines = []
+    async def _store(self, lines: list[str], newest_ts: float | None) -> bool:
+        """Write lines; refused ones become dead-letters. False if we gave up (shutdown)."""
+        started = time.monotonic()
+        retries_before = self.influx.retries
+        try:
+            rejected = await self.influx.write(lines, self._keep_trying)
+            if rejected:
+                await self.influx.write(self._rejections(rejected), self._keep_trying)
+        except InfluxUnavailable as exc:
+            log.error("InfluxDB still unavailable at shutdown", extra={"error": str(exc)})
+            return False
+        finally:
+            self.metrics.retries += self.influx.retries - retries_before
+        self.metrics.observe_write(
+            len(lines) - len(rejected), time.monotonic() - started, newest_ts
+        )
+        return True
+
+    def _rejections(self, rejected: list[Any]) -> list[str]:
+        out = []
         for r in rejected:
             log.warning("influxdb refused a point", extra={"reason": r.reason[:300]})
-            self.counters.invalid += 1
-            self.counters.points -= 1
-            lines.append(
+            self.metrics.invalid += 1
+            out.append(
                 deadletter_line("", r.line.encode(), "rejected_by_db", r.reason, None, self.stamp())
             )
-        await self.influx.write(lines, self._keep_trying)
+        return out
+
+    def _spill_unwritten(self, first: Batch) -> None:
+        """At shutdown with InfluxDB down: keep what we hold on disk and acknowledge it."""
+        held = [first]
+        while not self.pending.empty():
+            b = self.pending.get_nowait()
+            if b is not None:
+                held.append(b)
+        for b in held:
+            if not self.spool.has_room(sum(len(x) + 1 for x in b.lines)):
+                log.error("spool full: leaving the rest unacknowledged for the broker to resend")
+                return
+            self.spool.put(b.lines)
+            self._acknowledge(b)
+        log.warning(
+            "batches kept in the disk spool for the next start", extra={"batches": len(held)}
+        )
 
     def _acknowledge(self, batch: Batch) -> None:
         client = self.client
@@ -167,7 +204,7 @@ class Ingester:
                 and connection == self.connection
                 and mqtt_ack.ack(client, mid, qos)
             ):
-                self.counters.acked += 1
+                self.metrics.acked += 1
 
     async def _publish_deadletters(self, payloads: list[bytes]) -> None:
         if not payloads or self.client is None:
@@ -183,7 +220,7 @@ class Ingester:
     def _keep_trying(self) -> bool:
         return not self.stopping.is_set() or time.monotonic() < self.give_up_at
 
-    # -- the connection ---------------------------------------------------------------------
+    # -- the connection -----------------------------------------------------------------------
 
     def _new_client(self) -> aiomqtt.Client:
         host, port, tls, user, password = mqtt_endpoint(self.settings.mqtt_url)
@@ -207,8 +244,24 @@ class Ingester:
 
     def _filters(self) -> list[str]:
         group = self.settings.share_group
+        if group is None:
+            group = "ingest" if self.settings.workers > 1 else ""
         prefix = f"$share/{group}/" if group else ""
         return [prefix + subscription(ch, self.settings.city) for ch in INGESTED_CHANNELS]
+
+    async def _receive(self, client: aiomqtt.Client) -> None:
+        size = self.settings.batch_size
+        connection = self.connection
+        async for m in client.messages:
+            topic = m.topic.value
+            payload = m.payload if isinstance(m.payload, bytes) else str(m.payload).encode()
+            if topic.startswith("$SYS/"):
+                self.metrics.broker_value(topic, payload)
+                continue
+            self.handle(topic, payload, m.retain)
+            self.batch.acks.append((connection, m.mid, m.qos))
+            if len(self.batch.lines) >= size:
+                await self.flush()
 
     async def _consume(self) -> None:
         """One reconnect loop around one client; the session survives reconnects.
@@ -223,7 +276,12 @@ class Ingester:
                     self.connection += 1
                     self.client = client
                     for f in self._filters():
-                        await client.subscribe(f, qos=1)
+                        # retained status only when the subscription is new, not on every
+                        # reconnect of the persistent session
+                        await client.subscribe(f, options=SubscribeOptions(1, retainHandling=1))
+                    if self.reports_broker:
+                        for t in BROKER_TOPICS.values():
+                            await client.subscribe(t, qos=0)
                     log.info(
                         "connected to broker",
                         extra={
@@ -251,52 +309,79 @@ class Ingester:
 
     async def _drain(self) -> None:
         """Write what was received and acknowledge it, then let the writer finish."""
+        self.batch.lines.extend(self.metrics.lines(time.time_ns()))
         await self.flush()
         await self.pending.put(None)
         await self.writer
+        if self.client is not None:
+            with contextlib.suppress(aiomqtt.MqttError):
+                await mqtt_ack.settle(self.client, f"{SYNC_TOPIC_PREFIX}/{self.client_id}")
 
-    async def _report(self, every: float = 60.0) -> None:
+    # -- periodic work --------------------------------------------------------------------------
+
+    async def _flush_on_time(self) -> None:
+        interval = self.settings.flush_interval
+        while True:
+            await asyncio.sleep(interval / 4)
+            if self.batch and time.monotonic() - self.batch.started >= interval:
+                await self.flush()
+
+    async def _report(self) -> None:
+        """Health figures into InfluxDB every ``stats_interval``; a log summary every minute."""
+        every = self.settings.stats_interval
+        last_log = time.monotonic()
         while True:
             await asyncio.sleep(every)
-            c = self.counters
-            log.info(
-                "ingest summary",
-                extra={
-                    "received": c.received,
-                    "points": c.points,
-                    "invalid": c.invalid,
-                    "acked": c.acked,
-                    "retries": self.influx.retries,
-                },
-            )
+            self.batch.lines.extend(self.metrics.lines(time.time_ns()))
+            if time.monotonic() - last_log >= 60:
+                last_log = time.monotonic()
+                m = self.metrics
+                log.info(
+                    "ingest summary",
+                    extra={
+                        "received": m.received,
+                        "points": m.points,
+                        "invalid": m.invalid,
+                        "acked": m.acked,
+                        "retries": m.retries,
+                        "spool": m.spool_depth,
+                    },
+                )
 
     async def run(self) -> None:
         """Run until :meth:`stop`; then write what was received, acknowledge it, and return."""
+        self.metrics.serve(self.settings.metrics_port)
+        self.metrics.spool_depth = self.spool.depth
+        if self.spool.depth:
+            log.info(
+                "draining the disk spool left by the last run", extra={"batches": self.spool.depth}
+            )
         await self.influx.ensure_database(lambda: not self.stopping.is_set())
         self.writer = asyncio.create_task(self._write_batches(), name="writer")
         helpers = [
             asyncio.create_task(self._flush_on_time(), name="flush-timer"),
             asyncio.create_task(self._report(), name="report"),
         ]
+        consumer = asyncio.create_task(self._consume(), name="consumer")
         try:
-            # the writer only ends early if it crashed: surface that instead of hanging
-            if await _first(self._consume(), asyncio.shield(self.writer)) == 1:
+            await asyncio.wait({consumer, self.writer}, return_when=asyncio.FIRST_COMPLETED)
+            if self.writer.done() and self.writer.exception() is not None:
+                consumer.cancel()  # a crash in the writer is a bug: surface it, don't hang
                 self.writer.result()
+            # the writer also ends when the consumer drains it; the consumer then settles its
+            # acknowledgements and disconnects, which must not be cut short
+            await consumer
         finally:
             for t in helpers:
                 t.cancel()
             self.client = None
             await self.influx.aclose()
-            c = self.counters
-            log.info("ingester stopped", extra={"received": c.received, "acked": c.acked})
+            m = self.metrics
+            log.info("ingester stopped", extra={"received": m.received, "acked": m.acked})
 
-    def stop(self, grace: float = 30.0) -> None:
-        """Stop receiving; keep retrying InfluxDB for ``grace`` seconds, then give up.
-
-        Whatever could not be written by then is not acknowledged, so the broker keeps it
-        for the next ingester.
-        """
-        self.give_up_at = time.monotonic() + grace
+    def stop(self) -> None:
+        """Stop receiving; keep retrying InfluxDB for ``shutdown_grace`` seconds, then spool."""
+        self.give_up_at = time.monotonic() + self.settings.shutdown_grace
         self.stopping.set()
 
 
@@ -312,16 +397,14 @@ async def _first(*aws: Any) -> int:
                 with contextlib.suppress(asyncio.CancelledError):
                     await t
     winner = next(i for i, t in enumerate(tasks) if t in done)
-    if tasks[winner].exception() is not None:
-        raise tasks[winner].exception()  # type: ignore[misc]
+    error = tasks[winner].exception()
+    if error is not None:
+        raise error
     return winner
 
 
 def deadletter_payload(topic: str, payload: bytes, code: str, reason: str) -> bytes:
     """The MQTT dead-letter message: the whole raw payload, base64 if it is not UTF-8."""
-    import base64
-    import json
-
     try:
         text, encoding = payload.decode("utf-8"), "utf-8"
     except UnicodeDecodeError:
@@ -345,10 +428,7 @@ def _device_type(topic: str) -> str | None:
         return None
 
 
-def _as_bytes(payload: Any) -> bytes:
-    return payload if isinstance(payload, bytes) else str(payload).encode()
-
-
 def safe_url(url: str) -> str:
+    """The broker URL without credentials, for logs."""
     host, port, tls, _, _ = mqtt_endpoint(url)
     return f"{'mqtts' if tls else 'mqtt'}://{host}:{port}"

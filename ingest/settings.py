@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import Field
 
 from smartcity.settings import InfluxSettings, MqttSettings
@@ -24,10 +26,12 @@ class IngestSettings(MqttSettings, InfluxSettings):
     client_id: str = Field(
         "smartcity-ingest", description="MQTT client id; the persistent session is keyed on it."
     )
-    share_group: str = Field(
-        "ingest",
-        description="MQTT shared-subscription group, so several ingesters split the load; "
-        "empty for a plain subscription.",
+    share_group: str | None = Field(
+        None,
+        description="MQTT shared-subscription group ($share/GROUP/...) so several ingesters "
+        "split the load; default: none for one worker, 'ingest' for --workers > 1. Mosquitto "
+        "2.0 forgets shared subscriptions on restart until the subscribers reconnect (see "
+        "docs/operations.md), so a single ingester uses a plain subscription.",
     )
     session_expiry: int = Field(
         86_400,
@@ -40,4 +44,23 @@ class IngestSettings(MqttSettings, InfluxSettings):
     workers: int = Field(1, ge=1, le=64, description="Ingester processes on this machine.")
     reconnect_max_delay: float = Field(
         10.0, gt=0, description="Longest wait between reconnection attempts, in seconds."
+    )
+    spool_dir: Path = Field(
+        Path("var/spool/ingest"),
+        description="Where batches wait on disk while InfluxDB is down (one folder per worker).",
+    )
+    spool_max_bytes: int = Field(
+        1024**3, ge=0, description="Disk the spool may use; beyond it receiving pauses."
+    )
+    metrics_port: int = Field(
+        9108, ge=0, le=65535, description="Prometheus /metrics port (worker N adds N-1); 0 = off."
+    )
+    stats_interval: float = Field(
+        10.0, gt=0, description="Seconds between ingest_stats points written to InfluxDB."
+    )
+    broker_stats: bool = Field(
+        True, description="Copy Mosquitto's $SYS drop and queue counters into broker_stats."
+    )
+    shutdown_grace: float = Field(
+        30.0, ge=0, description="On SIGTERM, how long to keep retrying InfluxDB before spooling."
     )

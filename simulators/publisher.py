@@ -85,7 +85,7 @@ class AckingPublisher:
 
     def _sweep(self) -> None:
         out = self.outstanding
-        while out and out[0][0].is_published():
+        while out and _acknowledged(out[0][0]):
             _, readings = out.popleft()
             self.acked_messages += 1
             self.acked_readings += readings
@@ -104,3 +104,16 @@ class AckingPublisher:
         self.connected.clear()  # a disconnect we asked for is not worth a warning
         self.client.disconnect()
         self.client.loop_stop()
+
+
+def _acknowledged(info: paho.MQTTMessageInfo) -> bool:
+    """Whether the broker has acknowledged this message.
+
+    A message published while the connection is down carries ``MQTT_ERR_NO_CONN`` and paho's
+    ``is_published`` raises for it, although paho keeps the message and sends it on reconnect;
+    its PUBACK then marks the same info object as published.
+    """
+    try:
+        return info.is_published()
+    except RuntimeError:
+        return bool(info._published)

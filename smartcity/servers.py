@@ -217,6 +217,7 @@ class Influxd(ChildServer):
 
     name: str = "influxd"
     rpc_port: int = 0
+    max_body_size: int = 50 * 1024 * 1024
 
     @property
     def url(self) -> str:
@@ -250,7 +251,7 @@ bind-address = "{self.host}:{self.rpc_port}"
 [http]
   bind-address = "{self.host}:{self.port}"
   log-enabled = false
-  max-body-size = 52428800
+  max-body-size = {self.max_body_size}
 [logging]
   level = "warn"
 [monitor]

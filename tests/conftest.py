@@ -179,8 +179,10 @@ def ingester(
         tmp_path / "ingest.log",
         "--client-id",
         f"ingest-{city}",
-        "--share-group",
-        f"g{city}",
+        "--spool-dir",
+        str(tmp_path / "spool"),
+        "--metrics-port",
+        "0",
     ).start()
     proc.wait_subscribed()
     yield proc
