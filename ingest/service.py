@@ -249,6 +249,14 @@ class Ingester:
         prefix = f"$share/{group}/" if group else ""
         return [prefix + subscription(ch, self.settings.city) for ch in INGESTED_CHANNELS]
 
+    async def _subscribe(self, client: aiomqtt.Client) -> None:
+        for f in self._filters():
+            # retained status only when the subscription is new, not on every reconnect
+            await client.subscribe(f, options=SubscribeOptions(1, retainHandling=1), timeout=120)
+        if self.reports_broker:
+            for t in BROKER_TOPICS.values():
+                await client.subscribe(t, qos=0, timeout=120)
+
     async def _receive(self, client: aiomqtt.Client) -> None:
         size = self.settings.batch_size
         connection = self.connection
@@ -275,13 +283,14 @@ class Ingester:
                 async with self._new_client() as client:
                     self.connection += 1
                     self.client = client
-                    for f in self._filters():
-                        # retained status only when the subscription is new, not on every
-                        # reconnect of the persistent session
-                        await client.subscribe(f, options=SubscribeOptions(1, retainHandling=1))
-                    if self.reports_broker:
-                        for t in BROKER_TOPICS.values():
-                            await client.subscribe(t, qos=0)
+                    # receive before subscribing: a resumed session starts sending its queue
+                    # at once, and the SUBACKs only come after it
+                    receiver = asyncio.create_task(self._receive(client), name="receive")
+                    try:
+                        await self._subscribe(client)
+                    except BaseException:
+                        receiver.cancel()
+                        raise
                     log.info(
                         "connected to broker",
                         extra={
@@ -290,7 +299,7 @@ class Ingester:
                         },
                     )
                     delay = 0.5
-                    if await _first(self._receive(client), self.stopping.wait()) == 1:
+                    if await _first(receiver, self.stopping.wait()) == 1:
                         await self._drain()
                         return
             except aiomqtt.MqttError as exc:

@@ -17,7 +17,7 @@ class IngestSettings(MqttSettings, InfluxSettings):
         0.5, gt=0, le=60, description="Seconds before a part-full batch is written anyway."
     )
     max_pending_batches: int = Field(
-        8,
+        3,
         ge=1,
         le=1000,
         description="Batches held in memory while InfluxDB is slow; beyond it receiving pauses "
@@ -39,7 +39,11 @@ class IngestSettings(MqttSettings, InfluxSettings):
         description="Seconds the broker keeps our session and queues messages while we are away.",
     )
     receive_maximum: int = Field(
-        65_535, ge=1, le=65_535, description="Unacknowledged messages the broker may send us."
+        20_000,
+        ge=1,
+        le=65_535,
+        description="Unacknowledged messages the broker may send us: bounds memory, and must "
+        "exceed what the pending batches hold or throughput stalls.",
     )
     workers: int = Field(1, ge=1, le=64, description="Ingester processes on this machine.")
     reconnect_max_delay: float = Field(

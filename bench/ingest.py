@@ -1,0 +1,339 @@
+"""Ingest benchmark: our end-to-end rate against the limits of this machine, measured in one run.
+
+    python bench/ingest.py [--messages 200000] [--devices 2000] [--workers 1]
+
+(a) Mosquitto's own QoS 1 delivery rate to a C subscriber that discards messages
+    (``mosquitto_sub -q 1 -C N``), fed by a C publisher that waits for every PUBACK;
+(b) InfluxDB's own write rate for pre-serialized line-protocol batches;
+(c) our end-to-end rate: N simulator messages from D devices, published by the same C
+    publisher, until every reading is queryable in InfluxDB, checking 0 loss;
+(d) p50/p99 publish-to-queryable latency at a steady 2,000 messages/s;
+(e) readings/s when each message carries a batch of readings (an edge backlog).
+The last line is ``end-to-end/limit ratio: X.XX`` = (c) / min(a, b).
+Needs gcc and libmosquitto-dev (installed from Debian packages when missing, as root).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.parse
+import urllib.request
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+# this file is bench/ingest.py: keep it from shadowing the ingest package
+sys.path[0] = str(ROOT)
+
+from simulators.fleet import build_fleet, schedule  # noqa: E402
+from smartcity.contract import encode_telemetry, topic  # noqa: E402
+from smartcity.servers import Influxd, Mosquitto, find_binary, free_port  # noqa: E402
+
+
+def build_publisher(workdir: Path) -> str:
+    if not Path("/usr/include/mosquitto.h").exists():
+        if os.geteuid() != 0:
+            sys.exit("needs libmosquitto-dev: sudo apt-get install libmosquitto-dev gcc")
+        subprocess.run(["apt-get", "install", "-y", "-qq", "libmosquitto-dev"], check=True)
+    exe = workdir / "qos1pub"
+    subprocess.run(
+        ["gcc", "-O2", "-o", str(exe), str(ROOT / "bench" / "qos1pub.c"), "-lmosquitto"],
+        check=True,
+    )
+    return str(exe)
+
+
+def publish(exe: str, broker: Mosquitto, source: str, *extra: str) -> tuple[int, float]:
+    out = subprocess.run(
+        [exe, broker.host, str(broker.port), source, *extra],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    fields = dict(kv.split("=") for kv in out.stdout.split())
+    return int(fields["acked"]), float(fields["seconds"])
+
+
+def query(db: Influxd, database: str, q: str) -> list[list[object]]:
+    data = urllib.parse.urlencode({"db": database, "q": q}).encode()
+    with urllib.request.urlopen(f"{db.url}/query", data, timeout=30) as resp:
+        import json
+
+        result = json.load(resp)["results"][0]
+    return [v for s in result.get("series", []) for v in s["values"]]
+
+
+def count(db: Influxd, database: str) -> int:
+    rows = query(db, database, 'SELECT count("seq") FROM "streetlight", "wastebin", "evcharger"')
+    return sum(int(r[1]) for r in rows)  # type: ignore[call-overload]
+
+
+def broker_rate(exe: str, broker: Mosquitto, n: int) -> float:
+    sub = subprocess.Popen(
+        [find_binary("mosquitto_sub"), "-h", broker.host, "-p", str(broker.port), "-q", "1",
+         "-C", str(n), "-t", "bench/limit"],
+        stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+    time.sleep(1.0)
+    t0 = time.monotonic()
+    acked, _ = publish(exe, broker, "-", str(n), "bench/limit", "250")
+    if sub.wait(timeout=600) != 0:
+        raise SystemExit("mosquitto_sub did not receive every message")
+    elapsed = time.monotonic() - t0
+    assert acked == n, f"publisher had only {acked} of {n} acknowledged"
+    return n / elapsed
+
+
+def influx_rate(db: Influxd, n: int, batch: int = 5000) -> float:
+    database = "bench_limit"
+    query(db, database, f'CREATE DATABASE "{database}"')
+    base = 1_700_000_000_000_000_000
+    bodies = [
+        "\n".join(
+            f"wastebin,device_id=wb-{i % 2000:05d},device_type=wastebin,zone=Centro "
+            f'seq={i}i,fillingLevel=0.5,temperature=12.5,storedWasteKind="paper",'
+            f'status="ok",batteryLevel=0.9 {base + i * 1000}'
+            for i in range(start, min(start + batch, n))
+        ).encode()
+        for start in range(0, n, batch)
+    ]
+    t0 = time.monotonic()
+    for body in bodies:
+        req = urllib.request.Request(f"{db.url}/write?db={database}", body, method="POST")
+        with urllib.request.urlopen(req, timeout=60) as resp:
+            assert resp.status == 204
+    return n / (time.monotonic() - t0)
+
+
+def message_file(path: Path, n: int, devices: int, per_message: int, city: str) -> int:
+    """N readings from the simulator's fleet, ``per_message`` per message; returns messages."""
+    counts = {"streetlight": devices * 6 // 10, "wastebin": devices * 3 // 10}
+    counts["evcharger"] = devices - sum(counts.values())
+    fleet = build_fleet(11, counts)
+    start = datetime.now(UTC) - timedelta(days=1)
+    pending: dict[str, list[object]] = {}
+    messages = 0
+    with path.open("w") as f:
+        sched = schedule(fleet, start)
+        for _ in range(n):
+            due, dev = next(sched)
+            reading, _ = dev.read(due)
+            batch = pending.setdefault(dev.device_id, [])
+            batch.append(reading)
+            if len(batch) >= per_message:
+                t = topic(dev.device_type.name, dev.device_id, "telemetry", city)
+                f.write(
+                    f"{t}\t{encode_telemetry(pending.pop(dev.device_id), dev.placement.zone).decode()}\n"
+                )  # type: ignore[arg-type]
+                messages += 1
+        for device_id, batch in pending.items():
+            dev = next(d for d in fleet if d.device_id == device_id)
+            t = topic(dev.device_type.name, dev.device_id, "telemetry", city)
+            f.write(f"{t}\t{encode_telemetry(batch, dev.placement.zone).decode()}\n")  # type: ignore[arg-type]
+            messages += 1
+    return messages
+
+
+class Ingester:
+    def __init__(
+        self, broker: Mosquitto, db: Influxd, database: str, workers: int, work: Path
+    ) -> None:
+        env = {
+            **os.environ, "SMARTCITY_MQTT_URL": broker.url, "SMARTCITY_INFLUX_URL": db.url,
+            "SMARTCITY_INFLUX_DB": database, "SMARTCITY_CITY": "bench",
+        }  # fmt: skip
+        self.log = work / f"ingest-{database}.log"
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "smartcity", "ingest", "--workers", str(workers),
+             "--metrics-port", "0", "--spool-dir", str(work / "spool"), "--client-id", database],
+            env=env, stdout=self.log.open("w"), stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        self.peak_rss = 0.0
+        deadline = time.monotonic() + 60
+        while self.log.read_text().count("connected to broker") < workers:
+            if time.monotonic() > deadline or self.proc.poll() is not None:
+                raise SystemExit(f"ingester did not start:\n{self.log.read_text()}")
+            time.sleep(0.1)
+
+    def sample_rss(self) -> None:
+        pids = [self.proc.pid] + [
+            int(p) for p in subprocess.run(
+                ["pgrep", "-P", str(self.proc.pid)], capture_output=True, text=True
+            ).stdout.split()
+        ]  # fmt: skip
+        total = 0.0
+        for pid in pids:
+            try:
+                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1]) / 1024
+            except FileNotFoundError:
+                pass
+        self.peak_rss = max(self.peak_rss, total)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(120)
+
+
+def end_to_end(
+    exe: str,
+    broker: Mosquitto,
+    db: Influxd,
+    work: Path,
+    n: int,
+    devices: int,
+    per_message: int,
+    workers: int,
+    label: str,
+) -> tuple[float, float, float]:
+    """Returns (messages/s, readings/s, peak ingester RSS MB)."""
+    database = f"bench_{label}"
+    path = work / f"{label}.tsv"
+    messages = message_file(path, n, devices, per_message, "bench")
+    ing = Ingester(broker, db, database, workers, work)
+    t0 = time.monotonic()
+    pub = threading.Thread(target=lambda: results.append(publish(exe, broker, str(path))))
+    results: list[tuple[int, float]] = []
+    pub.start()
+    got = 0
+    while got < n:
+        time.sleep(0.2)
+        ing.sample_rss()
+        got = count(db, database)
+        if time.monotonic() - t0 > 900:
+            raise SystemExit(f"{label}: only {got} of {n} readings arrived in 15 minutes")
+    elapsed = time.monotonic() - t0
+    pub.join()
+    assert results[0][0] == messages, f"publisher had {results[0][0]} of {messages} acknowledged"
+    time.sleep(1)
+    final = count(db, database)
+    ing.stop()
+    if final != n:
+        raise SystemExit(f"{label}: {final} readings stored, {n} sent")
+    return messages / elapsed, n / elapsed, ing.peak_rss
+
+
+def latency(
+    broker: Mosquitto, db: Influxd, work: Path, rate: int = 2000, seconds: float = 20
+) -> tuple[float, float]:
+    """Publish-to-queryable latency of a probe device inside a steady ``rate`` msg/s stream."""
+    import paho.mqtt.client as paho
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    from simulators.base import Placement
+    from simulators.wastebin import SimulatedWastebin
+
+    database = "bench_latency"
+    ing = Ingester(broker, db, database, 1, work)
+    client = paho.Client(CallbackAPIVersion.VERSION2)
+    client.max_inflight_messages_set(1000)
+    client.connect(broker.host, broker.port)
+    client.loop_start()
+    import random
+
+    bins = [
+        SimulatedWastebin(Placement(f"lat-{i}", "Centro", 45.13, 10.02), random.Random(i))
+        for i in range(200)
+    ]
+    probe = SimulatedWastebin(Placement("probe", "Centro", 45.13, 10.02), random.Random(-1))
+    sent_at: dict[int, float] = {}
+    seen_at: dict[int, float] = {}
+    stop = threading.Event()
+
+    def poll() -> None:
+        while not stop.is_set():
+            rows = query(
+                db, database, 'SELECT last("seq") FROM "wastebin" WHERE "device_id" = \'probe\''
+            )
+            if rows:
+                top = int(rows[0][1])  # type: ignore[call-overload]
+                now = time.monotonic()
+                for s in list(sent_at):
+                    if s <= top and s not in seen_at:
+                        seen_at[s] = now
+            time.sleep(0.01)
+
+    poller = threading.Thread(target=poll)
+    poller.start()
+    t0 = time.monotonic()
+    i = 0
+    while time.monotonic() - t0 < seconds:
+        due = t0 + i / rate
+        while time.monotonic() < due:
+            time.sleep(0.0002)
+        now_dt = datetime.now(UTC)
+        dev = probe if i % 20 == 0 else bins[i % len(bins)]
+        reading, _ = dev.read(now_dt)
+        if dev is probe:
+            sent_at[reading.seq] = time.monotonic()
+        client.publish(
+            topic("wastebin", dev.device_id, "telemetry", "bench"),
+            encode_telemetry([reading], "Centro"),
+            qos=1,
+        )
+        i += 1
+    deadline = time.monotonic() + 30
+    while len(seen_at) < len(sent_at) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    stop.set()
+    poller.join()
+    client.disconnect()
+    client.loop_stop()
+    ing.stop()
+    lat = sorted(seen_at[s] - sent_at[s] for s in seen_at)
+    if len(lat) < len(sent_at):
+        raise SystemExit(f"latency: only {len(lat)} of {len(sent_at)} probe readings arrived")
+    return lat[len(lat) // 2], lat[min(len(lat) - 1, int(len(lat) * 0.99))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--messages", type=int, default=200_000, help="readings for (a)-(c)")
+    parser.add_argument("--devices", type=int, default=2_000)
+    parser.add_argument("--workers", type=int, default=1, help="ingester processes for (c)")
+    parser.add_argument("--batch", type=int, default=10, help="readings per message for (e)")
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="smartcity-bench-"))
+    exe = build_publisher(work)
+    broker = Mosquitto(workdir=work / "mosquitto", host="127.0.0.1", port=free_port())
+    db = Influxd(workdir=work / "influxd", host="127.0.0.1", port=free_port())
+    broker.start()
+    db.start()
+    try:
+        print(f"{'measure':58} {'value':>14}", flush=True)
+        a = broker_rate(exe, broker, args.messages)
+        print(f"{'(a) broker QoS 1 delivery to a C subscriber, msg/s':58} {a:14,.0f}", flush=True)
+        b = influx_rate(db, args.messages)
+        print(f"{'(b) InfluxDB pre-serialized batch writes, points/s':58} {b:14,.0f}", flush=True)
+        c, _, rss = end_to_end(
+            exe, broker, db, work, args.messages, args.devices, 1, args.workers, "e2e"
+        )
+        print(
+            f"{f'(c) end to end, {args.messages:,} msgs, {args.devices:,} devices, msg/s':58} {c:14,.0f}"
+        )
+        print(f"{'    ingester peak RSS, MB (all workers)':58} {rss:14,.0f}", flush=True)
+        p50, p99 = latency(broker, db, work)
+        print(f"{'(d) publish-to-queryable at 2,000 msg/s, p50 s':58} {p50:14.3f}")
+        print(f"{'    p99 s':58} {p99:14.3f}", flush=True)
+        em, er, _ = end_to_end(
+            exe, broker, db, work, args.messages, args.devices, args.batch, args.workers, "batched"
+        )
+        print(f"{f'(e) {args.batch} readings per message: msg/s':58} {em:14,.0f}")
+        print(f"{'    readings/s':58} {er:14,.0f}")
+        print(f"end-to-end/limit ratio: {c / min(a, b):.2f}")
+    finally:
+        broker.stop()
+        db.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,105 @@
+"""Thousands of generated payloads and topics: the ingester never crashes, each bad message is
+dead-lettered with a reason, and every line it produces is accepted by a real InfluxDB."""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+from pathlib import Path
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from ingest.service import Ingester
+from ingest.settings import IngestSettings
+from smartcity.contract import InvalidMessage, decode
+
+from .conftest import Influx
+
+GOOD = {
+    "streetlight": {
+        "ts": "2026-01-15T18:30:00Z", "seq": 1, "powerState": "on", "illuminanceLevel": 1.0,
+        "activePower": 70.0, "totalActiveEnergyImport": 1.5, "voltage": 231.0, "current": 0.3,
+        "ratedPower": 70.0, "status": "ok",
+    },
+    "wastebin": {
+        "ts": "2026-01-15T08:00:00Z", "seq": 1, "fillingLevel": 0.5, "temperature": 11.0,
+        "storedWasteKind": "plastic", "status": "ok", "batteryLevel": 0.7,
+    },
+}  # fmt: skip
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=30),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4)
+    ),
+    max_leaves=10,
+)
+
+
+@st.composite
+def messages(draw: st.DrawFn) -> tuple[str, bytes]:
+    device_type = draw(st.sampled_from([*GOOD, "evcharger", "toaster", ""]))
+    device_id = draw(st.one_of(st.just("dev-1"), st.text(max_size=20)))
+    channel = draw(st.sampled_from(["telemetry", "events", "status", "health", "cmd", "x"]))
+    topic = draw(st.one_of(
+        st.just(f"smartcity/v1/cremona/{device_type}/{device_id}/{channel}"),
+        st.text(max_size=60),
+    ))  # fmt: skip
+    kind = draw(st.integers(0, 3))
+    if kind == 0:
+        payload = draw(st.binary(max_size=200))
+    elif kind == 1:
+        payload = json.dumps(draw(json_values)).encode()
+    else:  # a valid reading with one field broken or removed, or left alone
+        reading = dict(GOOD.get(device_type, GOOD["wastebin"]))
+        key = draw(st.sampled_from(sorted(reading)))
+        if kind == 2:
+            reading[key] = draw(json_values)
+        payload = json.dumps(
+            {"v": 1, "zone": draw(st.text(max_size=12)), "readings": [reading]}
+        ).encode()
+    return topic, payload
+
+
+def test_generated_messages_never_crash_and_bad_ones_are_dead_lettered(
+    tmp_path: Path, influx: Influx
+) -> None:
+    ingester = Ingester(
+        IngestSettings(spool_dir=tmp_path / "spool", metrics_port=0, influx_url=influx.url)
+    )
+    produced: list[str] = []
+
+    @settings(max_examples=3000, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(messages())
+    def check(message: tuple[str, bytes]) -> None:
+        topic, payload = message
+        try:
+            decode(topic, payload)
+            valid = True
+        except InvalidMessage:
+            valid = False
+        invalid_before = ingester.metrics.invalid
+        ingester.handle(topic, payload)
+        lines, ingester.batch.lines = ingester.batch.lines, []
+        dead = ingester.batch.deadletters
+        ingester.batch.deadletters = []
+        if valid:
+            assert ingester.metrics.invalid == invalid_before
+            assert lines
+            assert not any(x.startswith("deadletter,") for x in lines)
+        else:
+            assert ingester.metrics.invalid == invalid_before + 1
+            assert len(lines) == 1
+            assert lines[0].startswith("deadletter,")
+            assert json.loads(dead[0])["reason"]
+        produced.extend(lines)
+
+    check()
+    # every line the fuzzing produced is valid line protocol for a real InfluxDB
+    influx.query(f'CREATE DATABASE "{influx.db}"')
+    body = "\n".join(produced).encode()
+    req = urllib.request.Request(f"{influx.url}/write?db={influx.db}", body, method="POST")
+    with urllib.request.urlopen(req, timeout=60) as resp:
+        assert resp.status == 204
+    assert influx.count("deadletter", "reason") > 0
