@@ -280,7 +280,7 @@ def encode_stored(
     """A telemetry or events payload from readings or events already encoded one by one.
 
     An edge outbox keeps each reading as JSON and replays thousands a second; joining the stored
-    bytes gives exactly what :func:`encode_telemetry` would, without decoding them again.
+    bytes gives the message :func:`encode_telemetry` would, without decoding them again.
     """
     key = b"readings" if channel == "telemetry" else b"events"
     zone_part = b'"zone":' + json.dumps(zone, ensure_ascii=False).encode() + b"," if zone else b""
