@@ -55,6 +55,7 @@ class Agent:
         self.connected = False  # CONNACK said yes
         self.inflight: dict[int, Batch] = {}
         self.sent_upto = 0  # highest outbox id handed to paho by this process
+        self.refused: list[Batch] = []  # batches the broker refused, sent again after a pause
         self.last_error: str | None = None
         self.delay = settings.reconnect_min_delay
         now = time.monotonic()
@@ -135,13 +136,18 @@ class Agent:
         if time.monotonic() < self.hold_until:
             return
         while len(self.inflight) < self.settings.window:
-            batch = self.outbox.batch(self.sent_upto, self.settings.batch_size)
-            if batch is None:
-                return
+            if self.refused:
+                batch = self.outbox.again(self.refused.pop(0))
+                if batch is None:
+                    continue
+            else:
+                batch = self.outbox.batch(self.sent_upto, self.settings.batch_size)
+                if batch is None:
+                    return
+                self.sent_upto = batch.last
             payload = encode_stored(batch.channel, batch.items, self.settings.zone)
             info = self.client.publish(self.topics[batch.channel], payload, qos=1)
             self.inflight[info.mid] = batch
-            self.sent_upto = batch.last
 
     def _on_publish(
         self, client: paho.Client, userdata: object, mid: int, reason: object, props: object
@@ -156,7 +162,7 @@ class Agent:
                 "broker refused a batch; it stays in the outbox",
                 extra={"reason": str(reason), "retry_in_s": self.settings.reconnect_max_delay},
             )
-            self.sent_upto = min(self.sent_upto, batch.first - 1)
+            self.refused.append(batch)
             self.hold_until = time.monotonic() + self.settings.reconnect_max_delay
             return
         self.outbox.remove(batch)
@@ -301,7 +307,7 @@ class Agent:
         deadline = time.monotonic() + self.settings.drain_timeout
         while self.connected and time.monotonic() < deadline:
             self._publish_backlog()
-            if not self.inflight and self.outbox.batch(self.sent_upto, 1) is None:
+            if not self.inflight and not self.refused and not self.outbox.batch(self.sent_upto, 1):
                 break
             self.client.loop(timeout=0.1)
         if not self.connected:

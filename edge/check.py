@@ -179,11 +179,10 @@ def _login(
     answers: dict[str, object],
     url: str,
 ) -> bool:
-    tls = mqtt_endpoint(settings.mqtt_url)[2]
     try:
         mqtt.connect(client, settings, persistent=False)
     except OSError as exc:  # refused, unreachable, DNS, TLS
-        report.fail("broker", f"cannot connect to {url}: {exc}", _connect_advice(exc, tls))
+        report.fail("broker", f"cannot connect to {url}: {exc}", _connect_advice(exc, settings))
         return False
     connack = _answer(client, answers, "connack")
     if connack is None:
@@ -208,15 +207,19 @@ def _login(
     return True
 
 
-def _connect_advice(exc: OSError, tls: bool) -> str:
+def _connect_advice(exc: OSError, settings: EdgeSettings) -> str:
+    host, port, tls, _, _ = mqtt_endpoint(settings.mqtt_url)
     if isinstance(exc, ssl.SSLCertVerificationError):
         return (
             "the broker's certificate is not trusted or not for this host name: set ca_file to "
             "the CA certificate the operators gave you, and use the host name the certificate "
             "names"
         )
-    if isinstance(exc, ssl.SSLError):
-        return "TLS failed: is this a TLS port? Use mqtts:// for TLS ports, mqtt:// for plain ones"
+    if isinstance(exc, ssl.SSLError) or (tls and isinstance(exc, ConnectionResetError)):
+        return (
+            "the TLS handshake failed: is this a TLS port? Use mqtts:// for TLS ports (usually "
+            "8883), mqtt:// for plain ones (usually 1883)"
+        )
     if isinstance(exc, socket.gaierror):
         return "the host name does not resolve: check mqtt_url and the controller's DNS settings"
     if isinstance(exc, ConnectionRefusedError):
@@ -227,7 +230,7 @@ def _connect_advice(exc: OSError, tls: bool) -> str:
         )
     return (
         "the network does not reach the broker: check the controller's link, routes and any "
-        "firewall (try: nc -vz HOST PORT)"
+        f"firewall (try: nc -vz {host} {port})"
     )
 
 

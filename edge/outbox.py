@@ -4,8 +4,9 @@ SQLite in WAL mode with ``synchronous=FULL``: a committed reading survives a SIG
 cut. Rows replay oldest first; consecutive rows of one channel travel as one telemetry (or
 events) message of up to ``batch_size`` readings. The outbox is bounded: when it is full the
 OLDEST rows are deleted to make room, and the persistent ``dropped`` counter says how many
-(a gap in ``seq`` shows which). The reading counter ``seq`` lives here too, in the same
-transaction as the reading, so it continues across restarts without a gap or a repeat.
+(a gap in ``seq`` shows which); a row dropped while already on its way to the broker leaves
+that count again when its PUBACK arrives. The reading counter ``seq`` lives here too, in the
+same transaction as the reading, so it continues across restarts without a gap or a repeat.
 """
 
 from __future__ import annotations
@@ -171,12 +172,27 @@ class Outbox:
             last = row_id
         return Batch(channel, rows[0][0], last, items)
 
+    def again(self, batch: Batch) -> Batch | None:
+        """The rows of ``batch`` still here, to send it once more (None if all were dropped)."""
+        rows = self.db.execute(
+            "SELECT body FROM outbox WHERE id BETWEEN ? AND ? ORDER BY id",
+            (batch.first, batch.last),
+        ).fetchall()
+        return Batch(batch.channel, batch.first, batch.last, [r[0] for r in rows]) if rows else None
+
     def remove(self, batch: Batch) -> int:
-        """Delete a batch the broker acknowledged (rows dropped meanwhile are simply gone)."""
+        """Delete a batch the broker acknowledged; returns how many rows were still here.
+
+        Rows of the batch that are gone were dropped while in flight, yet they were delivered:
+        they leave the ``dropped`` count.
+        """
         with self.db:
+            self.db.execute("BEGIN IMMEDIATE")
             cur = self.db.execute(
                 "DELETE FROM outbox WHERE id BETWEEN ? AND ?", (batch.first, batch.last)
             )
+            if cur.rowcount < len(batch.items):
+                self._add("dropped", cur.rowcount - len(batch.items))
         self.depth -= cur.rowcount
         return cur.rowcount
 

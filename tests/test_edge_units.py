@@ -115,6 +115,27 @@ def test_outbox_full_drops_the_oldest_and_counts_them(open_outbox: Callable[...,
     assert open_outbox(10).dropped == 15  # persisted
 
 
+def test_rows_dropped_while_in_flight_and_then_acknowledged_are_not_counted_as_lost(
+    open_outbox: Callable[..., Outbox],
+) -> None:
+    box = open_outbox(10)
+    drv = driver("streetlight")
+    fill(box, drv, 10)
+    in_flight = box.batch(0, 5)
+    assert in_flight is not None
+    fill(box, drv, 3)  # full: the three oldest go, and they are in flight
+    assert box.dropped == 3
+    assert box.remove(in_flight) == 2
+    assert box.dropped == 0  # the broker has them all
+    assert box.depth == 8
+    assert stored_seqs(box) == list(range(5, 13))
+    gone = box.batch(0, 2)
+    assert gone is not None
+    fill(box, drv, 4)  # depth 12 > 10: the two in this batch go again
+    assert box.again(gone) is None  # nothing of it left to send again
+    assert box.dropped == 2
+
+
 def test_outbox_splits_batches_by_channel_and_by_payload_size(
     open_outbox: Callable[..., Outbox],
 ) -> None:
