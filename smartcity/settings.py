@@ -221,7 +221,7 @@ def load(settings_cls: type[S], args: argparse.Namespace) -> S:
             return settings_cls(**given)
         except ValidationError as exc:
             lines = [
-                f"  {'.'.join(map(str, e['loc']))}: {e['msg']}"
+                f"  {'.'.join(map(str, e['loc'])) or settings_cls.section}: {e['msg']}"
                 for e in exc.errors(include_url=False)
             ]
             raise SettingsError(

@@ -63,8 +63,8 @@ def open_outbox(tmp_path: Path) -> Iterator[Callable[..., Outbox]]:
 
 
 def fill(outbox: Outbox, drv: Driver, n: int) -> None:
-    for s in samples(drv, n):
-        outbox.store(s.readings, [])
+    """``n`` readings in one transaction (one fsync: the disk is shared with other tests)."""
+    outbox.store([r for s in samples(drv, n) for r in s.readings], [])
 
 
 def stored_seqs(outbox: Outbox) -> list[int]:
@@ -376,3 +376,34 @@ def test_settings_from_a_config_file_section(tmp_path: Path) -> None:
 def test_bad_settings_name_what_to_fix(argv: list[str], name: str) -> None:
     with pytest.raises(SettingsError, match=name):
         load(EdgeSettings, parse(*argv))
+
+
+# -- what an installer copies -------------------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_the_sample_agent_config_is_valid() -> None:
+    s = load(EdgeSettings, parse("--config", str(ROOT / "deploy/edge/agent.toml")))
+    assert s.credentials() == (s.device_id, "change-me")
+    assert s.outbox_path.parent == Path("/var/lib/smartcity-edge")
+
+
+def test_the_systemd_unit_runs_the_agent_with_its_state_directory() -> None:
+    import shlex
+
+    from edge import cli
+    from smartcity.cli import build_parser
+
+    unit = (ROOT / "deploy/systemd/smartcity-edge.service").read_text().splitlines()
+    value = {k: v for k, _, v in (line.partition("=") for line in unit if "=" in line)}
+    argv = shlex.split(value["ExecStart"])
+    assert Path(argv[0]).name == "smartcity"
+    args = build_parser().parse_args(argv[1:])
+    assert args.func is cli.run
+    assert args.config == "/etc/smartcity/edge.toml"
+    assert f"/var/lib/{value['StateDirectory']}" == str(
+        load(
+            EdgeSettings, parse("--config", str(ROOT / "deploy/edge/agent.toml"))
+        ).outbox_path.parent
+    )
