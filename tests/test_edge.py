@@ -126,8 +126,9 @@ def test_broker_restart_mid_stream_loses_and_doubles_nothing(
 ) -> None:
     env = smartcity_env(own_mosquitto.url, influx, city)
     # A plain subscription: Mosquitto 2.0.11 does not restore a *shared* subscription from its
-    # persistence file, so after a broker restart it drops what is published for one until the
-    # ingester subscribes again (see the report in docs/edge.md). The agent is not at fault there.
+    # persistence file, so after a broker restart it discards what is published for the group
+    # until the ingester has subscribed again. That is the ingester's configuration to settle;
+    # this test is about the agent, which had every one of those readings PUBACKed.
     ingester = IngesterProcess(
         env, tmp_path / "ingest.log", "--client-id", f"ingest-{city}", "--share-group", "",
         "--reconnect-max-delay", "1",
