@@ -365,10 +365,12 @@ def test_an_agent_never_receives_another_devices_commands(
         op.send(cmd["sl-a"], b'{"v":1,"id":"for-a","action":"switch","state":"on"}')
         assert [r["id"] for r in op.wait_results(res["sl-b"], 1)] == ["for-b"]
         assert [r["id"] for r in op.wait_results(res["sl-a"], 1)] == ["for-a"]
-        mid = spy.send(topic("streetlight", "sl-b", "telemetry", city), b"{}")
+        as_b = spy.send(topic("streetlight", "sl-b", "telemetry", city), b"{}")
+        command_b = spy.send(cmd["sl-b"], b'{"v":1,"id":"from-a","action":"switch","state":"on"}')
         time.sleep(1.0)  # time for anything wrongly routed to arrive
         assert spy.results == {}, "A received B's command"
-        assert str(spy.acks[mid]) == "Not authorized"
+        assert str(spy.acks[as_b]) == "Not authorized"
+        assert str(spy.acks[command_b]) == "Not authorized"
         assert op.results.keys() == {res["sl-a"], res["sl-b"]}
         assert all(len(v) == 1 for v in op.results.values()), op.results
     finally:

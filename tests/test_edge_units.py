@@ -378,6 +378,24 @@ def test_bad_settings_name_what_to_fix(argv: list[str], name: str) -> None:
         load(EdgeSettings, parse(*argv))
 
 
+def test_the_agent_needs_only_the_edge_extra() -> None:
+    """With the server-side packages unimportable, the agent, its check and its CLI still load."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "for name in ('aiomqtt', 'httpx', 'fastapi', 'uvicorn', 'sqlalchemy'):\n"
+        "    sys.modules[name] = None\n"
+        "import edge.agent, edge.check, edge.cli\n"
+        "from smartcity.cli import build_parser\n"
+        "args = build_parser().parse_args(['edge', 'run', '--device-type', 'wastebin'])\n"
+        "assert args.func.__module__ == 'edge.cli'\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert out.returncode == 0, out.stderr
+
+
 # -- what an installer copies -------------------------------------------------------------------
 
 ROOT = Path(__file__).resolve().parent.parent
