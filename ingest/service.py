@@ -35,7 +35,7 @@ from smartcity.contract import (
     subscription,
 )
 from smartcity.lineprotocol import LineProtocolError
-from smartcity.settings import mqtt_endpoint, safe_url
+from smartcity.settings import mqtt_endpoint
 
 log = logging.getLogger("smartcity.ingest")
 
@@ -347,3 +347,8 @@ def _device_type(topic: str) -> str | None:
 
 def _as_bytes(payload: Any) -> bytes:
     return payload if isinstance(payload, bytes) else str(payload).encode()
+
+
+def safe_url(url: str) -> str:
+    host, port, tls, _, _ = mqtt_endpoint(url)
+    return f"{'mqtts' if tls else 'mqtt'}://{host}:{port}"

@@ -125,6 +125,12 @@ def test_broker_restart_mid_stream_loses_and_doubles_nothing(
     own_mosquitto: Mosquitto, influx: Influx, city: str, tmp_path: Path, agents: list
 ) -> None:
     env = smartcity_env(own_mosquitto.url, influx, city)
+    # the ingester's disk spool and metrics port, where its version has them (unknown
+    # SMARTCITY_INGEST_* variables are ignored by one that has not)
+    env |= {
+        "SMARTCITY_INGEST_SPOOL_DIR": str(tmp_path / "spool"),
+        "SMARTCITY_INGEST_METRICS_PORT": "0",
+    }
     # A plain subscription: Mosquitto 2.0.11 does not restore a *shared* subscription from its
     # persistence file, so after a broker restart it discards what is published for the group
     # until the ingester has subscribed again. That is the ingester's configuration to settle;
