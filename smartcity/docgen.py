@@ -52,6 +52,35 @@ def model_table(model: type[BaseModel]) -> list[str]:
     return rows
 
 
+def _variants(annotated: Any) -> tuple[type[BaseModel], ...]:
+    """The models of an ``Annotated[A | B, Field(discriminator=...)]`` (or of a single model)."""
+    inner = get_args(annotated)[0]
+    return get_args(inner) or (inner,)
+
+
+def _nested_tables(model: type[BaseModel]) -> list[str]:
+    out: list[str] = []
+    for info in model.model_fields.values():
+        if get_origin(info.annotation) is list:
+            sub = get_args(info.annotation)[0]
+            out += [f"Each `{sub.__name__}`:", "", *model_table(sub), ""]
+    return out
+
+
+def _tagged(models: tuple[type[BaseModel], ...], what: str, tag: str) -> list[str]:
+    out: list[str] = []
+    for model in models:
+        name = get_args(model.model_fields[tag].annotation)[0]
+        out += [
+            f"{what} `{name}` (`{model.__name__}`): {(model.__doc__ or '').strip()}",
+            "",
+            *model_table(model),
+            "",
+            *_nested_tables(model),
+        ]
+    return out
+
+
 def generate() -> str:
     out = [BEGIN, ""]
     for device in DEVICE_TYPES.values():
@@ -65,23 +94,10 @@ def generate() -> str:
             "",
             *model_table(device.reading_model),
             "",
+            *_nested_tables(device.reading_model),
+            *_tagged(_variants(device.event_model), "Event", "kind"),
+            *_tagged(_variants(device.command_model), "Command", "action"),
         ]
-        nested = {
-            get_args(i.annotation)[0]
-            for i in device.reading_model.model_fields.values()
-            if get_origin(i.annotation) is list
-        }
-        for sub in nested:
-            out += [f"Each `{sub.__name__}`:", "", *model_table(sub), ""]
-        events = get_args(get_args(device.event_model)[0]) or (get_args(device.event_model)[0],)
-        for event in events:
-            out += [
-                f"Event `{event.model_fields['kind'].annotation.__args__[0]}` "
-                f"(`{event.__name__}`): {(event.__doc__ or '').strip()}",
-                "",
-                *model_table(event),
-                "",
-            ]
     out.append(END)
     return "\n".join(out)
 

@@ -262,3 +262,50 @@ bind-address = "{self.host}:{self.rpc_port}"
   enabled = false
 """
         )
+
+
+# -- per-device logins and topic ACLs (edge agents) ---------------------------------------------
+
+
+def device_acl(operators: tuple[str, ...] = ()) -> str:
+    """The Mosquitto ACL for edge agents whose username is their device id (docs/edge.md).
+
+    A device may publish only its own data channels and read only its own ``cmd`` topic, so it
+    can neither receive another device's commands nor speak for another device. ``operators``
+    (ingester, API, tools) may read and write every topic, ``$SYS`` included.
+    """
+    lines = ["# Written by smartcity: a device's username is its device id.", ""]
+    for user in operators:
+        lines += [f"user {user}", "topic readwrite smartcity/#", "topic read $SYS/#", ""]
+    lines += [
+        "# every device: its own data channels, and only its own commands",
+        *(
+            f"pattern write smartcity/v1/+/+/%u/{channel}"
+            for channel in ("telemetry", "events", "status", "health", "cmd_result")
+        ),
+        "pattern read smartcity/v1/+/+/%u/cmd",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def mosquitto_auth_config(workdir: Path, users: dict[str, str], acl: str) -> str:
+    """Config lines refusing anonymous clients, with a password file and an ACL file.
+
+    Pass the result as ``Mosquitto(extra_config=...)``. The password file is made by Mosquitto's
+    own ``mosquitto_passwd``, exactly as an operator would make it.
+    """
+    workdir.mkdir(parents=True, exist_ok=True)
+    passwords, acl_file = workdir / "passwords", workdir / "acl"
+    passwords.unlink(missing_ok=True)
+    tool = find_binary("mosquitto_passwd")
+    for i, (user, password) in enumerate(users.items()):
+        create = ["-c"] if i == 0 else []
+        subprocess.run(
+            [tool, *create, "-b", str(passwords), user, password], check=True, capture_output=True
+        )
+    acl_file.write_text(acl)
+    return f"\nallow_anonymous false\npassword_file {passwords}\nacl_file {acl_file}\n"
+
+
+PACKAGES["mosquitto_passwd"] = "mosquitto"

@@ -147,6 +147,12 @@ def mqtt_endpoint(url: str) -> tuple[str, int, bool, str | None, str | None]:
     )
 
 
+def safe_url(url: str) -> str:
+    """The broker URL without credentials, for logs and reports."""
+    host, port, tls, _, _ = mqtt_endpoint(url)
+    return f"{'mqtts' if tls else 'mqtt'}://{host}:{port}"
+
+
 @contextmanager
 def config_file(path: Path | None) -> Iterator[None]:
     token = _config_file.set(path)
@@ -161,7 +167,13 @@ def add_arguments(parser: argparse.ArgumentParser, settings_cls: type[ComponentS
     for name, info in settings_cls.model_fields.items():
         flag = "--" + name.replace("_", "-")
         env = _env_name(settings_cls, name, info)
-        default = "" if info.default in (None, "") else f" (default: {info.default})"
+        default = (
+            " (required)"
+            if info.is_required()
+            else ""
+            if info.default in (None, "")
+            else f" (default: {info.default})"
+        )
         help_text = f"{info.description or ''}{default} [env {env}]"
         kind = _argument_kind(info.annotation)
         if kind is bool:
@@ -209,7 +221,7 @@ def load(settings_cls: type[S], args: argparse.Namespace) -> S:
             return settings_cls(**given)
         except ValidationError as exc:
             lines = [
-                f"  {'.'.join(map(str, e['loc']))}: {e['msg']}"
+                f"  {'.'.join(map(str, e['loc'])) or settings_cls.section}: {e['msg']}"
                 for e in exc.errors(include_url=False)
             ]
             raise SettingsError(

@@ -1,4 +1,4 @@
-"""What every device type is made of: a reading model, an event model, and how both are stored.
+"""What every device type is made of: reading, event and command models, and how data is stored.
 
 A device type is data (see ``streetlight.py``): its pydantic models carry names, units and ranges
 once, and validation, line protocol, simulators, API and dashboards all read them from there.
@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
@@ -63,6 +63,25 @@ class Event(BaseModel):
     @classmethod
     def _plausible_clock(cls, ts: datetime) -> datetime:
         return check_device_clock(ts)
+
+
+#: A command id: chosen by whoever sends the command, echoed in the device's result.
+COMMAND_ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"
+
+
+class Command(BaseModel):
+    """An instruction for one device, on its ``cmd`` topic.
+
+    A subclass per action adds ``action: Literal[...]`` and the action's parameters; each device
+    type lists the subclasses it accepts in ``DeviceType.command_model``.
+    """
+
+    model_config = STRICT
+
+    v: Literal[1] = Field(description="Schema version of the payload.")
+    id: str = Field(
+        pattern=COMMAND_ID_PATTERN, description="Chosen by the sender; echoed in the result."
+    )
 
 
 def check_device_clock(ts: datetime) -> datetime:
@@ -135,6 +154,8 @@ class DeviceType:
     title_en: ClassVar[str]
     reading_model: ClassVar[type[Reading]]
     event_model: ClassVar[Any]
+    #: The commands this type accepts: ``Command`` subclasses, discriminated by ``action``.
+    command_model: ClassVar[Any]
     #: How often a real device of this type reports, in seconds (simulators and offline alerts).
     report_interval_s: ClassVar[float]
 

@@ -1,7 +1,8 @@
 """EV charging station (FIWARE ``EVChargingStation``), one OCPP 1.6 status per connector.
 
 Serves plan line 1.c (electric mobility): availability per connector for drivers, energy and
-sessions for the mobility office, faults for maintenance.
+sessions for the mobility office, faults for maintenance. A command takes a connector out of
+service or back (OCPP ChangeAvailability).
 """
 
 from __future__ import annotations
@@ -11,7 +12,16 @@ from typing import Annotated, ClassVar, Literal
 
 from pydantic import BaseModel, Field, model_validator
 
-from smartcity.devices.base import STRICT, DeviceType, Event, Reading, Row, measure, point_time_ns
+from smartcity.devices.base import (
+    STRICT,
+    Command,
+    DeviceType,
+    Event,
+    Reading,
+    Row,
+    measure,
+    point_time_ns,
+)
 
 #: OCPP 1.6 ChargePointStatus for a connector.
 ConnectorStatus = Literal[
@@ -66,6 +76,14 @@ class SessionStopped(Event):
     TAGS: ClassVar[dict[str, str]] = {"kind": "kind", "connectorId": "connector_id"}
 
 
+class ConnectorCommand(Command):
+    """Take a connector out of service (``Unavailable``) or give it back to drivers."""
+
+    action: Literal["setConnector"]
+    connectorId: int = Field(ge=1, le=MAX_CONNECTORS, description="OCPP connector id (1-based).")
+    enabled: bool = Field(description="true = in service (Operative), false = Inoperative.")
+
+
 class Evcharger(DeviceType):
     name = "evcharger"
     fiware_type = "EVChargingStation"
@@ -73,6 +91,7 @@ class Evcharger(DeviceType):
     title_en = "EV charging"
     reading_model = EvchargerReading
     event_model = Annotated[SessionStarted | SessionStopped, Field(discriminator="kind")]
+    command_model = Annotated[ConnectorCommand, Field(discriminator="action")]
     report_interval_s = 60.0
 
     @classmethod

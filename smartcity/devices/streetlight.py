@@ -2,15 +2,16 @@
 
 Serves plan line 1.d (public lighting renewal, energy saving): power and energy give the
 consumption, ``illuminanceLevel`` the dimming, and ``status`` the failures maintenance acts on.
+Commands switch a lamp, dim it, or give it a dimming schedule (night-time energy saving).
 """
 
 from __future__ import annotations
 
 from typing import Annotated, ClassVar, Literal
 
-from pydantic import Field
+from pydantic import BaseModel, Field, model_validator
 
-from smartcity.devices.base import DeviceType, Event, Reading, measure
+from smartcity.devices.base import STRICT, Command, DeviceType, Event, Reading, measure
 
 PowerState = Literal["on", "off", "low"]
 LampStatus = Literal["ok", "defectiveLamp", "columnIssue", "brokenLantern"]
@@ -35,6 +36,41 @@ class LampStatusChanged(Event):
     TAGS: ClassVar[dict[str, str]] = {"kind": "kind", "status": "status"}
 
 
+class SwitchCommand(Command):
+    """Force the lamp on or off, or hand it back to its photocell and schedule (``auto``)."""
+
+    action: Literal["switch"]
+    state: Literal["on", "off", "auto"] = Field(description="auto = photocell and schedule.")
+
+
+class DimCommand(Command):
+    """Light at this level whenever the lamp is lit, replacing the dimming schedule."""
+
+    action: Literal["dim"]
+    level: float = measure("1", 0.0, 1.0, "Output level, 0 = dark, 1 = full output.")
+
+
+class DimmingStep(BaseModel):
+    model_config = STRICT
+
+    start: float = measure("h", 0.0, 24.0, "Local hour the step begins (23.5 = 23:30).")
+    end: float = measure("h", 0.0, 24.0, "Local hour it ends; below start = past midnight.")
+    level: float = measure("1", 0.0, 1.0, "Output level during the step.")
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> DimmingStep:
+        if self.start == self.end:
+            raise ValueError("a dimming step must not start and end at the same hour")
+        return self
+
+
+class ScheduleCommand(Command):
+    """Replace the dimming schedule; outside every step a lit lamp is at full output."""
+
+    action: Literal["schedule"]
+    steps: list[DimmingStep] = Field(max_length=24)
+
+
 class Streetlight(DeviceType):
     name = "streetlight"
     fiware_type = "Streetlight"
@@ -42,4 +78,7 @@ class Streetlight(DeviceType):
     title_en = "Public lighting"
     reading_model = StreetlightReading
     event_model = Annotated[LampStatusChanged, Field(discriminator="kind")]
+    command_model = Annotated[
+        SwitchCommand | DimCommand | ScheduleCommand, Field(discriminator="action")
+    ]
     report_interval_s = 60.0

@@ -1,7 +1,8 @@
 """Waste bin (FIWARE ``WasteContainer``): how full it is, and whether it burns or is tampered with.
 
 Serves plan line 1.b (circular economy): fill levels per stream drive collection rounds, and the
-separate-collection share is measured against the city's 80 % target.
+separate-collection share is measured against the city's 80 % target. A command sets how often
+a bin reports (more often as it nears full, less to save its battery).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field
 
-from smartcity.devices.base import DeviceType, Event, Reading, measure
+from smartcity.devices.base import Command, DeviceType, Event, Reading, measure
 
 #: Cremona's separate-collection streams (carta, vetro e lattine, plastica, organico, verde,
 #: indifferenziato).
@@ -43,6 +44,13 @@ class BinAlarm(Event):
     TAGS: ClassVar[dict[str, str]] = {"kind": "kind", "status": "status"}
 
 
+class IntervalCommand(Command):
+    """Change how often the bin reports."""
+
+    action: Literal["setInterval"]
+    interval: float = measure("s", 10.0, 86_400.0, "Seconds between readings.")
+
+
 class Wastebin(DeviceType):
     name = "wastebin"
     fiware_type = "WasteContainer"
@@ -50,4 +58,5 @@ class Wastebin(DeviceType):
     title_en = "Waste collection"
     reading_model = WastebinReading
     event_model = Annotated[BinEmptied | BinAlarm, Field(discriminator="kind")]
+    command_model = Annotated[IntervalCommand, Field(discriminator="action")]
     report_interval_s = 300.0

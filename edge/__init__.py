@@ -1,0 +1,1 @@
+"""The edge agent: one field device to the platform over MQTT, losing nothing on the way."""

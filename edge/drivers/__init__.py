@@ -1,0 +1,17 @@
+"""Drivers by name, then by device type. A new protocol is one folder and one line here."""
+
+from __future__ import annotations
+
+from edge.drivers.base import CommandRejected, Driver, DriverError, Sample
+from edge.drivers.simulated.evcharger import SimulatedEvchargerDriver
+from edge.drivers.simulated.streetlight import SimulatedStreetlightDriver
+from edge.drivers.simulated.wastebin import SimulatedWastebinDriver
+
+DRIVERS: dict[str, dict[str, type[Driver]]] = {
+    "simulated": {
+        d.device_type.name: d
+        for d in (SimulatedStreetlightDriver, SimulatedWastebinDriver, SimulatedEvchargerDriver)
+    },
+}
+
+__all__ = ["DRIVERS", "CommandRejected", "Driver", "DriverError", "Sample"]

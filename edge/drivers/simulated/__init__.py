@@ -1,0 +1,1 @@
+"""Simulated drivers, one module per device type."""

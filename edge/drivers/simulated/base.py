@@ -1,0 +1,38 @@
+"""The ``simulated`` driver: a device from ``simulators/`` stands in for the hardware.
+
+It reuses the simulators' behaviour classes, so a demo agent produces exactly what a simulated
+fleet does, and commands act on the same state (a forced lamp, a disabled connector).
+"""
+
+from __future__ import annotations
+
+import random
+from datetime import datetime
+from typing import TYPE_CHECKING, ClassVar
+
+from edge.drivers.base import Driver, Sample
+from simulators.base import Placement, place
+from smartcity.city import ZONES
+
+if TYPE_CHECKING:
+    from edge.settings import EdgeSettings
+    from simulators.base import SimulatedDevice
+
+
+class SimulatedDriver(Driver):
+    #: The behaviour class from ``simulators/`` this driver runs.
+    sim: ClassVar[type[SimulatedDevice]]
+
+    def __init__(self, settings: EdgeSettings) -> None:
+        super().__init__(settings)
+        # seeded by the device id: the same device behaves the same after a restart
+        rng = random.Random(f"edge:{settings.device_id}")
+        zone = next((z for z in ZONES if z.name == settings.zone), ZONES[0])
+        placement = place(rng, zone, settings.device_id)
+        if settings.lat is not None and settings.lon is not None:
+            placement = Placement(settings.device_id, zone.name, settings.lat, settings.lon)
+        self.device = self.sim(placement, rng)
+
+    def read(self, now: datetime) -> Sample:
+        reading, events = self.device.read(now)
+        return Sample([reading], events)

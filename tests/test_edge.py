@@ -1,0 +1,515 @@
+"""The edge agent against real Mosquitto, InfluxDB and the real ingester, as installers run it.
+
+Every agent here is a ``smartcity edge run`` child process, so SIGKILL is a real crash. Counts
+come from the agent's own outbox (``next_seq`` is how many readings it produced), never from
+constants: whatever the timing, every reading produced must be in InfluxDB exactly once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+
+import paho.mqtt.client as paho
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from edge.outbox import Outbox
+from smartcity.contract import topic
+from smartcity.servers import Mosquitto, device_acl, free_port, mosquitto_auth_config
+
+from .conftest import Influx, IngesterProcess, run_smartcity, smartcity_env
+
+INTERVAL = "0.05"
+
+
+class AgentProcess:
+    """``smartcity edge run`` as a child process with its own outbox and log."""
+
+    def __init__(self, env: dict[str, str], workdir: Path, device_id: str, *args: str) -> None:
+        self.env = env
+        self.device_id = device_id
+        self.outbox = workdir / f"{device_id}.sqlite"
+        self.log_path = workdir / f"{device_id}.log"
+        self.args = [
+            "--device-id", device_id, "--driver", "simulated", "--interval", INTERVAL,
+            "--outbox", str(self.outbox), "--zone", "Centro", "--heartbeat", "0.5",
+            "--reconnect-max-delay", "0.5", "--reconnect-min-delay", "0.1", *args,
+        ]  # fmt: skip
+        if "--device-type" not in args:
+            self.args += ["--device-type", "streetlight"]
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, *extra: str) -> AgentProcess:
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "smartcity", "edge", "run", *self.args, *extra],
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        return self
+
+    def wait_log(self, text: str, count: int = 1, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while self.log().count(text) < count:
+            assert self.proc is not None
+            assert self.proc.poll() is None, f"agent exited:\n{self.log()}"
+            assert time.monotonic() < deadline, f"no {text!r} in the agent log:\n{self.log()}"
+            time.sleep(0.05)
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        return self.proc.wait(60)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def produced(self) -> tuple[int, int, int]:
+        """(readings produced, readings still waiting, readings dropped), from the outbox."""
+        with Outbox(self.outbox, 10, exclusive=False) as box:
+            return box.next_seq, box.depth, box.dropped
+
+
+@pytest.fixture
+def agents(tmp_path: Path) -> Iterator[list[AgentProcess]]:
+    """Agents a test starts are stopped after it, whatever happened."""
+    started: list[AgentProcess] = []
+    yield started
+    for agent in started:
+        if agent.proc is not None and agent.proc.poll() is None:
+            agent.stop(signal.SIGKILL)
+
+
+def seq_stats(influx: Influx, device_id: str, measurement: str = "streetlight") -> tuple:
+    rows = influx.query(
+        f'SELECT count("seq"), min("seq"), max("seq") FROM "{measurement}" '
+        'WHERE "device_id" = $device_id',
+        device_id=device_id,
+    )
+    return (rows[0]["count"], rows[0]["min"], rows[0]["max"]) if rows else (0, None, None)
+
+
+def wait_for_readings(influx: Influx, device_id: str, at_least: int, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while seq_stats(influx, device_id)[0] < at_least:
+        assert time.monotonic() < deadline, f"fewer than {at_least} readings of {device_id}"
+        time.sleep(0.1)
+
+
+def assert_every_reading_once(influx: Influx, agent: AgentProcess, first: int = 0) -> int:
+    """Seqs ``first`` .. last produced are all in InfluxDB, each once; returns how many."""
+    produced, waiting, _ = agent.produced()
+    assert waiting == 0, "a clean stop sends everything that waits in the outbox"
+    expected = produced - first
+    assert influx.wait_for_count("streetlight", expected) == expected
+    assert seq_stats(influx, agent.device_id) == (expected, first, produced - 1)
+    return expected
+
+
+# -- store and forward ---------------------------------------------------------------------------
+
+
+def test_broker_restart_mid_stream_loses_and_doubles_nothing(
+    own_mosquitto: Mosquitto, influx: Influx, city: str, tmp_path: Path, agents: list
+) -> None:
+    env = smartcity_env(own_mosquitto.url, influx, city)
+    # the ingester's disk spool and metrics port, where its version has them (unknown
+    # SMARTCITY_INGEST_* variables are ignored by one that has not)
+    env |= {
+        "SMARTCITY_INGEST_SPOOL_DIR": str(tmp_path / "spool"),
+        "SMARTCITY_INGEST_METRICS_PORT": "0",
+    }
+    # A plain subscription: Mosquitto 2.0.11 does not restore a *shared* subscription from its
+    # persistence file, so after a broker restart it discards what is published for the group
+    # until the ingester has subscribed again. That is the ingester's configuration to settle;
+    # this test is about the agent, which had every one of those readings PUBACKed.
+    ingester = IngesterProcess(
+        env, tmp_path / "ingest.log", "--client-id", f"ingest-{city}", "--share-group", "",
+        "--reconnect-max-delay", "1",
+    ).start()  # fmt: skip
+    try:
+        ingester.wait_subscribed()
+        agent = AgentProcess(env, tmp_path, "sl-restart").start()
+        agents.append(agent)
+        wait_for_readings(influx, agent.device_id, 10)
+        own_mosquitto.stop()
+        agent.wait_log("broker connection lost")
+        time.sleep(1.0)  # the agent keeps reading into its outbox meanwhile
+        own_mosquitto.start()
+        agent.wait_log("connected to broker", count=2)
+        before = seq_stats(influx, agent.device_id)[0]
+        wait_for_readings(influx, agent.device_id, before + 10)
+        assert agent.stop() == 0
+        total = assert_every_reading_once(influx, agent)
+        assert total > before
+    finally:
+        ingester.stop()
+    # the outage really was bridged by the outbox: health said readings were waiting
+    rows = influx.query(
+        'SELECT max("outboxDepth") FROM "device_health" WHERE "device_id" = $d', d="sl-restart"
+    )
+    assert rows[0]["max"] > 5
+
+
+def test_agent_killed_mid_stream_and_restarted_loses_nothing(
+    mosquitto: Mosquitto, influx: Influx, ingester: IngesterProcess, city: str, tmp_path: Path,
+    agents: list,
+) -> None:  # fmt: skip
+    agent = AgentProcess(smartcity_env(mosquitto.url, influx, city), tmp_path, "sl-kill")
+    agents.append(agent.start())
+    wait_for_readings(influx, agent.device_id, 20)
+    assert agent.stop(signal.SIGKILL) == -signal.SIGKILL
+    killed_at = agent.produced()[0]
+    agent.start()
+    agent.wait_log("connected to broker", count=2)
+    wait_for_readings(influx, agent.device_id, killed_at + 10)
+    assert agent.stop() == 0
+    assert assert_every_reading_once(influx, agent) > killed_at
+    # the Last Will marked it offline when it died; the restart and the clean stop are stored too
+    states = influx.query(
+        'SELECT "state" FROM "device_status" WHERE "device_id" = $d', d=agent.device_id
+    )
+    assert [r["state"] for r in states] == ["online", "offline", "online", "offline"]
+
+
+def test_full_outbox_drops_the_oldest_counts_and_reports_them_and_sends_the_rest(
+    mosquitto: Mosquitto, influx: Influx, ingester: IngesterProcess, city: str, tmp_path: Path,
+    agents: list,
+) -> None:  # fmt: skip
+    nowhere = f"mqtt://127.0.0.1:{free_port()}"  # no broker: everything stays in the outbox
+    agent = AgentProcess(
+        smartcity_env(mosquitto.url, influx, city), tmp_path, "sl-full", "--outbox-max", "20"
+    )
+    agents.append(agent.start("--mqtt-url", nowhere))
+    agent.wait_log("outbox full: dropping the oldest readings")
+    time.sleep(0.5)
+    assert agent.stop() == 0
+    produced, waiting, dropped = agent.produced()
+    assert waiting == 20
+    assert dropped == produced - 20 > 0
+    agent.start()  # now with the real broker (its first reading, still offline, drops one more)
+    agent.wait_log("connected to broker")
+    wait_for_readings(influx, agent.device_id, 25)
+    assert agent.stop() == 0
+    dropped = agent.produced()[2]
+    assert_every_reading_once(influx, agent, first=dropped)  # the oldest are the ones gone
+    health = influx.query(
+        'SELECT last("dropped") FROM "device_health" WHERE "device_id" = $d', d=agent.device_id
+    )
+    assert health[0]["last"] == dropped
+
+
+# -- commands ------------------------------------------------------------------------------------
+
+
+class Operator:
+    """A platform-side client that sends commands and collects results and readings."""
+
+    def __init__(self, broker: Mosquitto, user: str | None = None, password: str | None = None):
+        self.results: dict[str, list[dict]] = {}
+        self.readings: list[dict] = []
+        self.acks: dict[int, object] = {}
+        self.subscribed = threading.Event()
+        self.client = paho.Client(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5)
+        if user:
+            self.client.username_pw_set(user, password)
+        self.client.on_message = self._on_message
+        self.client.on_subscribe = lambda *a: self.subscribed.set()
+        self.client.on_publish = lambda c, u, mid, reason, p: self.acks.__setitem__(mid, reason)
+        self.client.connect(broker.host, broker.port)
+        self.client.loop_start()
+
+    def watch(self, *topics: str) -> None:
+        for t in topics:
+            self.subscribed.clear()
+            self.client.subscribe(t, qos=1)
+            assert self.subscribed.wait(10)
+
+    def _on_message(self, client: paho.Client, userdata: object, msg: paho.MQTTMessage) -> None:
+        body = json.loads(msg.payload)
+        if msg.topic.endswith("/telemetry"):
+            self.readings.extend(body["readings"])
+        else:
+            self.results.setdefault(msg.topic, []).append(body)
+
+    def send(self, to: str, payload: bytes) -> int:
+        info = self.client.publish(to, payload, qos=1)
+        info.wait_for_publish(10)
+        return info.mid
+
+    def wait_results(self, result_topic: str, n: int, timeout: float = 20) -> list[dict]:
+        deadline = time.monotonic() + timeout
+        while len(self.results.get(result_topic, [])) < n and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return self.results.get(result_topic, [])
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def ts(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def test_commands_round_trip_and_bad_ones_are_rejected_without_disturbing_readings(
+    mosquitto: Mosquitto, influx: Influx, ingester: IngesterProcess, city: str, tmp_path: Path,
+    agents: list,
+) -> None:  # fmt: skip
+    agent = AgentProcess(smartcity_env(mosquitto.url, influx, city), tmp_path, "sl-cmd")
+    cmd = topic("streetlight", agent.device_id, "cmd", city)
+    result_topic = topic("streetlight", agent.device_id, "cmd_result", city)
+    op = Operator(mosquitto)
+    try:
+        op.watch(result_topic, topic("streetlight", agent.device_id, "telemetry", city))
+        agents.append(agent.start())
+        agent.wait_log("connected to broker")
+        sent = [
+            b'{"v":1,"id":"on","action":"switch","state":"on"}',
+            b"this is not json",
+            b'{"v":1,"id":"too-bright","action":"dim","level":7}',
+            b'{"v":1,"id":"off","action":"switch","state":"off"}',
+            b'{"v":1,"id":"unknown","action":"explode"}',
+            b'{"v":1,"id":"extra","action":"switch","state":"on","force":true}',
+            b'{"v":1,"id":"on-again","action":"switch","state":"on"}',
+            b'{"v":1,"id":"dim","action":"dim","level":0.3}',
+        ]
+        for payload in sent:
+            op.send(cmd, payload)
+            time.sleep(0.2)
+        results = op.wait_results(result_topic, len(sent))
+        time.sleep(0.5)
+        assert agent.stop() == 0
+    finally:
+        op.close()
+    by_id = {r.get("id"): r for r in results}
+    assert len(results) == len(sent)
+    accepted = ("on", "off", "on-again", "dim")
+    assert [by_id[i]["status"] for i in accepted] == ["accepted"] * 4
+    assert by_id[None]["status"] == "rejected"
+    assert "bad_json" in by_id[None]["reason"]
+    assert "dim.level" in by_id["too-bright"]["reason"]
+    assert "explode" in by_id["unknown"]["reason"]
+    assert "force" in by_id["extra"]["reason"]
+    # each accepted command took effect from the next reading on, day or night
+
+    def between(first: str, then: str | None) -> list[dict]:
+        start, end = ts(by_id[first]["ts"]), ts(by_id[then]["ts"]) if then else None
+        return [
+            r for r in op.readings if start < ts(r["ts"]) and (end is None or ts(r["ts"]) < end)
+        ]
+
+    lit, dark, dimmed = between("on", "off"), between("off", "on-again"), between("dim", None)
+    assert lit
+    assert all(r["powerState"] != "off" for r in lit)
+    assert dark
+    assert all(r["powerState"] == "off" for r in dark)
+    assert dimmed
+    assert all(r["illuminanceLevel"] == 0.3 for r in dimmed)
+    # and the stream never stopped
+    assert_every_reading_once(influx, agent)
+
+
+# -- a device sees only its own commands (per-device logins and ACL) ----------------------------
+
+USERS = {"sl-a": "pass-a", "sl-b": "pass-b", "operator": "op-secret"}
+
+
+@pytest.fixture
+def acl_mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
+    """A broker that knows each device by its password and confines it with the ACL."""
+    work = tmp_path / "acl-mosquitto"
+    extra = mosquitto_auth_config(work, USERS, device_acl(operators=("operator",)))
+    broker = Mosquitto(
+        workdir=work,
+        host="127.0.0.1",
+        port=free_port(),
+        extra_config=extra + "log_type subscribe\n",
+    )
+    broker.start()
+    yield broker
+    broker.stop()
+
+
+def subscriptions(broker: Mosquitto, client_id: str) -> set[str]:
+    """What the broker logged ``client_id`` subscribing to (``log_type subscribe``)."""
+    pattern = re.compile(rf"^\d+: {re.escape(client_id)} \d (\S+)$", re.MULTILINE)
+    return set(pattern.findall(broker.log_path.read_text()))
+
+
+def test_an_agent_never_receives_another_devices_commands(
+    acl_mosquitto: Mosquitto, city: str, tmp_path: Path, agents: list
+) -> None:
+    env = agent_env(acl_mosquitto.url, city)
+    for device_id in ("sl-a", "sl-b"):
+        agent = AgentProcess(
+            env, tmp_path, device_id, "--username", device_id, "--password", USERS[device_id]
+        )
+        agents.append(agent.start())
+        agent.wait_log("connected to broker")
+    op = Operator(acl_mosquitto, "operator", USERS["operator"])
+    # device A, logged in as itself, tries to listen to B's commands and to speak for B
+    spy = Operator(acl_mosquitto, "sl-a", USERS["sl-a"])
+    try:
+        cmd = {d: topic("streetlight", d, "cmd", city) for d in ("sl-a", "sl-b")}
+        res = {d: topic("streetlight", d, "cmd_result", city) for d in ("sl-a", "sl-b")}
+        op.watch(*res.values())
+        spy.watch(cmd["sl-b"])
+        op.send(cmd["sl-b"], b'{"v":1,"id":"for-b","action":"switch","state":"off"}')
+        op.send(cmd["sl-a"], b'{"v":1,"id":"for-a","action":"switch","state":"on"}')
+        assert [r["id"] for r in op.wait_results(res["sl-b"], 1)] == ["for-b"]
+        assert [r["id"] for r in op.wait_results(res["sl-a"], 1)] == ["for-a"]
+        as_b = spy.send(topic("streetlight", "sl-b", "telemetry", city), b"{}")
+        command_b = spy.send(cmd["sl-b"], b'{"v":1,"id":"from-a","action":"switch","state":"on"}')
+        time.sleep(1.0)  # time for anything wrongly routed to arrive
+        assert spy.results == {}, "A received B's command"
+        assert str(spy.acks[as_b]) == "Not authorized"
+        assert str(spy.acks[command_b]) == "Not authorized"
+        assert op.results.keys() == {res["sl-a"], res["sl-b"]}
+        assert all(len(v) == 1 for v in op.results.values()), op.results
+    finally:
+        op.close()
+        spy.close()
+    # what each agent itself asked the broker for: its own command topic, nothing else
+    assert subscriptions(acl_mosquitto, "sl-a") == {cmd["sl-a"]}
+    assert subscriptions(acl_mosquitto, "sl-b") == {cmd["sl-b"]}
+
+
+# -- the installer's field check -----------------------------------------------------------------
+
+
+def agent_config(path: Path, mqtt_url: str, city: str, **edge: str) -> Path:
+    lines = [f'mqtt_url = "{mqtt_url}"', f'city = "{city}"', "[edge]"]
+    values = {
+        "device_type": "streetlight", "device_id": "sl-check", "driver": "simulated",
+        "zone": "Po", "outbox": str(path.parent / "check-outbox.sqlite"), **edge,
+    }  # fmt: skip
+    lines += [f'{k} = "{v}"' for k, v in values.items()]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def check(config: Path) -> subprocess.CompletedProcess[str]:
+    out = run_smartcity("edge", "check", "--config", str(config), env=smartcity_env_clean())
+    assert "Traceback" not in out.stdout + out.stderr, out.stdout + out.stderr
+    return out
+
+
+def smartcity_env_clean() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith("SMARTCITY_")}
+
+
+def agent_env(mqtt_url: str, city: str) -> dict[str, str]:
+    return {**smartcity_env_clean(), "SMARTCITY_MQTT_URL": mqtt_url, "SMARTCITY_CITY": city}
+
+
+def test_check_passes_and_its_test_reading_is_stored(
+    mosquitto: Mosquitto, influx: Influx, ingester: IngesterProcess, city: str, tmp_path: Path
+) -> None:
+    out = check(agent_config(tmp_path / "agent.toml", mosquitto.url, city))
+    assert out.returncode == 0, out.stdout
+    steps = [line.split()[0] for line in out.stdout.splitlines()[:-1]]
+    assert steps.count("PASS") == 6, out.stdout
+    assert "FAIL" not in steps
+    assert "edge check PASSED" in out.stdout
+    # the test reading is a real one: stored, with the next seq of the device
+    assert influx.wait_for_count("streetlight", 1) == 1
+    assert seq_stats(influx, "sl-check") == (1, 0, 0)
+    out = check(agent_config(tmp_path / "agent.toml", mosquitto.url, city))
+    assert out.returncode == 0
+    assert influx.wait_for_count("streetlight", 2) == 2
+    assert seq_stats(influx, "sl-check") == (2, 0, 1)
+
+
+@pytest.mark.parametrize(
+    ("problem", "fails", "advice"),
+    [
+        ("wrong port", "FAIL  broker", "nothing listens there"),
+        ("bad password", "FAIL  broker", "check username and password"),
+        ("bad config", "FAIL  config", "device_type"),
+        ("other device's topic", "FAIL  publish", "let user 'sl-a' write"),
+    ],
+)
+def test_check_fails_with_the_next_step(
+    acl_mosquitto: Mosquitto, city: str, tmp_path: Path, problem: str, fails: str, advice: str
+) -> None:
+    url = f"mqtt://sl-a:{USERS['sl-a']}@127.0.0.1:{acl_mosquitto.port}"
+    edge = {"device_id": "sl-a"}
+    if problem == "wrong port":
+        url = f"mqtt://sl-a:{USERS['sl-a']}@127.0.0.1:{free_port()}"
+    elif problem == "bad password":
+        url = f"mqtt://sl-a:wrong@127.0.0.1:{acl_mosquitto.port}"
+    elif problem == "bad config":
+        edge["device_type"] = "toaster"
+    else:
+        edge["device_id"] = "sl-b"  # logged in as sl-a, checking sl-b's topics
+    out = check(agent_config(tmp_path / "agent.toml", url, city, **edge))
+    assert out.returncode == 1, out.stdout
+    assert fails in out.stdout
+    assert "next:" in out.stdout
+    assert advice in out.stdout
+    assert "edge check FAILED" in out.stdout
+    assert USERS["sl-a"] not in out.stdout  # never print the password
+
+
+# -- TLS ------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def tls_mosquitto(tmp_path: Path) -> Iterator[tuple[Mosquitto, int, Path]]:
+    """A broker with a TLS listener whose certificate comes from a CA only we know."""
+    work = tmp_path / "tls"
+    work.mkdir()
+    key, cert = work / "key.pem", work / "cert.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+         "-keyout", str(key), "-out", str(cert), "-subj", "/CN=localhost",
+         "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    tls_port = free_port()
+    extra = f"\nlistener {tls_port} 127.0.0.1\ncertfile {cert}\nkeyfile {key}\n"
+    broker = Mosquitto(workdir=work, host="127.0.0.1", port=free_port(), extra_config=extra)
+    broker.start()
+    yield broker, tls_port, cert
+    broker.stop()
+
+
+def test_tls_with_the_operators_ca_passes_and_without_it_fails_with_advice(
+    tls_mosquitto: tuple[Mosquitto, int, Path], city: str, tmp_path: Path, agents: list
+) -> None:
+    broker, tls_port, ca = tls_mosquitto
+    url = f"mqtts://127.0.0.1:{tls_port}"
+    out = check(agent_config(tmp_path / "agent.toml", url, city, ca_file=str(ca)))
+    assert out.returncode == 0, out.stdout
+    out = check(agent_config(tmp_path / "agent.toml", url, city))
+    assert out.returncode == 1
+    assert "set ca_file" in out.stdout
+    out = check(agent_config(tmp_path / "agent.toml", f"mqtts://127.0.0.1:{broker.port}", city))
+    assert out.returncode == 1
+    assert "is this a TLS port" in out.stdout
+    # and the agent itself streams over TLS
+    op = Operator(broker)
+    try:
+        op.watch(topic("streetlight", "sl-tls", "telemetry", city))
+        agent = AgentProcess(agent_env(url, city), tmp_path, "sl-tls", "--ca-file", str(ca))
+        agents.append(agent.start())
+        deadline = time.monotonic() + 20
+        while len(op.readings) < 5 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert agent.stop() == 0
+    finally:
+        op.close()
+    assert len(op.readings) >= 5
