@@ -61,9 +61,9 @@ def offline_devices() -> Panel:
         "Dispositivi non in linea",
         "Devices whose last status is offline: check power and network on site.",
         influxql(
-            'SELECT "online", "device_type" FROM (SELECT last("online") AS "online" '
+            'SELECT "online" FROM (SELECT last("online") AS "online" '
             f'FROM {STATUS} {where(time=False)} GROUP BY "device_id", "device_type", "zone") '
-            'WHERE "online" = 0',
+            'WHERE "online" = 0 GROUP BY "device_id", "device_type", "zone"',
             result_format="table",
         ),
         steps=((None, BAD), (1, "green")),

@@ -210,7 +210,8 @@ def devices_section() -> Section:
                     f"(SELECT last({H.lastError}) AS {H.lastError}, last({H.version}) AS "
                     f"{H.version}, last({H.uptime}) AS {H.uptime}, last({H.outboxDepth}) AS "
                     f"{H.outboxDepth} "
-                    f'FROM {HEALTH} {where()} GROUP BY "device_id", "zone")',
+                    f'FROM {HEALTH} {where()} GROUP BY "device_id", "zone") '
+                    'GROUP BY "device_id", "zone"',
                     result_format="table",
                 ),
             ),

@@ -217,7 +217,8 @@ def maintenance() -> list[Panel]:
             "Connectors whose latest status is Faulted or Unavailable.",
             influxql(
                 f'SELECT "status" FROM ({faulted_connectors()}) '
-                f"WHERE {eq(F.status, 'Faulted')} OR {eq(F.status, 'Unavailable')}",
+                f"WHERE {eq(F.status, 'Faulted')} OR {eq(F.status, 'Unavailable')} "
+                'GROUP BY "device_id", "zone", "connector_id"',
                 result_format="table",
             ),
             colours=STATUS_COLOURS,

@@ -77,10 +77,10 @@ def kpis() -> list[Panel]:
     return [
         stat_panel(
             "Lampioni accesi",
-            "Street lights lit now (on or dimmed), by their latest reading.",
+            "Street lights switched on now (full or dimmed), by their latest reading.",
             influxql(
-                f'SELECT count("p") FROM (SELECT last({F.activePower}) AS "p" FROM {M} '
-                f'{where()} GROUP BY "device_id") WHERE "p" > 0'
+                f'SELECT sum("on") FROM (SELECT ceil(last({F.illuminanceLevel})) AS "on" '
+                f'FROM {M} {where()} GROUP BY "device_id")'
             ),
             w=4,
         ),
@@ -228,7 +228,8 @@ def maintenance() -> list[Panel]:
             "Lampioni da riparare",
             "Street lights whose latest reading reports a fault, with the fault.",
             influxql(
-                f'SELECT "status" FROM ({last_status_per_lamp()}) WHERE {ne(F.status, "ok")}',
+                f'SELECT "status" FROM ({last_status_per_lamp()}) WHERE {ne(F.status, "ok")} '
+                'GROUP BY "device_id", "zone"',
                 result_format="table",
             ),
             colours=STATUS_COLOURS,

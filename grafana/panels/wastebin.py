@@ -244,7 +244,8 @@ def maintenance() -> list[Panel]:
             influxql(
                 'SELECT "fillingLevel", "storedWasteKind", "status", "batteryLevel" FROM '
                 f"({last_per_bin()}) WHERE {F.fillingLevel} >= {FULL_LEVEL} OR "
-                f"{ne(F.status, 'ok')} OR {F.batteryLevel} < {LOW_BATTERY}",
+                f"{ne(F.status, 'ok')} OR {F.batteryLevel} < {LOW_BATTERY} "
+                'GROUP BY "device_id", "zone"',
                 result_format="table",
             ),
             unit=unit(WastebinReading, "fillingLevel"),
