@@ -1,9 +1,9 @@
 """Container health checks for docker-compose; exit 0 when healthy, 1 with the reason if not.
 
-    python deploy/healthcheck.py http URL     URL answers 2xx (the API)
-    python deploy/healthcheck.py fresh SECONDS
-        InfluxDB (SMARTCITY_INFLUX_URL, SMARTCITY_INFLUX_DB) holds a device reading younger
-        than SECONDS: readings are flowing from the simulator through the ingester.
+python deploy/healthcheck.py http URL     URL answers 2xx (the API)
+python deploy/healthcheck.py fresh SECONDS
+    InfluxDB (SMARTCITY_INFLUX_URL, SMARTCITY_INFLUX_DB) holds a device reading younger
+    than SECONDS: readings are flowing from the simulator through the ingester.
 """
 
 from __future__ import annotations
