@@ -36,13 +36,13 @@ import yaml
 from paho.mqtt.enums import CallbackAPIVersion
 
 from grafana import provisioning
-from smartcity.cli import build_parser
 from smartcity.contract import topic
 from smartcity.devices.base import point_time_ns
 from smartcity.lineprotocol import line
 from smartcity.servers import BROKER_LIMITS, Mosquitto, find_binary, free_port
 
 from .conftest import Influx, IngesterProcess, run_smartcity, smartcity_env
+from .test_cli import subcommands
 from .test_pipeline import good_reading
 
 ROOT = Path(__file__).parents[1]
@@ -99,7 +99,7 @@ def test_secrets_are_required_not_defaulted(tmp_path: Path) -> None:
 
 
 def test_the_image_runs_commands_the_cli_has(resolved: dict[str, Any]) -> None:
-    known = set(build_parser()._subparsers._group_actions[0].choices)  # type: ignore[union-attr]
+    known = set(subcommands())
     for name in ("ingester", "simulator", "api"):
         service = resolved["services"][name]
         assert service["build"]["context"] == str(ROOT)
