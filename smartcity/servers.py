@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import getpass
 import os
+import re
 import shutil
 import signal
 import socket
@@ -149,12 +150,14 @@ class Mosquitto(ChildServer):
 
     Debian's default ``max_queued_messages`` of 1000 discards QoS 1 messages for a subscriber
     that falls behind (we lost 30-70 % of a 200,000 message burst that way), so queue limits,
-    in-flight window and persistence are set here on purpose; see ``docs/operations.md``.
+    in-flight window and persistence are set on purpose in ``mosquitto_limits.conf``, the file
+    docker-compose's broker uses too; see ``docs/operations.md``. The two queue limits can be
+    overridden per instance (None keeps the shared value).
     """
 
     name: str = "mosquitto"
-    max_queued_messages: int = 5_000_000
-    max_queued_bytes: int = 2 * 1024**3
+    max_queued_messages: int | None = None
+    max_queued_bytes: int | None = None
     extra_config: str = ""
 
     @property
@@ -178,37 +181,44 @@ class Mosquitto(ChildServer):
         )
 
 
-def mosquitto_config(
-    host: str, port: int, data_dir: Path, max_queued_messages: int, max_queued_bytes: int
+#: The broker limits every deployment shares (local run, tests, docker-compose).
+BROKER_LIMITS = Path(__file__).with_name("mosquitto_limits.conf")
+
+
+def broker_limits(
+    max_queued_messages: int | None = None, max_queued_bytes: int | None = None
 ) -> str:
-    return f"""# Written by smartcity; see docs/operations.md for why each limit is what it is.
+    """The shared limits file, with the queue limits replaced where given."""
+    text = BROKER_LIMITS.read_text()
+    for key, value in (
+        ("max_queued_messages", max_queued_messages),
+        ("max_queued_bytes", max_queued_bytes),
+    ):
+        if value is not None:
+            text = re.sub(rf"^{key} .*$", f"{key} {value}", text, count=1, flags=re.M)
+    return text
+
+
+def mosquitto_config(
+    host: str,
+    port: int,
+    data_dir: Path,
+    max_queued_messages: int | None = None,
+    max_queued_bytes: int | None = None,
+) -> str:
+    return f"""# Written by smartcity: this instance's listener and folders, then the shared limits.
 per_listener_settings false
 listener {port} {host}
 allow_anonymous true
 user {getpass.getuser()}
-
-# Keep sessions and queued QoS 1 messages across a broker restart.
-persistence true
 persistence_location {data_dir}/
-autosave_interval 30
-persistent_client_expiration 7d
-
-# A subscriber that lags (or is down, with a persistent session) gets its messages queued, not
-# dropped. Beyond these limits messages ARE dropped; $SYS/broker/publish/messages/dropped counts
-# them and the pipeline board shows it.
-max_queued_messages {max_queued_messages}
-max_queued_bytes {max_queued_bytes}
-# In-flight QoS 1 window towards MQTT 3.1.1 clients; v5 clients set their own Receive Maximum.
-max_inflight_messages 1000
-max_packet_size 1048576
-set_tcp_nodelay true
-sys_interval 10
 
 log_type error
 log_type warning
 log_type notice
 connection_messages false
-"""
+
+{broker_limits(max_queued_messages, max_queued_bytes)}"""
 
 
 @dataclass(kw_only=True)

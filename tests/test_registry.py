@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from grafana.panels import PANELS
 from simulators import SIMULATORS
 from smartcity.devices import DEVICE_TYPES
 
@@ -10,6 +11,16 @@ def test_every_device_type_has_a_simulator() -> None:
     assert set(SIMULATORS) == set(DEVICE_TYPES)
     for name, sim in SIMULATORS.items():
         assert sim.device_type is DEVICE_TYPES[name]
+
+
+def test_every_device_type_has_dashboard_panels() -> None:
+    assert set(PANELS) == set(DEVICE_TYPES)
+    for name, panels in PANELS.items():
+        assert panels.device is DEVICE_TYPES[name]
+        assert panels.kpis()
+        assert panels.sections()
+        assert panels.maintenance()
+        assert panels.alerts()
 
 
 def test_every_device_type_declares_units_and_ranges_for_its_numbers() -> None:

@@ -1,0 +1,250 @@
+"""EV charging: connector availability, sessions, energy, and utilisation per station."""
+
+from __future__ import annotations
+
+from grafana.panels.base import AlertRule, ServicePanels
+from grafana.queries import INTERVAL, TIME_FILTER, Fields, eq, unit, where
+from grafana.sdk import influxql
+from grafana.widgets import (
+    BAD,
+    OK,
+    WARN,
+    Panel,
+    Section,
+    bargauge_panel,
+    higher_is_worse,
+    ratio,
+    stat_panel,
+    state_timeline_panel,
+    table_panel,
+    timeseries_panel,
+)
+from smartcity.devices.evcharger import (
+    Connector,
+    Evcharger,
+    EvchargerReading,
+    SessionStarted,
+    SessionStopped,
+)
+
+M = '"evcharger"'
+CONNECTORS = f'"{Evcharger.connector_measurement()}"'
+EVENTS = f'"{Evcharger.event_measurement()}"'
+F = Fields(
+    EvchargerReading,
+    Connector,
+    SessionStarted,
+    SessionStopped,
+    extra=("count", "connectorsAvailable", "connectorsCharging", "connectorsFaulted"),
+)
+BOARD_UID = "cremona-ricarica"
+MIN_INTERVAL = f"{int(Evcharger.report_interval_s)}s"
+#: OCPP 1.6 statuses, coloured for drivers' eyes: free, busy, out of order.
+STATUS_COLOURS = {
+    "Available": OK,
+    "Preparing": "blue",
+    "Charging": "blue",
+    "SuspendedEV": "light-blue",
+    "SuspendedEVSE": "light-blue",
+    "Finishing": "blue",
+    "Reserved": "purple",
+    "Unavailable": WARN,
+    "Faulted": BAD,
+}
+STOPPED = eq('"kind"', "sessionStop")
+STARTED = eq('"kind"', "sessionStart")
+
+
+def connectors_now(field: str) -> str:
+    """Connectors in one state now: each station's latest count, summed."""
+    return (
+        f'SELECT sum("n") FROM (SELECT last({field}) AS "n" FROM {M} {where()} '
+        'GROUP BY "device_id")'
+    )
+
+
+def connectors_over_time(field: str) -> str:
+    return (
+        f'SELECT sum("n") FROM (SELECT last({field}) AS "n" FROM {M} {where()} '
+        f'GROUP BY time({INTERVAL}), "device_id") WHERE {TIME_FILTER} GROUP BY time({INTERVAL})'
+    )
+
+
+def availability() -> list[Panel]:
+    return [
+        stat_panel(
+            "Prese libere",
+            "Connectors available to drivers now.",
+            influxql(connectors_now(F.connectorsAvailable)),
+            steps=((None, WARN), (1, OK)),
+            w=4,
+        ),
+        stat_panel(
+            "Prese in ricarica",
+            "Connectors charging a vehicle now.",
+            influxql(connectors_now(F.connectorsCharging)),
+            w=4,
+        ),
+        stat_panel(
+            "Prese guaste",
+            "Connectors reporting an OCPP fault now.",
+            influxql(connectors_now(F.connectorsFaulted)),
+            steps=higher_is_worse(1, 3),
+            w=4,
+        ),
+    ]
+
+
+def kpis() -> list[Panel]:
+    return availability()
+
+
+def sections() -> list[Section]:
+    energy = unit(SessionStopped, "energy")
+    return [
+        Section(
+            "Disponibilità",
+            [
+                *availability(),
+                stat_panel(
+                    "Energia erogata",
+                    "Energy delivered by the sessions that ended in the time range.",
+                    influxql(f"SELECT sum({F.energy}) FROM {EVENTS} {where(STOPPED)}"),
+                    unit=energy,
+                    decimals=1,
+                    w=6,
+                ),
+                stat_panel(
+                    "Sessioni avviate",
+                    "Charging sessions started in the time range.",
+                    influxql(f"SELECT sum({F.count}) FROM {EVENTS} {where(STARTED)}"),
+                    w=6,
+                ),
+                timeseries_panel(
+                    "Prese per stato",
+                    "Connectors available, charging and faulted over time.",
+                    *(
+                        influxql(connectors_over_time(field), ref_id=ref, alias=name)
+                        for ref, field, name in (
+                            ("A", F.connectorsAvailable, "libere"),
+                            ("B", F.connectorsCharging, "in ricarica"),
+                            ("C", F.connectorsFaulted, "guaste"),
+                        )
+                    ),
+                    min_interval=MIN_INTERVAL,
+                    w=24,
+                ),
+                state_timeline_panel(
+                    "Stato delle prese",
+                    "Each connector's OCPP status over time, per station.",
+                    influxql(
+                        f"SELECT last({F.status}) FROM {CONNECTORS} {where()} "
+                        f'GROUP BY time({INTERVAL}), "device_id", "connector_id"',
+                        alias="$tag_device_id #$tag_connector_id",
+                    ),
+                    colours=STATUS_COLOURS,
+                    h=10,
+                ),
+            ],
+        ),
+        Section(
+            "Sessioni ed energia",
+            [
+                timeseries_panel(
+                    "Sessioni per ora",
+                    "Charging sessions started per hour.",
+                    influxql(
+                        f"SELECT sum({F.count}) FROM {EVENTS} {where(STARTED)} GROUP BY time(1h)",
+                        alias="sessioni",
+                    ),
+                    bars=True,
+                ),
+                timeseries_panel(
+                    "Energia per ora",
+                    "Energy delivered per hour by the sessions that ended in it.",
+                    influxql(
+                        f"SELECT sum({F.energy}) FROM {EVENTS} {where(STOPPED)} GROUP BY time(1h)",
+                        alias="energia",
+                    ),
+                    unit=energy,
+                    bars=True,
+                ),
+                bargauge_panel(
+                    "Energia per stazione",
+                    "Energy delivered in the time range by each station.",
+                    influxql(
+                        f"SELECT sum({F.energy}) FROM {EVENTS} {where(STOPPED)} "
+                        'GROUP BY "device_id"',
+                        alias="$tag_device_id",
+                    ),
+                    unit=energy,
+                ),
+                bargauge_panel(
+                    "Utilizzo per stazione",
+                    "Share of connector time spent charging in the time range, per station.",
+                    *ratio(
+                        influxql(
+                            f"SELECT count({F.power}) FROM {CONNECTORS} "
+                            f'{where(eq(F.status, "Charging"))} GROUP BY "device_id"',
+                            "A",
+                        ),
+                        influxql(
+                            f"SELECT count({F.power}) FROM {CONNECTORS} {where()} "
+                            'GROUP BY "device_id"',
+                            "B",
+                        ),
+                    ),
+                    unit="percentunit",
+                    maximum=1,
+                ),
+            ],
+        ),
+        Section("Manutenzione", maintenance()),
+    ]
+
+
+def faulted_connectors(variables: bool = True) -> str:
+    return (
+        f'SELECT last({F.status}) AS "status" FROM {CONNECTORS} {where(variables=variables)} '
+        'GROUP BY "device_id", "zone", "connector_id"'
+    )
+
+
+def maintenance() -> list[Panel]:
+    return [
+        table_panel(
+            "Prese fuori servizio",
+            "Connectors whose latest status is Faulted or Unavailable.",
+            influxql(
+                f'SELECT "status" FROM ({faulted_connectors()}) '
+                f"WHERE {eq(F.status, 'Faulted')} OR {eq(F.status, 'Unavailable')} "
+                'GROUP BY "device_id", "zone", "connector_id"',
+                result_format="table",
+            ),
+            colours=STATUS_COLOURS,
+            w=24,
+        )
+    ]
+
+
+def alerts() -> list[AlertRule]:
+    return [
+        AlertRule(
+            uid="cremona-charger-faulted",
+            title="Colonnina guasta",
+            summary="Charging station {{ $labels.device_id }} in {{ $labels.zone }} has a "
+            "faulted connector (OCPP Faulted): send maintenance.",
+            query=f"SELECT last({F.connectorsFaulted}) FROM {M} {where(variables=False)} "
+            'GROUP BY "device_id", "zone"',
+            window_s=int(3 * Evcharger.report_interval_s),
+            reducer="last",
+            op="gt",
+            threshold=0,
+            severity="warning",
+            pending="2m",
+            dashboard_uid=BOARD_UID,
+        )
+    ]
+
+
+PANELS = ServicePanels(Evcharger, BOARD_UID, kpis, sections, maintenance, alerts)

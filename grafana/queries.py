@@ -1,0 +1,82 @@
+"""Pieces of InfluxQL for dashboards, with the names taken from the device models.
+
+Grafana, not this code, fills in ``$timeFilter``, ``$__interval`` and the ``$zone`` /
+``$device_type`` variables when a panel runs (regex-escaped, so a zone name cannot change the
+query); that is why these are templates and not queries with bound parameters.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel
+
+TIME_FILTER = "$timeFilter"
+INTERVAL = "$__interval"
+ZONE = '"zone" =~ /^$zone$/'
+DEVICE_TYPE = '"device_type" =~ /^$device_type$/'
+
+#: Grafana unit ids for the units the device models declare.
+UNITS = {
+    "W": "watt",
+    "kW": "kwatt",
+    "kWh": "kwatth",
+    "V": "volt",
+    "A": "amp",
+    "Cel": "celsius",
+    "1": "percentunit",
+    "s": "s",
+}
+
+
+def where(*conditions: str, variables: bool = True, time: bool = True) -> str:
+    """``WHERE`` with the board's filters: the conditions, zone and device type, time range.
+
+    Alert rules have no dashboard variables, so they pass ``variables=False``.
+    """
+    parts = list(conditions)
+    if variables:
+        parts += [ZONE, DEVICE_TYPE]
+    if time:
+        parts.append(TIME_FILTER)
+    return "WHERE " + " AND ".join(parts) if parts else ""
+
+
+def literal(value: str) -> str:
+    """An InfluxQL string literal (for constants of the contract, such as a status name)."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def eq(field: str, value: str) -> str:
+    return f"{field} = {literal(value)}"
+
+
+def ne(field: str, value: str) -> str:
+    return f"{field} != {literal(value)}"
+
+
+def quote(name: str) -> str:
+    return '"' + name.replace('"', '\\"') + '"'
+
+
+class Fields:
+    """Quoted field names of models: ``Fields(StreetlightReading).activePower``.
+
+    A typo or a field renamed in the contract fails ``smartcity grafana build`` instead of
+    leaving a panel that silently shows nothing.
+    """
+
+    def __init__(self, *models: type[BaseModel], extra: tuple[str, ...] = ()) -> None:
+        self._names = {n for m in models for n in m.model_fields} | set(extra)
+
+    def __getattr__(self, name: str) -> str:
+        if name.startswith("_") or name not in self._names:
+            raise AttributeError(f"no field {name!r} in {sorted(self._names)}")
+        return quote(name)
+
+
+def unit(model: type[BaseModel], field: str) -> str:
+    """The Grafana unit of a model field, from the unit the contract declares for it."""
+    extra = model.model_fields[field].json_schema_extra
+    declared = extra.get("unit") if isinstance(extra, dict) else None
+    if declared not in UNITS:
+        raise ValueError(f"{model.__name__}.{field}: no Grafana unit for {declared!r}")
+    return UNITS[str(declared)]

@@ -1,0 +1,346 @@
+"""The docker-compose stack, checked without a container engine (none can run here).
+
+* ``docker-compose config`` (Debian's docker-compose, installed by ``scripts/bootstrap test``)
+  validates the file and resolves it; the resolved services are then checked against the rest
+  of the repository: healthchecks, the shared broker limits, Grafana's provisioning mounts, the
+  commands the image runs.
+* The compose broker's own configuration (authentication, ACLs, the password file script) runs
+  on the real Mosquitto here, with the real ingester and simulator logging in as their compose
+  accounts, so the ACLs are shown to let the pipeline through and to keep devices apart.
+
+Not checked, for want of an engine: that the images pull and build, that the containers start
+in order and turn healthy, and the compose-only paths inside them.
+"""
+
+from __future__ import annotations
+
+import getpass
+import re
+import shutil
+import subprocess
+import sys
+import threading
+import time
+import urllib.parse
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as paho
+import pytest
+import yaml
+from paho.mqtt.enums import CallbackAPIVersion
+
+from grafana import provisioning
+from smartcity.contract import topic
+from smartcity.devices.base import point_time_ns
+from smartcity.lineprotocol import line
+from smartcity.servers import BROKER_LIMITS, Mosquitto, find_binary, free_port
+
+from .conftest import Influx, IngesterProcess, run_smartcity, smartcity_env
+from .test_cli import subcommands
+from .test_pipeline import good_reading
+
+ROOT = Path(__file__).parents[1]
+DEPLOY = ROOT / "deploy/mosquitto"
+SERVICES = {"mosquitto", "influxdb", "grafana", "ingester", "api", "simulator"}
+
+
+def compose_config(env_file: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [shutil.which("docker-compose") or "docker-compose", "--env-file", str(env_file),
+         "-f", str(ROOT / "docker-compose.yml"), "config"],
+        capture_output=True, text=True, check=False, timeout=120, cwd=ROOT,
+    )  # fmt: skip
+
+
+def env_file(tmp_path: Path) -> Path:
+    path = tmp_path / "compose.env"
+    out = subprocess.run(
+        [str(ROOT / "scripts/compose-env"), str(path)], capture_output=True, text=True, check=False
+    )
+    assert out.returncode == 0, out.stderr
+    return path
+
+
+def secrets(path: Path) -> dict[str, str]:
+    return dict(line.split("=", 1) for line in path.read_text().splitlines())
+
+
+@pytest.fixture(scope="module")
+def resolved(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    out = compose_config(env_file(tmp_path_factory.mktemp("compose")))
+    assert out.returncode == 0, out.stderr
+    data: dict[str, Any] = yaml.safe_load(out.stdout)
+    return data
+
+
+def test_compose_file_is_valid_and_holds_the_whole_stack(resolved: dict[str, Any]) -> None:
+    services = resolved["services"]
+    assert set(services) == SERVICES
+    assert services["mosquitto"]["image"] == "eclipse-mosquitto:2"
+    assert services["influxdb"]["image"].startswith("influxdb:1.")
+    for name, service in services.items():
+        assert service["healthcheck"]["test"], f"{name} has no healthcheck"
+        for port in service.get("ports", []):
+            assert str(port).startswith("127.0.0.1:"), f"{name} publishes beyond localhost"
+
+
+def test_secrets_are_required_not_defaulted(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.env"
+    empty.write_text("")
+    out = compose_config(empty)
+    assert out.returncode != 0
+    assert "scripts/compose-env" in out.stderr
+
+
+def test_the_image_runs_commands_the_cli_has(resolved: dict[str, Any]) -> None:
+    known = set(subcommands())
+    for name in ("ingester", "simulator", "api"):
+        service = resolved["services"][name]
+        assert service["build"]["context"] == str(ROOT)
+        command = service["command"][0]
+        # `api` is built on its own branch; the others must exist here
+        assert command in known or command == "api", (name, command)
+        if service["healthcheck"]["test"][1:3] == ["python", "/app/deploy/healthcheck.py"]:
+            assert (ROOT / "deploy/healthcheck.py").is_file()
+    assert "[server]" in (ROOT / "Dockerfile").read_text()
+
+
+def mounts(service: dict[str, Any]) -> dict[str, Path]:
+    """Bind mounts by target; docker-compose 1.x prints them as ``source:target[:mode]``."""
+    out = {}
+    for volume in service["volumes"]:
+        source, target = volume.split(":")[:2]
+        if source.startswith("/"):
+            out[target] = Path(source)
+    return out
+
+
+def test_grafana_is_provisioned_from_the_repository(resolved: dict[str, Any]) -> None:
+    grafana = mounts(resolved["services"]["grafana"])
+    assert grafana["/etc/grafana/provisioning"] == ROOT / "grafana/provisioning"
+    assert grafana[provisioning.DASHBOARDS_MOUNT] == ROOT / "grafana/dashboards"
+    home = resolved["services"]["grafana"]["environment"][
+        "GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"
+    ]
+    assert (
+        ROOT / "grafana/dashboards" / Path(home).relative_to(provisioning.DASHBOARDS_MOUNT)
+    ).is_file()
+
+
+def test_the_broker_runs_the_same_limits_as_the_local_run(resolved: dict[str, Any]) -> None:
+    broker = mounts(resolved["services"]["mosquitto"])
+    conf = (DEPLOY / "mosquitto.conf").read_text()
+    (include,) = re.findall(r"^include_dir (\S+)", conf, re.M)
+    limits = [target for target, source in broker.items() if source == BROKER_LIMITS]
+    assert limits == [f"{include}/limits.conf"]
+    assert broker["/mosquitto/config/mosquitto.conf"] == DEPLOY / "mosquitto.conf"
+
+
+def test_every_service_account_has_a_secret_and_an_acl(resolved: dict[str, Any]) -> None:
+    acl_users = set(re.findall(r"^user (\S+)", (DEPLOY / "acl").read_text(), re.M))
+    script = (DEPLOY / "make-passwd.sh").read_text()
+    (accounts,) = re.findall(r"for account in ([\w ]+); do", script)
+    assert set(accounts.split()) == acl_users
+    broker_env = resolved["services"]["mosquitto"]["environment"]
+    assert {f"MQTT_PASSWORD_{a.upper()}" for a in acl_users} <= set(broker_env)
+    for name in ("ingester", "simulator", "api"):
+        url = resolved["services"][name]["environment"]["SMARTCITY_MQTT_URL"]
+        user, password = re.fullmatch(r"mqtt://(\w+):([^@]+)@mosquitto:1883", url).groups()  # type: ignore[union-attr]
+        assert user in acl_users
+        assert broker_env[f"MQTT_PASSWORD_{user.upper()}"] == password
+
+
+# -- the compose broker configuration on the real Mosquitto ---------------------------------
+
+
+@dataclass(kw_only=True)
+class ComposeBroker(Mosquitto):
+    """Mosquitto started from deploy/mosquitto/mosquitto.conf, its container paths mapped to
+    a temporary folder laid out as docker-compose mounts it."""
+
+    passwords: dict[str, str]
+    devices: dict[str, str]
+
+    def write_config(self) -> None:
+        config = self.workdir / "config"
+        data = self.workdir / "data"
+        (config / "conf.d").mkdir(parents=True, exist_ok=True)
+        data.mkdir(exist_ok=True)
+        shutil.copy(BROKER_LIMITS, config / "conf.d/limits.conf")
+        shutil.copy(DEPLOY / "acl", config / "acl")
+        devices = config / "devices.passwd"
+        devices.touch()
+        for device, password in self.devices.items():
+            subprocess.run(
+                [find_binary("mosquitto_passwd"), "-b", str(devices), device, password],
+                check=True,
+            )
+        env = {f"MQTT_PASSWORD_{k.upper()}": v for k, v in self.passwords.items()}
+        subprocess.run(
+            ["sh", str(DEPLOY / "make-passwd.sh"), str(data / "passwd")],
+            env={"PATH": "/usr/bin:/bin:/usr/sbin", "MQTT_DEVICES_PASSWD": str(devices), **env},
+            check=True,
+        )
+        text = (DEPLOY / "mosquitto.conf").read_text()
+        text = text.replace("/mosquitto/config/", f"{config}/").replace(
+            "/mosquitto/data/", f"{data}/"
+        )
+        text = text.replace("listener 1883\n", f"listener {self.port} {self.host}\n")
+        (self.workdir / "mosquitto.conf").write_text(text + f"user {getpass.getuser()}\n")
+
+
+PASSWORDS = {a: uuid.uuid4().hex for a in ("ingest", "simulator", "api", "monitor")}
+DEVICE, OTHER = "wb-campo-1", "wb-campo-2"  # not ids the simulator uses
+
+
+@pytest.fixture(scope="module")
+def compose_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ComposeBroker]:
+    broker = ComposeBroker(
+        workdir=tmp_path_factory.mktemp("compose-broker"),
+        host="127.0.0.1",
+        port=free_port(),
+        passwords=PASSWORDS,
+        devices={DEVICE: "device-secret"},
+    )
+    broker.start()
+    yield broker
+    broker.stop()
+
+
+def url(broker: Mosquitto, user: str, password: str) -> str:
+    return f"mqtt://{user}:{password}@{broker.host}:{broker.port}"
+
+
+def connect(broker: Mosquitto, user: str | None, password: str | None) -> tuple[paho.Client, Any]:
+    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"c-{uuid.uuid4().hex[:8]}")
+    if user:
+        client.username_pw_set(user, password)
+    answered = threading.Event()
+    result: dict[str, Any] = {}
+
+    def on_connect(c: paho.Client, u: object, flags: object, rc: Any, props: object) -> None:
+        result["rc"] = rc
+        answered.set()
+
+    client.on_connect = on_connect
+    client.connect(broker.host, broker.port)
+    client.loop_start()
+    assert answered.wait(10)
+    return client, result["rc"]
+
+
+def readings(influx: Influx) -> int:
+    return sum(influx.count(m) for m in ("streetlight", "wastebin", "evcharger"))
+
+
+def eventually(check: Callable[[], bool], timeout: float = 60) -> bool:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.2)
+    return True
+
+
+@pytest.mark.servers
+def test_anonymous_clients_are_refused(compose_broker: ComposeBroker) -> None:
+    client, rc = connect(compose_broker, None, None)
+    client.loop_stop()
+    assert rc.is_failure
+    client, rc = connect(compose_broker, "ingest", "wrong")
+    client.loop_stop()
+    assert rc.is_failure
+
+
+@pytest.mark.servers
+def test_the_compose_healthcheck_command_works(compose_broker: ComposeBroker) -> None:
+    out = subprocess.run(
+        [find_binary("mosquitto_sub"), "-h", compose_broker.host, "-p", str(compose_broker.port),
+         "-u", "monitor", "-P", PASSWORDS["monitor"], "-t", "$SYS/broker/uptime", "-C", "1",
+         "-W", "15"],
+        capture_output=True, text=True, check=False, timeout=30,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert "seconds" in out.stdout
+
+
+@pytest.mark.servers
+def test_services_and_devices_work_within_their_acls(
+    compose_broker: ComposeBroker, influx: Influx, city: str, tmp_path: Path
+) -> None:
+    env = smartcity_env(url(compose_broker, "ingest", PASSWORDS["ingest"]), influx, city)
+    ingester = IngesterProcess(env, tmp_path / "ingest.log", "--client-id", f"ingest-{city}")
+    ingester.start().wait_subscribed()
+    try:
+        sim_env = {
+            **env,
+            "SMARTCITY_MQTT_URL": url(compose_broker, "simulator", PASSWORDS["simulator"]),
+        }
+        result = run_smartcity(
+            "simulate", "--streetlights", "5", "--bins", "5", "--chargers", "2",
+            "--messages", "300", "--speed", "0", "--no-progress",
+            "--start", (datetime.now(UTC) - timedelta(hours=2)).isoformat(), env=sim_env,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        assert eventually(lambda: readings(influx) == 300), readings(influx)
+        # a device hears only its own commands, even through a wildcard subscription
+        device, rc = connect(compose_broker, DEVICE, "device-secret")
+        assert not rc.is_failure
+        heard: list[str] = []
+        subscribed = threading.Event()
+        device.on_message = lambda c, u, m: heard.append(m.topic)
+        device.on_subscribe = lambda *a: subscribed.set()
+        device.subscribe(f"smartcity/v1/{city}/wastebin/+/cmd", qos=1)
+        assert subscribed.wait(10)
+        api, rc = connect(compose_broker, "api", PASSWORDS["api"])
+        assert not rc.is_failure
+        for dev in (OTHER, DEVICE):
+            api.publish(topic("wastebin", dev, "cmd", city), b"{}", qos=1).wait_for_publish(10)
+        api.loop_stop()
+        assert eventually(lambda: len(heard) >= 1)
+        time.sleep(1)  # the other device's command was sent first: it had every chance
+        assert heard == [topic("wastebin", DEVICE, "cmd", city)]
+        # and publishes as itself only
+        now = datetime.now(UTC)
+        for dev in (OTHER, DEVICE):
+            reading = good_reading(0, now)
+            device.publish(topic("wastebin", dev, "telemetry", city), reading, qos=1)
+        assert eventually(lambda: influx.count("wastebin", device_id=DEVICE) == 1)
+        device.loop_stop()
+        time.sleep(1)  # the refused one was sent first; give it every chance to show up
+        assert influx.count("wastebin", device_id=OTHER) == 0
+    finally:
+        ingester.stop()
+
+
+def healthcheck(influx: Influx, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**smartcity_env("mqtt://unused:1883", influx, "unused"), "PYTHONPATH": str(ROOT)}
+    return subprocess.run(
+        [sys.executable, str(ROOT / "deploy/healthcheck.py"), *args],
+        env=env, capture_output=True, text=True, check=False, timeout=60,
+    )  # fmt: skip
+
+
+@pytest.mark.servers
+def test_fresh_data_healthcheck_follows_the_newest_reading(influx: Influx) -> None:
+    def store(age: timedelta) -> None:
+        ts = point_time_ns(datetime.now(UTC) - age, 1)
+        body = line("evcharger", {"device_id": "ev-1", "zone": "Po"}, {"seq": 1}, ts).encode()
+        create = urllib.parse.urlencode({"q": f'CREATE DATABASE "{influx.db}"'}).encode()
+        urllib.request.urlopen(f"{influx.url}/query", create, timeout=10).close()
+        write = f"{influx.url}/write?db={influx.db}"
+        urllib.request.urlopen(write, body, timeout=10).close()
+
+    store(timedelta(hours=1))
+    stale = healthcheck(influx, "fresh", "300")
+    assert stale.returncode == 1
+    assert "younger than 300 s" in stale.stderr
+    store(timedelta(seconds=10))
+    assert healthcheck(influx, "fresh", "300").returncode == 0
+    assert healthcheck(influx, "bogus").returncode == 2

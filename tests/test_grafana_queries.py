@@ -1,0 +1,393 @@
+"""Every board query and alert query, run on the real InfluxDB filled by the simulator.
+
+The database is filled the way production fills it: ``smartcity simulate`` (a day of a seeded
+fleet with raised fault rates) and hand-made messages for a few devices in a known state (a
+failed lamp, a burning bin, a faulted charger, a device gone offline, an edge agent with an
+error, an invalid message), all through MQTT and the real ingester. The ingester on this branch
+does not write its own health figures yet (``ingest_stats``, ``broker_stats``), so this test
+writes them itself as line protocol, in the shape the pipeline board reads.
+
+Grafana's macros and variables are substituted the way Grafana's InfluxDB data source does
+(``tests/grafana_emulation.py``): ``$timeFilter`` becomes ``time >= {from}ms and time <= {to}ms``,
+``$__interval`` the rounded auto interval, ``$zone``/``$device_type`` the regex-escaped
+``(a|b)`` form or the ``.*`` all-value.
+
+What cannot be checked without a Grafana server, so no test here claims it:
+
+* that Grafana renders the panels (geomap markers, colours, value mappings, layout);
+* Grafana's own interpolation code: the tests mirror its documented rules, not its code;
+* the alerting scheduler: ``for`` durations, notifications, no-data and error handling beyond
+  the reduce-and-threshold arithmetic evaluated here;
+* that Grafana accepts the provisioning files and the HTTP API payloads: their shape is
+  checked against grafana-foundation-sdk's models and a fake API (``test_grafana_push.py``).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.parse
+import urllib.request
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from simulators.fleet import build_fleet, schedule
+from simulators.publisher import AckingPublisher
+from smartcity.contract import Health, Location, Status, encode, encode_telemetry, topic
+from smartcity.devices.base import point_time_ns
+from smartcity.devices.evcharger import Connector, EvchargerReading, SessionStopped
+from smartcity.devices.streetlight import StreetlightReading
+from smartcity.devices.wastebin import BinEmptied, WastebinReading
+from smartcity.lineprotocol import line
+
+from . import grafana_emulation as grafana
+from .conftest import Influx, IngesterProcess, run_smartcity, smartcity_env
+
+GRAFANA = Path(__file__).parents[1] / "grafana"
+FLEET = {"streetlight": 10, "wastebin": 60, "evcharger": 6}
+SEED = 5
+FAULT_RATE = 50
+#: A day and two hours: always one morning collection round and one day of charging.
+HISTORY = timedelta(hours=26)
+RANGE = grafana.Range(int((HISTORY + timedelta(hours=1)).total_seconds()))
+ZONE = "Sant'Ambrogio"
+#: Devices sent in a known state, by what should alert about them.
+FAILED_LAMP, BURNING_BIN, FAULTED_CHARGER, GONE_OFFLINE, EDGE_AGENT = (
+    "sl-guasto",
+    "wb-fuoco",
+    "ev-guasto",
+    "sl-spento",
+    "sl-edge",
+)
+EXPECTED_FIRING = {
+    "cremona-lamp-failure": FAILED_LAMP,
+    "cremona-bin-full": BURNING_BIN,
+    "cremona-bin-burning": BURNING_BIN,
+    "cremona-charger-faulted": FAULTED_CHARGER,
+    "cremona-device-offline": GONE_OFFLINE,
+}
+
+
+@dataclass
+class Sent:
+    """What the fleet sent, worked out by replaying its schedule (the same seed, same start)."""
+
+    readings: Counter[str] = field(default_factory=Counter)
+    collected: Counter[str] = field(default_factory=Counter)
+    session_energy: float = 0.0
+    last_lamp_status: dict[str, str] = field(default_factory=dict)
+
+
+def replay(start: datetime, until: datetime) -> Sent:
+    sent = Sent()
+    fleet = build_fleet(SEED, FLEET, FAULT_RATE)
+    for due, dev in schedule(fleet, start):
+        if due > until:
+            break
+        reading, events = dev.read(due)
+        sent.readings[dev.device_type.name] += 1
+        if isinstance(reading, StreetlightReading):
+            sent.last_lamp_status[dev.device_id] = reading.status
+        for e in events:
+            if isinstance(e, BinEmptied):
+                sent.collected[e.storedWasteKind] += e.collectedLevel
+            elif isinstance(e, SessionStopped):
+                sent.session_energy += e.energy
+    return sent
+
+
+@dataclass
+class Filled:
+    influx: Influx
+    sent: Sent
+
+
+def _publish_known_states(url: str, city: str, now: datetime) -> int:
+    """Messages putting a few devices in a known state; returns how many dead-letters."""
+    pub = AckingPublisher(url, f"known-{city}")
+    pub.connect()
+
+    def send(dtype: str, dev: str, channel: str, payload: bytes) -> None:
+        pub.publish(topic(dtype, dev, channel, city), payload)  # type: ignore[arg-type]
+
+    lamp = [
+        StreetlightReading(
+            ts=now - timedelta(seconds=s), seq=i, powerState="on", illuminanceLevel=1.0,
+            activePower=0.0, totalActiveEnergyImport=100.0, voltage=230.0, current=0.0,
+            ratedPower=70.0, status="defectiveLamp",
+        )
+        for i, s in enumerate((120, 60, 5))
+    ]  # fmt: skip
+    send("streetlight", FAILED_LAMP, "telemetry", encode_telemetry(lamp, ZONE))
+    bin_readings = [
+        WastebinReading(
+            ts=now - timedelta(seconds=s), seq=i, fillingLevel=0.97, temperature=85.0,
+            storedWasteKind="plastic", status="burning", batteryLevel=0.1,
+        )
+        for i, s in enumerate((600, 300, 5))
+    ]  # fmt: skip
+    send("wastebin", BURNING_BIN, "telemetry", encode_telemetry(bin_readings, ZONE))
+    charger = EvchargerReading(
+        ts=now - timedelta(seconds=5), seq=0, power=0.0, energy=1000.0,
+        connectors=[
+            Connector(connectorId=1, status="Faulted", power=0.0, energy=600.0),
+            Connector(connectorId=2, status="Unavailable", power=0.0, energy=400.0),
+        ],
+    )  # fmt: skip
+    send("evcharger", FAULTED_CHARGER, "telemetry", encode_telemetry([charger], ZONE))
+    where = Location(lat=45.1255, lon=9.9975)
+    for state, ago in (("online", 3600), ("offline", 20)):
+        status = Status(
+            v=1, state=state, ts=now - timedelta(seconds=ago), zone=ZONE, location=where
+        )
+        send("streetlight", GONE_OFFLINE, "status", encode(status))
+    for i, dropped in enumerate((0, 2, 4)):
+        beat = Health(
+            v=1, ts=now - timedelta(seconds=120 - 40 * i), zone=ZONE, version="0.1.0",
+            uptime=1000.0 + 40 * i, outboxDepth=5, dropped=dropped, lastError="modbus timeout",
+        )  # fmt: skip
+        send("streetlight", EDGE_AGENT, "health", encode(beat))
+    send("wastebin", BURNING_BIN, "telemetry", b'{"v": 1, "readings": "not a list"}')
+    assert pub.drain(30)
+    pub.close()
+    return 1
+
+
+def write_health_figures(influx: Influx, now: datetime, counting: bool = True) -> None:
+    """``ingest_stats`` of one worker and ``broker_stats`` every 10 s for 10 minutes."""
+    lines = []
+    for i in range(60):
+        t = point_time_ns(now - timedelta(seconds=600 - 10 * i))
+        received = 1000 + (i * 120 if counting else 0)
+        lines.append(
+            line(
+                "ingest_stats",
+                {"worker": "smartcity-ingest"},
+                {
+                    "messages_received": received,
+                    "points_written": received * 2,
+                    "invalid": i // 10,
+                    "retries": i // 20,
+                    "queue_depth": i % 3,
+                    "spool_depth": 0,
+                    "lag_seconds": 1.5,
+                    "write_latency_seconds": 0.02,
+                    "rate_messages": 12.0,
+                },
+                t,
+            )
+        )
+        lines.append(
+            line(
+                "broker_stats",
+                {},
+                {"dropped": i // 30, "clients_connected": 3, "messages_stored": 10 + i},
+                t,
+            )
+        )
+    write(influx, lines)
+
+
+def write(influx: Influx, lines: list[str]) -> None:
+    create = urllib.parse.urlencode({"q": f'CREATE DATABASE "{influx.db}"'}).encode()
+    urllib.request.urlopen(f"{influx.url}/query", create, timeout=30).close()
+    url = f"{influx.url}/write?" + urllib.parse.urlencode({"db": influx.db})
+    urllib.request.urlopen(url, "\n".join(lines).encode(), timeout=30).close()
+
+
+@pytest.fixture(scope="module")
+def filled(mosquitto, influxd, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Filled]:
+    city = f"t{uuid.uuid4().hex[:10]}"
+    influx = Influx(influxd.url, f"db_{city}")
+    env = smartcity_env(mosquitto.url, influx, city)
+    ingester = IngesterProcess(
+        env,
+        tmp_path_factory.mktemp("grafana") / "ingest.log",
+        "--client-id", f"ingest-{city}", "--share-group", f"g{city}",
+    )  # fmt: skip
+    ingester.start().wait_subscribed()
+    now = datetime.now(UTC).replace(microsecond=0)
+    start = now - HISTORY
+    sent = replay(start, now - timedelta(seconds=60))
+    result = run_smartcity(
+        "simulate", "--streetlights", str(FLEET["streetlight"]), "--bins",
+        str(FLEET["wastebin"]), "--chargers", str(FLEET["evcharger"]), "--seed", str(SEED),
+        "--fault-rate", str(FAULT_RATE), "--start", start.isoformat(), "--speed", "0",
+        "--batch", "60", "--messages", str(sum(sent.readings.values())), "--no-progress",
+        env=env,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    dead = _publish_known_states(mosquitto.url, city, datetime.now(UTC))
+    write_health_figures(influx, datetime.now(UTC))
+    try:
+        for measurement, count in sent.readings.items():
+            extra = 3 if measurement != "evcharger" else 1
+            assert influx.wait_for_count(measurement, count + extra) == count + extra
+        assert influx.wait_for_count("deadletter", dead, field="reason") == dead
+        assert influx.wait_for_count("device_health", 3, field="uptime") == 3
+        yield Filled(influx, sent)
+    finally:
+        ingester.stop()
+
+
+def run(influx: Influx, query: str) -> list[grafana.Series]:
+    body = urllib.parse.urlencode({"db": influx.db, "q": query, "epoch": "ms"}).encode()
+    with urllib.request.urlopen(f"{influx.url}/query", body, timeout=30) as resp:
+        result = json.load(resp)["results"][0]
+    assert "error" not in result, f"InfluxDB refused: {result['error']}\n{query}"
+    return grafana.series(result)
+
+
+def boards() -> dict[str, dict[str, Any]]:
+    return {p.stem: json.loads(p.read_text()) for p in sorted(GRAFANA.glob("dashboards/*/*.json"))}
+
+
+def datasource_min_interval() -> str:
+    data = yaml.safe_load((GRAFANA / "provisioning/datasources/smartcity.yaml").read_text())
+    return str(data["datasources"][0]["jsonData"]["timeInterval"])
+
+
+def query_panels() -> list[tuple[str, dict[str, Any]]]:
+    return [(uid, p) for uid, b in boards().items() for p in b["panels"] if p.get("targets")]
+
+
+ALL_VARIABLES = {"zone": ".*", "device_type": ".*", "catalogue": "http://localhost:8000"}
+
+
+def panel_results(
+    influx: Influx, panel: dict[str, Any], variables: dict[str, str]
+) -> dict[str, list[grafana.Series]]:
+    """Each target's result by refId, math expressions evaluated over the others."""
+    results: dict[str, list[grafana.Series]] = {}
+    now_ms = time.time_ns() // 1_000_000
+    for t in panel["targets"]:
+        if t["datasource"]["type"] == "influxdb":
+            q = grafana.interpolate(
+                t["query"],
+                RANGE,
+                variables,
+                panel.get("interval"),
+                datasource_min_interval(),
+                now_ms,
+            )
+            results[t["refId"]] = run(influx, q)
+    for t in panel["targets"]:
+        if t["datasource"]["type"] == "__expr__":
+            assert t["type"] == "math", t
+            results[t["refId"]] = grafana.math_ratio(t["expression"], results)
+    return results
+
+
+def alert_rules() -> list[dict[str, Any]]:
+    data = yaml.safe_load((GRAFANA / "provisioning/alerting/smartcity.yaml").read_text())
+    return [rule for group in data["groups"] for rule in group["rules"]]
+
+
+def evaluate(influx: Influx, rule: dict[str, Any]) -> grafana.Evaluation:
+    results = {}
+    now_ms = time.time_ns() // 1_000_000
+    for step in rule["data"]:
+        if step["datasourceUid"] != "__expr__":
+            window = grafana.Range(step["relativeTimeRange"]["from"])
+            results[step["refId"]] = run(
+                influx, grafana.interpolate(step["model"]["query"], window, {}, now_ms=now_ms)
+            )
+    return grafana.evaluate_rule(rule, results)
+
+
+@pytest.mark.servers
+@pytest.mark.parametrize("rule", alert_rules(), ids=[r["uid"] for r in alert_rules()])
+def test_alert_rule_fires_for_the_device_sent_in_fault(
+    filled: Filled, rule: dict[str, Any]
+) -> None:
+    outcome = evaluate(filled.influx, rule)
+    assert not outcome.no_data, f"{rule['uid']}: its query returned no data"
+    firing = {labels.get("device_id") for labels in outcome.firing}
+    if rule["uid"] in EXPECTED_FIRING:
+        assert EXPECTED_FIRING[rule["uid"]] in firing
+        if rule["uid"] == "cremona-lamp-failure":
+            failed = {d for d, s in filled.sent.last_lamp_status.items() if s != "ok"}
+            assert firing <= failed | {FAILED_LAMP}
+    else:  # ingest stalled: the figures written show messages flowing
+        assert rule["uid"] == "cremona-ingest-stalled"
+        assert not outcome.firing
+
+
+@pytest.mark.servers
+def test_ingest_stalled_fires_when_the_counter_stops_or_figures_vanish(influxd) -> None:
+    rule = next(r for r in alert_rules() if r["uid"] == "cremona-ingest-stalled")
+    stopped = Influx(influxd.url, f"db_stalled_{uuid.uuid4().hex[:8]}")
+    write(stopped, [line("unrelated", {}, {"x": 1}, time.time_ns())])
+    outcome = evaluate(stopped, rule)
+    assert outcome.no_data
+    assert rule["noDataState"] == "Alerting"
+    write_health_figures(stopped, datetime.now(UTC), counting=False)
+    outcome = evaluate(stopped, rule)
+    assert outcome.firing
+    assert not outcome.no_data
+
+
+@pytest.mark.servers
+@pytest.mark.parametrize(
+    ("board", "panel"), query_panels(), ids=[f"{u}:{p['title']}" for u, p in query_panels()]
+)
+def test_every_panel_query_returns_data(filled: Filled, board: str, panel: dict[str, Any]) -> None:
+    results = panel_results(filled.influx, panel, ALL_VARIABLES)
+    shown = [t["refId"] for t in panel["targets"] if not t.get("hide")]
+    for ref, found in results.items():
+        assert any(s.has_data() for s in found), f"{board}: {panel['title']} {ref} has no data"
+    assert any(s.numbers() or s.has_data() for ref in shown for s in results[ref])
+
+
+def value_of(filled: Filled, board: str, title: str) -> float:
+    panel = next(p for p in boards()[board]["panels"] if p["title"] == title)
+    results = panel_results(filled.influx, panel, ALL_VARIABLES)
+    shown = next(t["refId"] for t in panel["targets"] if not t.get("hide"))
+    (found,) = results[shown]
+    return found.numbers()[-1]
+
+
+@pytest.mark.servers
+def test_headline_numbers_match_what_was_sent(filled: Filled) -> None:
+    sent = filled.sent
+    share = 1 - sent.collected["residual"] / sum(sent.collected.values())
+    assert value_of(filled, "cremona-rifiuti", "Quota di differenziata") == pytest.approx(share)
+    assert value_of(filled, "cremona-ricarica", "Energia erogata") == pytest.approx(
+        sent.session_energy
+    )
+    failed = sum(s != "ok" for s in sent.last_lamp_status.values()) + 1  # + FAILED_LAMP
+    assert value_of(filled, "cremona-illuminazione", "Lampioni guasti") == failed
+
+
+@pytest.mark.servers
+def test_variables_list_the_zones_and_filter_by_them(filled: Filled) -> None:
+    for uid, board in boards().items():
+        zone_var = next(v for v in board["templating"]["list"] if v["name"] == "zone")
+        types = next(v for v in board["templating"]["list"] if v["name"] == "device_type")
+        assert set(types["query"].split(",")) <= {"streetlight", "wastebin", "evcharger"}
+        q = grafana.interpolate(zone_var["query"], RANGE, {"device_type": ".*"})
+        zones = {row[1] for s in run(filled.influx, q) for row in s.values}
+        assert ZONE in zones, uid
+    # a multi-value selection, with a zone name that needs escaping, narrows every query
+    only = {
+        **ALL_VARIABLES,
+        "zone": grafana.regex_value([ZONE, "Borgo Loreto"], ".*"),
+        "device_type": grafana.regex_value(["streetlight", "wastebin", "evcharger"], ".*"),
+    }
+    alarms = boards()["cremona-allarmi"]
+    seen = set()
+    for panel in alarms["panels"]:
+        if panel.get("targets") and panel["type"] == "table":
+            for found in panel_results(filled.influx, panel, only).values():
+                for s in found:
+                    assert s.tags.get("zone", ZONE) in {ZONE, "Borgo Loreto"}
+                    seen.add(s.tags.get("device_id"))
+    assert {FAILED_LAMP, BURNING_BIN, FAULTED_CHARGER, GONE_OFFLINE} <= seen
