@@ -9,8 +9,8 @@ from __future__ import annotations
 import time
 
 from smartcity.contract import Events, Health, Message, Status, Telemetry
-from smartcity.devices.base import point_time_ns, scalar_fields
-from smartcity.lineprotocol import line, row_line
+from smartcity.devices.base import Row, point_time_ns
+from smartcity.lineprotocol import escape_measurement, line, model_encoder, tag_text
 
 DEADLETTER_MEASUREMENT = "deadletter"
 STATUS_MEASUREMENT = "device_status"
@@ -28,11 +28,12 @@ def message_lines(msg: Message, received_ns: int) -> list[str]:
         "device_type": msg.topic.device_type,
         "zone": body.zone or UNKNOWN_ZONE,
     }
+    common = tuple(tags.items())  # already in sorted order
     device = msg.device
     if isinstance(body, Telemetry):
-        return [row_line(r, tags) for x in body.readings for r in device.reading_rows(x)]
+        return [row_line(r, common) for x in body.readings for r in device.reading_rows(x)]
     if isinstance(body, Events):
-        return [row_line(r, tags) for e in body.events for r in device.event_rows(e)]
+        return [row_line(r, common) for e in body.events for r in device.event_rows(e)]
     if isinstance(body, Status):
         fields = {"state": body.state, "online": int(body.state == "online")}
         if body.location:
@@ -42,8 +43,14 @@ def message_lines(msg: Message, received_ns: int) -> list[str]:
         stamp = point_time_ns(body.ts) if body.ts else received_ns
         return [line(STATUS_MEASUREMENT, tags, fields, stamp)]
     assert isinstance(body, Health)
-    fields = scalar_fields(body, frozenset({"v", "ts", "zone"}))
-    return [line(HEALTH_MEASUREMENT, tags, fields, point_time_ns(body.ts))]
+    fields = model_encoder(Health, frozenset({"v", "ts", "zone"}))(body)
+    return [f"{HEALTH_MEASUREMENT}{tag_text(common)} {fields} {point_time_ns(body.ts)}"]
+
+
+def row_line(row: Row, common: tuple[tuple[str, str], ...]) -> str:
+    """A device row with the message's tags (device_id, device_type, zone) added."""
+    tags = tag_text(tuple(sorted(common + row.tags)) if row.tags else common)
+    return f"{escape_measurement(row.measurement)}{tags} {row.fields} {row.time_ns}"
 
 
 class DeadLetterClock:

@@ -1,5 +1,9 @@
 """Manual MQTT acknowledgement for aiomqtt, the one place that reaches under its public API.
 
+Two things the ingester needs that aiomqtt 2.x does not offer: acknowledging a message only
+when we say so, and receiving messages in paho's callback rather than through aiomqtt's queue
+(one asyncio queue hop and two wrapper objects per message cost more than validating it).
+
 aiomqtt 2.x acknowledges a QoS 1 message as soon as it arrives. The ingester must acknowledge
 only after InfluxDB has stored the message, so the broker redelivers anything we lose in a crash.
 paho-mqtt, underneath aiomqtt, supports exactly that (``manual_ack_set`` / ``ack``); this module
@@ -7,6 +11,8 @@ wraps it so an aiomqtt upgrade that moves it breaks one tested place (``tests/te
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import aiomqtt
 import paho.mqtt.client as paho
@@ -20,6 +26,14 @@ def _paho(client: aiomqtt.Client) -> paho.Client:
             "or update smartcity's ingest/mqtt_ack.py"
         )
     return inner
+
+
+def deliver_directly(
+    client: aiomqtt.Client, on_message: Callable[[paho.MQTTMessage], None]
+) -> None:
+    """Call before connecting: messages go to ``on_message`` in the event loop, not to
+    ``client.messages`` (which then only tells when the connection drops)."""
+    _paho(client).on_message = lambda _client, _userdata, message: on_message(message)
 
 
 def enable_manual_ack(client: aiomqtt.Client) -> None:

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aiomqtt
+import paho.mqtt.client as paho
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
@@ -71,7 +72,9 @@ class Ingester:
         self.spool = Spool(settings.spool_dir / self.client_id, settings.spool_max_bytes)
         self.metrics = IngestMetrics(self.client_id)
         self.batch = Batch()
-        self.pending: asyncio.Queue[Batch | None] = asyncio.Queue(settings.max_pending_batches)
+        # unbounded here: what the broker may send us unacknowledged (Receive Maximum) bounds it
+        self.pending: asyncio.Queue[Batch | None] = asyncio.Queue()
+        self._background: set[asyncio.Task[None]] = set()
         self.connection = 0
         self.client: aiomqtt.Client | None = None
         self.stopping = asyncio.Event()
@@ -112,22 +115,27 @@ class Ingester:
 
     # -- batches: memory, spool, InfluxDB -----------------------------------------------------
 
-    async def flush(self) -> None:
+    def flush(self) -> None:
         """Hand the current batch to the writer, or spill it to disk while InfluxDB is away."""
         if not self.batch:
             return
         batch, self.batch = self.batch, Batch()
         size = sum(len(line) + 1 for line in batch.lines)
-        away = self.pending.full() and self.influx.failing
+        away = self.pending.qsize() >= self.settings.max_pending_batches and self.influx.failing
         if (self.spool.depth or away) and self.spool.has_room(size):
             # keep order: once anything is on disk, newer batches follow it there
             self.spool.put(batch.lines)
             self.metrics.spooled += 1
             self.metrics.spool_depth = self.spool.depth
             self._acknowledge(batch)
-            await self._publish_deadletters(batch.deadletters)
+            if batch.deadletters:
+                task = asyncio.get_running_loop().create_task(
+                    self._publish_deadletters(batch.deadletters)
+                )
+                self._background.add(task)
+                task.add_done_callback(self._background.discard)
             return
-        await self.pending.put(batch)
+        self.pending.put_nowait(batch)
         self.metrics.queue_depth = self.pending.qsize()
 
     async def _write_batches(self) -> None:
@@ -240,6 +248,7 @@ class Ingester:
             keepalive=30,
         )
         mqtt_ack.enable_manual_ack(client)
+        mqtt_ack.deliver_directly(client, self._on_message)
         return client
 
     def _filters(self) -> list[str]:
@@ -257,19 +266,21 @@ class Ingester:
             for t in BROKER_TOPICS.values():
                 await client.subscribe(t, qos=0, timeout=120)
 
+    def _on_message(self, m: paho.MQTTMessage) -> None:
+        """Each delivery, straight from paho's callback in the event loop (the hot path)."""
+        topic = m.topic
+        if topic.startswith("$SYS/"):
+            self.metrics.broker_value(topic, m.payload)
+            return
+        self.handle(topic, m.payload, m.retain)
+        self.batch.acks.append((self.connection, m.mid, m.qos))
+        if len(self.batch.lines) >= self.settings.batch_size:
+            self.flush()
+
     async def _receive(self, client: aiomqtt.Client) -> None:
-        size = self.settings.batch_size
-        connection = self.connection
-        async for m in client.messages:
-            topic = m.topic.value
-            payload = m.payload if isinstance(m.payload, bytes) else str(m.payload).encode()
-            if topic.startswith("$SYS/"):
-                self.metrics.broker_value(topic, payload)
-                continue
-            self.handle(topic, payload, m.retain)
-            self.batch.acks.append((connection, m.mid, m.qos))
-            if len(self.batch.lines) >= size:
-                await self.flush()
+        """Wait while messages flow to :meth:`_on_message`; raises when the connection drops."""
+        async for _ in client.messages:
+            raise RuntimeError("aiomqtt queued a message that should have gone to _on_message")
 
     async def _consume(self) -> None:
         """One reconnect loop around one client; the session survives reconnects.
@@ -280,8 +291,9 @@ class Ingester:
         delay = 0.5
         while True:
             try:
+                # a new number before connecting: messages can arrive with the CONNACK
+                self.connection += 1
                 async with self._new_client() as client:
-                    self.connection += 1
                     self.client = client
                     # receive before subscribing: a resumed session starts sending its queue
                     # at once, and the SUBACKs only come after it
@@ -319,8 +331,8 @@ class Ingester:
     async def _drain(self) -> None:
         """Write what was received and acknowledge it, then let the writer finish."""
         self.batch.lines.extend(self.metrics.lines(time.time_ns()))
-        await self.flush()
-        await self.pending.put(None)
+        self.flush()
+        self.pending.put_nowait(None)
         await self.writer
         if self.client is not None:
             with contextlib.suppress(aiomqtt.MqttError):
@@ -333,7 +345,7 @@ class Ingester:
         while True:
             await asyncio.sleep(interval / 4)
             if self.batch and time.monotonic() - self.batch.started >= interval:
-                await self.flush()
+                self.flush()
 
     async def _report(self) -> None:
         """Health figures into InfluxDB every ``stats_interval``; a log summary every minute."""

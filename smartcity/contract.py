@@ -86,7 +86,9 @@ class InvalidMessage(Exception):
         self.reason = reason
 
 
+@functools.lru_cache(maxsize=100_000)
 def parse_topic(name: str) -> Topic:
+    """The levels of a device topic (cached: a city has a bounded set of topics)."""
     parts = name.split("/")
     if len(parts) != 6 or parts[0] != ROOT:
         raise InvalidMessage(
@@ -197,10 +199,7 @@ def command_adapter(device_type: str) -> TypeAdapter[Any]:
 
 def decode_command(device_type: str, payload: bytes) -> Command:
     """Validate a command for a device of ``device_type``, or raise :class:`InvalidMessage`."""
-    if len(payload) > MAX_PAYLOAD_BYTES:
-        raise InvalidMessage(
-            "too_large", f"payload is {len(payload)} bytes, the limit is {MAX_PAYLOAD_BYTES}"
-        )
+    _check_size(payload)
     try:
         command: Command = command_adapter(device_type).validate_json(payload)
     except ValidationError as exc:
@@ -224,23 +223,33 @@ class Message:
         return DEVICE_TYPES[self.topic.device_type]
 
 
-def decode(topic_name: str, payload: bytes) -> Message:
-    """Validate a message from a device, or raise :class:`InvalidMessage` saying why."""
+def _check_size(payload: bytes) -> None:
     if len(payload) > MAX_PAYLOAD_BYTES:
         raise InvalidMessage(
             "too_large", f"payload is {len(payload)} bytes, the limit is {MAX_PAYLOAD_BYTES}"
         )
+
+
+@functools.cache
+def _body_adapter(device_type: str, channel: str) -> TypeAdapter[Any]:
+    if channel == "telemetry":
+        return telemetry_adapter(device_type)
+    if channel == "events":
+        return events_adapter(device_type)
+    if channel == "status":
+        return _STATUS
+    if channel == "health":
+        return _HEALTH
+    raise InvalidMessage("bad_topic", f"channel {channel!r} is not published by devices")
+
+
+def decode(topic_name: str, payload: bytes) -> Message:
+    """Validate a message from a device, or raise :class:`InvalidMessage` saying why."""
+    _check_size(payload)
     where = parse_topic(topic_name)
-    adapter = {
-        "telemetry": lambda: telemetry_adapter(where.device_type),
-        "events": lambda: events_adapter(where.device_type),
-        "status": lambda: _STATUS,
-        "health": lambda: _HEALTH,
-    }.get(where.channel)
-    if adapter is None:
-        raise InvalidMessage("bad_topic", f"channel {where.channel!r} is not published by devices")
+    adapter = _body_adapter(where.device_type, where.channel)
     try:
-        body = adapter().validate_json(payload)
+        body = adapter.validate_json(payload)
     except ValidationError as exc:
         raise InvalidMessage(_error_code(exc), describe(exc)) from None
     return Message(where, body)

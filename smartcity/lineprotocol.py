@@ -13,9 +13,13 @@ instead of being silently altered. Only validated, bounded values ever become ta
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import functools
+import types
+import typing
+from collections.abc import Callable, Mapping
+from typing import Any, Literal, get_args, get_origin
 
-from smartcity.devices import Row
+from pydantic import BaseModel
 
 
 class LineProtocolError(ValueError):
@@ -65,6 +69,19 @@ def _no_newline(text: str, what: str) -> None:
         raise LineProtocolError(f"a {what} must be non-empty and on one line: {text!r:.60}")
 
 
+def encode_fields(fields: Mapping[str, float | int | str | bool]) -> str:
+    """A field set from a mapping (types as given: write floats as floats)."""
+    if not fields:
+        raise LineProtocolError("a point needs at least one field")
+    return ",".join(f"{escape_key(k)}={format_field_value(v)}" for k, v in fields.items())
+
+
+@functools.lru_cache(maxsize=100_000)
+def tag_text(tags: tuple[tuple[str, str], ...]) -> str:
+    """``,k=v,...`` for a tag set; cached, since a city has a bounded number of devices."""
+    return "".join(f",{escape_key(k)}={escape_tag_value(v)}" for k, v in tags)
+
+
 def line(
     measurement: str,
     tags: Mapping[str, str],
@@ -72,13 +89,54 @@ def line(
     time_ns: int,
 ) -> str:
     """One point; tags are sorted (InfluxDB's preferred order, cheaper to index)."""
-    if not fields:
-        raise LineProtocolError("a point needs at least one field")
-    tag_part = "".join(f",{escape_key(k)}={escape_tag_value(v)}" for k, v in sorted(tags.items()))
-    field_part = ",".join(f"{escape_key(k)}={format_field_value(v)}" for k, v in fields.items())
-    return f"{escape_measurement(measurement)}{tag_part} {field_part} {time_ns}"
+    return (
+        f"{escape_measurement(measurement)}{tag_text(tuple(sorted(tags.items())))} "
+        f"{encode_fields(fields)} {time_ns}"
+    )
 
 
-def row_line(row: Row, common_tags: Mapping[str, str]) -> str:
-    """A device row with the message's common tags (device_id, device_type, zone) added."""
-    return line(row.measurement, {**common_tags, **row.tags}, row.fields, row.time_ns)
+FieldEncoder = Callable[[BaseModel], str]
+
+
+@functools.cache
+def model_encoder(model: type[BaseModel], skip: frozenset[str] = frozenset()) -> FieldEncoder:
+    """A fast encoder of a model's scalar fields, built once per model from its annotations.
+
+    A field declared ``float`` is always written as a float, even when the JSON said ``230``:
+    InfluxDB fixes a field's type per shard, and an integer would make the next float fail.
+    Literal values are quoted once here; None values and nested models or lists are left out.
+    """
+    parts: list[tuple[str, str, Callable[[Any], str]]] = []
+    for name, info in model.model_fields.items():
+        if name in skip:
+            continue
+        convert = _value_encoder(info.annotation)
+        if convert is not None:
+            parts.append((name, f"{escape_key(name)}=", convert))
+
+    def encode(obj: BaseModel) -> str:
+        values = obj.__dict__
+        return ",".join(
+            key + convert(values[name]) for name, key, convert in parts if values[name] is not None
+        )
+
+    return encode
+
+
+def _value_encoder(annotation: Any) -> Callable[[Any], str] | None:
+    origin = get_origin(annotation)
+    if origin in (types.UnionType, typing.Union):
+        inner = [a for a in get_args(annotation) if a is not type(None)]
+        return _value_encoder(inner[0]) if len(inner) == 1 else None
+    if origin is Literal:
+        quoted = {v: format_field_value(v) for v in get_args(annotation)}
+        return quoted.__getitem__
+    if annotation is float:
+        return lambda v: repr(float(v))
+    if annotation is bool:
+        return format_field_value
+    if annotation is int:
+        return lambda v: f"{v}i"
+    if annotation is str:
+        return format_field_value
+    return None

@@ -6,15 +6,16 @@ once, and validation, line protocol, simulators, API and dashboards all read the
 
 from __future__ import annotations
 
-import functools
 import math
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+
+from smartcity.lineprotocol import model_encoder
 
 #: Readings stamped more than this far ahead of the receiver's clock are rejected: a device whose
 #: clock runs ahead would otherwise write points into the future that dashboards never show.
@@ -97,12 +98,13 @@ def check_device_clock(ts: datetime) -> datetime:
 
 @dataclass(frozen=True, slots=True)
 class Row:
-    """One InfluxDB point before it is encoded: measurement, extra tags, fields and time."""
+    """One InfluxDB point of a device: measurement, encoded fields, time, and its own tags
+    (the ingester adds ``device_id``, ``device_type`` and ``zone``)."""
 
     measurement: str
-    fields: dict[str, float | int | str | bool]
+    fields: str
     time_ns: int
-    tags: dict[str, str] = field(default_factory=dict)
+    tags: tuple[tuple[str, str], ...] = ()
 
 
 def point_time_ns(ts: datetime, seq: int | None = None) -> int:
@@ -113,34 +115,6 @@ def point_time_ns(ts: datetime, seq: int | None = None) -> int:
     """
     ms = math.floor(ts.timestamp() * 1000)
     return ms * 1_000_000 + (seq % 1_000_000 if seq is not None else 0)
-
-
-@functools.cache
-def _float_fields(model_cls: type[BaseModel]) -> frozenset[str]:
-    return frozenset(
-        name for name, info in model_cls.model_fields.items() if info.annotation in FLOAT_TYPES
-    )
-
-
-FLOAT_TYPES = (float, float | None)
-
-
-def scalar_fields(model: BaseModel, skip: frozenset[str]) -> dict[str, float | int | str | bool]:
-    """The model's scalar attributes as InfluxDB fields.
-
-    A field declared ``float`` is always written as a float, even when the JSON said ``230``:
-    InfluxDB fixes a field's type per shard, and an integer would make the next float fail.
-    """
-    floats = _float_fields(type(model))
-    out: dict[str, float | int | str | bool] = {}
-    for name in type(model).model_fields:
-        if name in skip:
-            continue
-        value = getattr(model, name)
-        if value is None or isinstance(value, BaseModel | list | dict):
-            continue
-        out[name] = float(value) if name in floats else value
-    return out
 
 
 class DeviceType:
@@ -170,17 +144,14 @@ class DeviceType:
     @classmethod
     def reading_rows(cls, reading: Reading) -> Iterator[Row]:
         """The reading's own point (the only one that carries ``seq``), then derived points."""
-        yield Row(
-            cls.measurement(),
-            scalar_fields(reading, frozenset({"ts"})),
-            point_time_ns(reading.ts, reading.seq),
-        )
+        encode = model_encoder(type(reading), frozenset({"ts"}))
+        yield Row(cls.measurement(), encode(reading), point_time_ns(reading.ts, reading.seq))
 
     @classmethod
     def event_rows(cls, event: Event) -> Iterator[Row]:
         """An event becomes one point tagged with its kind and any ``TAGS`` it declares."""
         tag_names: dict[str, str] = getattr(event, "TAGS", {})
-        tags = {tag: str(getattr(event, name)) for name, tag in tag_names.items()}
-        fields = scalar_fields(event, frozenset({"ts", *tag_names}))
-        fields["count"] = 1
+        tags = tuple(sorted((tag, str(getattr(event, name))) for name, tag in tag_names.items()))
+        fields = model_encoder(type(event), frozenset({"ts", *tag_names}))(event)
+        fields = f"{fields},count=1i" if fields else "count=1i"
         yield Row(cls.event_measurement(), fields, point_time_ns(event.ts), tags)

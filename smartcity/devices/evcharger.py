@@ -20,8 +20,8 @@ from smartcity.devices.base import (
     Reading,
     Row,
     measure,
-    point_time_ns,
 )
+from smartcity.lineprotocol import model_encoder
 
 #: OCPP 1.6 ChargePointStatus for a connector.
 ConnectorStatus = Literal[
@@ -104,14 +104,17 @@ class Evcharger(DeviceType):
         assert isinstance(reading, EvchargerReading)
         (station,) = super().reading_rows(reading)
         statuses = [c.status for c in reading.connectors]
-        station.fields["connectorsAvailable"] = statuses.count("Available")
-        station.fields["connectorsCharging"] = statuses.count("Charging")
-        station.fields["connectorsFaulted"] = statuses.count("Faulted")
-        yield station
+        counts = (
+            f",connectorsAvailable={statuses.count('Available')}i"
+            f",connectorsCharging={statuses.count('Charging')}i"
+            f",connectorsFaulted={statuses.count('Faulted')}i"
+        )
+        yield Row(station.measurement, station.fields + counts, station.time_ns)
+        encode = model_encoder(Connector, frozenset({"connectorId"}))
         for c in reading.connectors:
             yield Row(
                 cls.connector_measurement(),
-                {"status": c.status, "power": c.power, "energy": c.energy},
-                point_time_ns(reading.ts, reading.seq),
-                {"connector_id": str(c.connectorId)},
+                encode(c),
+                station.time_ns,
+                (("connector_id", str(c.connectorId)),),
             )
