@@ -127,9 +127,8 @@ def message_file(path: Path, n: int, devices: int, per_message: int, city: str) 
             batch.append(reading)
             if len(batch) >= per_message:
                 t = topic(dev.device_type.name, dev.device_id, "telemetry", city)
-                f.write(
-                    f"{t}\t{encode_telemetry(pending.pop(dev.device_id), dev.placement.zone).decode()}\n"
-                )  # type: ignore[arg-type]
+                body = encode_telemetry(pending.pop(dev.device_id), dev.placement.zone)  # type: ignore[arg-type]
+                f.write(f"{t}\t{body.decode()}\n")
                 messages += 1
         for device_id, batch in pending.items():
             dev = next(d for d in fleet if d.device_id == device_id)
@@ -292,6 +291,10 @@ def latency(
     return lat[len(lat) // 2], lat[min(len(lat) - 1, int(len(lat) * 0.99))]
 
 
+def row(label: str, value: str) -> None:
+    print(f"{label:60} {value:>12}", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -308,26 +311,24 @@ def main() -> None:
     broker.start()
     db.start()
     try:
-        print(f"{'measure':58} {'value':>14}", flush=True)
+        row("measure", "value")
         a = broker_rate(exe, broker, args.messages)
-        print(f"{'(a) broker QoS 1 delivery to a C subscriber, msg/s':58} {a:14,.0f}", flush=True)
+        row("(a) broker QoS 1 delivery to a C subscriber, msg/s", f"{a:,.0f}")
         b = influx_rate(db, args.messages)
-        print(f"{'(b) InfluxDB pre-serialized batch writes, points/s':58} {b:14,.0f}", flush=True)
+        row("(b) InfluxDB pre-serialized batch writes, points/s", f"{b:,.0f}")
         c, _, rss = end_to_end(
             exe, broker, db, work, args.messages, args.devices, 1, args.workers, "e2e"
         )
-        print(
-            f"{f'(c) end to end, {args.messages:,} msgs, {args.devices:,} devices, msg/s':58} {c:14,.0f}"
-        )
-        print(f"{'    ingester peak RSS, MB (all workers)':58} {rss:14,.0f}", flush=True)
+        row(f"(c) end to end, {args.messages:,} msgs, {args.devices:,} devices, msg/s", f"{c:,.0f}")
+        row(f"    ingester peak RSS, MB ({args.workers} worker(s))", f"{rss:,.0f}")
         p50, p99 = latency(broker, db, work)
-        print(f"{'(d) publish-to-queryable at 2,000 msg/s, p50 s':58} {p50:14.3f}")
-        print(f"{'    p99 s':58} {p99:14.3f}", flush=True)
+        row("(d) publish-to-queryable at 2,000 msg/s, p50 s", f"{p50:.3f}")
+        row("    p99 s", f"{p99:.3f}")
         em, er, _ = end_to_end(
             exe, broker, db, work, args.messages, args.devices, args.batch, args.workers, "batched"
         )
-        print(f"{f'(e) {args.batch} readings per message: msg/s':58} {em:14,.0f}")
-        print(f"{'    readings/s':58} {er:14,.0f}")
+        row(f"(e) {args.batch} readings per message: msg/s", f"{em:,.0f}")
+        row("    readings/s", f"{er:,.0f}")
         print(f"end-to-end/limit ratio: {c / min(a, b):.2f}")
     finally:
         broker.stop()

@@ -42,7 +42,7 @@ from smartcity.contract import (
     subscription,
 )
 from smartcity.lineprotocol import LineProtocolError
-from smartcity.settings import mqtt_endpoint
+from smartcity.settings import mqtt_endpoint, safe_url
 
 log = logging.getLogger("smartcity.ingest")
 #: Where the ingester publishes its shutdown barrier (no one subscribes; see mqtt_ack.settle).
@@ -447,9 +447,3 @@ def _device_type(topic: str) -> str | None:
         return parse_topic(topic).device_type
     except InvalidMessage:
         return None
-
-
-def safe_url(url: str) -> str:
-    """The broker URL without credentials, for logs."""
-    host, port, tls, _, _ = mqtt_endpoint(url)
-    return f"{'mqtts' if tls else 'mqtt'}://{host}:{port}"

@@ -33,7 +33,7 @@ def run(settings: SimulateSettings, stop: threading.Event | None = None) -> int:
         extra={
             "devices": len(fleet),
             "start": start.isoformat(),
-            "speed": settings.speed,
+            "speed": settings.effective_speed(),
             "target": target or "none",
         },
     )
@@ -53,7 +53,7 @@ def run(settings: SimulateSettings, stop: threading.Event | None = None) -> int:
                 encode(status),
                 retain=True,
             )
-    clock = SimClock(start, settings.speed)
+    clock = SimClock(start, settings.effective_speed())
     produced = 0
     sim_now = start
     progress = Progress(

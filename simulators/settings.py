@@ -6,6 +6,7 @@ from datetime import datetime
 
 from pydantic import AwareDatetime, Field
 
+from simulators import SIMULATORS
 from smartcity.settings import MqttSettings
 
 
@@ -19,11 +20,12 @@ class SimulateSettings(MqttSettings):
     messages: int | None = Field(
         None, ge=1, description="Stop once this many readings are acknowledged by the broker."
     )
-    speed: float = Field(
-        1.0,
+    speed: float | None = Field(
+        None,
         ge=0,
         description="Simulated seconds per real second; 0 = as fast as possible. Never runs "
-        "ahead of the real clock, so a backfill catches up and continues live.",
+        "ahead of the real clock, so a backfill catches up and continues live. Default: 1 "
+        "(real time), or 0 with --messages.",
     )
     start: AwareDatetime | None = Field(
         None, description="Simulated start time, ISO 8601 (default: now minus --backfill)."
@@ -44,7 +46,21 @@ class SimulateSettings(MqttSettings):
     def counts(self) -> dict[str, int]:
         return {"streetlight": self.streetlights, "wastebin": self.bins, "evcharger": self.chargers}
 
+    def effective_speed(self) -> float:
+        if self.speed is not None:
+            return self.speed
+        return 0.0 if self.messages is not None else 1.0
+
     def start_time(self) -> datetime:
+        """--start; else now minus --backfill; with --messages and neither, far enough back
+        that all N readings are history, so they go out as fast as the broker takes them."""
         from simulators.fleet import default_start
 
-        return self.start or default_start(self.backfill)
+        if self.start is not None:
+            return self.start
+        if self.messages is not None and not self.backfill and self.speed is None:
+            per_second = sum(
+                n / SIMULATORS[t].device_type.report_interval_s for t, n in self.counts().items()
+            )
+            return default_start(self.messages / max(per_second, 1e-9) + 60)
+        return default_start(self.backfill)

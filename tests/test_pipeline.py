@@ -153,3 +153,26 @@ def test_good_messages_around_bad_ones_are_all_stored_and_bad_ones_dead_lettered
     assert binary["code"] == "bad_json"
     assert ingester.proc is not None
     assert ingester.proc.poll() is None, "ingester must not crash"
+
+
+def test_messages_alone_publishes_history_fast_and_lands_exactly(
+    mosquitto, influx: Influx, ingester: IngesterProcess, city: str
+) -> None:
+    """`smartcity simulate --messages N` with no other flag: N readings, all in the past."""
+    n = 4000
+    result = run_smartcity(
+        "simulate", "--messages", str(n), "--no-progress",
+        env=smartcity_env(mosquitto.url, influx, city), timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    deadline = time.monotonic() + 60
+    total = 0
+    while time.monotonic() < deadline:
+        rows = influx.query('SELECT count("seq") FROM "streetlight", "wastebin", "evcharger"')
+        total = sum(int(r["count"]) for r in rows)  # type: ignore[call-overload]
+        if total >= n:
+            break
+        time.sleep(0.3)
+    time.sleep(0.5)
+    rows = influx.query('SELECT count("seq") FROM "streetlight", "wastebin", "evcharger"')
+    assert sum(int(r["count"]) for r in rows) == n  # type: ignore[call-overload]
