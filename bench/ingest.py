@@ -149,7 +149,9 @@ class Ingester:
         self.log = work / f"ingest-{database}.log"
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "smartcity", "ingest", "--workers", str(workers),
-             "--metrics-port", "0", "--spool-dir", str(work / "spool"), "--client-id", database],
+             "--metrics-port", "0", "--spool-dir", str(work / "spool"), "--client-id", database,
+             # a share group per phase: an earlier phase's offline sessions would keep their share
+             *(["--share-group", database] if workers > 1 else [])],
             env=env, stdout=self.log.open("w"), stderr=subprocess.STDOUT,
         )  # fmt: skip
         self.peak_rss = 0.0
