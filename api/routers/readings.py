@@ -1,0 +1,193 @@
+"""A device's latest reading and its time series, straight from InfluxDB."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timedelta
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+from pydantic import AwareDatetime
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session
+
+from api.deps import EngineDep, InfluxDep, SettingsDep
+from api.influx import InfluxReader, at, duration, ident
+from api.problems import ProblemError
+from api.registry import crud
+from api.routers.devices import DeviceIdPath
+from api.schemas.common import problem_responses
+from api.schemas.readings import (
+    Aggregation,
+    ConnectorPublic,
+    LatestPublic,
+    Point,
+    SeriesPublic,
+)
+from api.state import clock
+from smartcity.devices import DEVICE_TYPES, DeviceType
+from smartcity.devices.evcharger import Evcharger
+
+router = APIRouter(prefix="/v1/devices", tags=["readings"])
+
+INTERVAL = r"^[1-9][0-9]{0,5}[smhd]$"
+SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+MIN_INTERVAL_S = 10
+#: One fixed query per aggregation: the function name is chosen from this table, never from
+#: request text, and everything else is a bound parameter.
+SERIES_QUERIES = {
+    agg: f"SELECT {agg}($f) AS v FROM $m WHERE device_id = $id AND time > $from "
+    "AND time <= $to GROUP BY time($i) fill(none)"
+    for agg in ("mean", "max", "min", "last")
+}
+LATEST_OF_DEVICE = (
+    "SELECT * FROM $m WHERE device_id = $id AND time > $from AND time <= $to "
+    "GROUP BY * ORDER BY time DESC LIMIT 1"
+)
+
+
+def numeric_fields(device: type[DeviceType]) -> dict[str, str | None]:
+    """The fields a series can be drawn for, with their units, from the device's model."""
+    out: dict[str, str | None] = {}
+    for name, info in device.reading_model.model_fields.items():
+        if info.annotation in (float, int) and name != "ts":
+            extra = info.json_schema_extra
+            out[name] = str(extra["unit"]) if isinstance(extra, dict) and "unit" in extra else None
+    return out
+
+
+def _registered_type(engine: Engine, device_id: str) -> tuple[str | None, bool]:
+    with Session(engine) as session:
+        device = crud.get_device(session, device_id)
+        return (device.device_type if device else None), device is not None
+
+
+async def _type_of(engine: Engine, device_id: str) -> tuple[list[str], bool]:
+    """The measurements to look in: the registered type, or every type for an unknown id."""
+    known, registered = await asyncio.to_thread(_registered_type, engine, device_id)
+    return ([known] if known else list(DEVICE_TYPES)), registered
+
+
+async def _latest(
+    db: InfluxReader, measurement: str, device_id: str, start: datetime, end: datetime
+) -> list[Any]:
+    return await db.rows(
+        LATEST_OF_DEVICE,
+        {"m": ident(measurement), "id": device_id, "from": at(start), "to": at(end)},
+    )
+
+
+@router.get(
+    "/{device_id}/latest",
+    summary="A device's latest reading",
+    responses=problem_responses(404, 503),
+)
+async def latest(
+    device_id: DeviceIdPath, engine: EngineDep, db: InfluxDep, settings: SettingsDep
+) -> LatestPublic:
+    types, registered = await _type_of(engine, device_id)
+    end = clock(settings)
+    start = end - timedelta(hours=settings.lookback_hours)
+    found = await asyncio.gather(*(_latest(db, t, device_id, start, end) for t in types))
+    rows = [r for rs in found for r in rs]
+    if not rows:
+        raise ProblemError(
+            404, f"no reading from {device_id!r} in the last {settings.lookback_hours:g} hours"
+        )
+    row = max(rows, key=lambda r: r.time)
+    device = DEVICE_TYPES[row.measurement]
+    connectors = None
+    if device is Evcharger:
+        # GROUP BY * gives one series per connector_id: each connector's latest state
+        conn = await _latest(db, Evcharger.connector_measurement(), device_id, start, end)
+        connectors = [
+            ConnectorPublic(
+                connector_id=c.tags.get("connector_id", "?"),
+                time=c.time,
+                status=c.values.get("status"),
+                power=c.values.get("power"),
+                energy=c.values.get("energy"),
+            )
+            for c in sorted(conn, key=lambda c: int(c.tags.get("connector_id", "0")))
+        ]
+    units = {k: v for k, v in numeric_fields(device).items() if v}
+    return LatestPublic(
+        device_id=device_id,
+        device_type=device.name,
+        zone=row.tags.get("zone", "unknown"),
+        registered=registered,
+        time=row.time,
+        fields={k: v for k, v in row.values.items() if v is not None},
+        units=units,
+        connectors=connectors,
+    )
+
+
+@router.get(
+    "/{device_id}/series",
+    summary="A device's time series, aggregated per interval",
+    responses=problem_responses(404, 422, 503),
+)
+async def series(
+    device_id: DeviceIdPath,
+    engine: EngineDep,
+    db: InfluxDep,
+    settings: SettingsDep,
+    field: Annotated[
+        str, Query(pattern=r"^[A-Za-z][A-Za-z0-9]{0,63}$", description="e.g. activePower")
+    ],
+    agg: Aggregation = "mean",
+    interval: Annotated[str, Query(pattern=INTERVAL, description="e.g. 30s, 5m, 1h, 1d")] = "5m",
+    start: Annotated[AwareDatetime | None, Query(description="Default: end - 24 h.")] = None,
+    end: Annotated[AwareDatetime | None, Query(description="Default: now.")] = None,
+) -> SeriesPublic:
+    step = int(interval[:-1]) * SECONDS[interval[-1]]
+    end = end or clock(settings)
+    start = start or end - timedelta(hours=24)
+    span = (end - start).total_seconds()
+    problems = []
+    if step < MIN_INTERVAL_S:
+        problems.append(("interval", f"must be at least {MIN_INTERVAL_S}s"))
+    if span <= 0:
+        problems.append(("start", "must be before end"))
+    elif span > settings.max_range_days * 86400:
+        problems.append(("start", f"the range may span at most {settings.max_range_days} days"))
+    elif span / step > settings.max_series_points:
+        problems.append(
+            ("interval", f"gives over {settings.max_series_points} points; use a longer one")
+        )
+    if problems:
+        raise ProblemError(
+            422,
+            "; ".join(f"{k} {m}" for k, m in problems),
+            errors=[{"loc": ["query", k], "msg": m, "type": "value_error"} for k, m in problems],
+        )
+    types, _ = await _type_of(engine, device_id)
+    owners = [t for t in types if field in numeric_fields(DEVICE_TYPES[t])]
+    if not owners:
+        choices = sorted({f for t in types for f in numeric_fields(DEVICE_TYPES[t])})
+        raise ProblemError(
+            422,
+            f"field {field!r} has no series; choose one of {', '.join(choices)}",
+            errors=[{"loc": ["query", "field"], "msg": "unknown field", "type": "value_error"}],
+        )
+    params = {"f": ident(field), "id": device_id, "from": at(start), "to": at(end),
+              "i": duration(step)}  # fmt: skip
+    results = await asyncio.gather(
+        *(db.rows(SERIES_QUERIES[agg], {**params, "m": ident(t)}) for t in owners)
+    )
+    hit = next(((t, rows) for t, rows in zip(owners, results, strict=True) if rows), None)
+    if hit is None:
+        raise ProblemError(404, f"no {field} data from {device_id!r} between {start} and {end}")
+    device_type, rows = hit
+    return SeriesPublic(
+        device_id=device_id,
+        device_type=device_type,
+        field=field,
+        unit=numeric_fields(DEVICE_TYPES[device_type])[field],
+        agg=agg,
+        interval=interval,
+        start=start,
+        end=end,
+        points=[Point(time=r.time, value=float(r.values["v"])) for r in rows],
+    )

@@ -1,0 +1,141 @@
+"""The API tests' city: one simulated night ingested into a real InfluxDB, shared by the session.
+
+The simulator runs through the real MQTT broker and ingester with a fixed start and seed; a few
+hand-made messages add a device that went silent and one whose Last Will fired. Each test builds
+its own app (own registry file) against that database, with the clock set to the end of the data.
+"""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy.orm import Session
+
+from api.app import create_app
+from api.registry.db import make_engine
+from api.security import create_key
+from api.settings import ApiSettings
+from simulators.publisher import AckingPublisher
+from smartcity.contract import Status, encode, encode_telemetry, topic
+from smartcity.servers import Influxd, Mosquitto
+
+from ..conftest import Influx, IngesterProcess, run_smartcity, smartcity_env
+from . import city as c
+
+
+@dataclass(frozen=True)
+class CityData:
+    influx: Influx
+    sent: c.Sent
+
+
+@pytest.fixture(scope="session")
+def city_data(
+    mosquitto: Mosquitto, influxd: Influxd, tmp_path_factory: pytest.TempPathFactory
+) -> CityData:
+    name = "apicity"
+    influx = Influx(influxd.url, f"db_{name}")
+    env = smartcity_env(mosquitto.url, influx, name)
+    ingester = IngesterProcess(
+        env,
+        tmp_path_factory.mktemp("api-ingest") / "ingest.log",
+        "--client-id", f"ingest-{name}", "--share-group", f"g{name}",
+    ).start().wait_subscribed()  # fmt: skip
+    sent = c.everything()
+    try:
+        done = run_smartcity(
+            "simulate", *c.SIM_ARGS, "--messages", str(sent.simulated_messages), env=env
+        )
+        assert done.returncode == 0, done.stderr
+        pub = AckingPublisher(mosquitto.url, f"pub-{name}")
+        pub.connect()
+        for device_id, kind in ((c.GONE, "streetlight"), (c.LAST_WILL, "evcharger")):
+            pub.publish(
+                topic(kind, device_id, "telemetry", name),  # type: ignore[arg-type]
+                encode_telemetry(sent.readings[device_id], sent.zone[device_id]),
+            )
+        state, when = sent.status[c.LAST_WILL]
+        will = Status(v=1, state=state, ts=when, zone=sent.zone[c.LAST_WILL])  # type: ignore[arg-type]
+        pub.publish(topic("evcharger", c.LAST_WILL, "status", name), encode(will), retain=True)
+        assert pub.drain(30)
+        pub.close()
+        readings = sum(len(rs) for rs in sent.readings.values())
+        measured = sum(
+            influx.wait_for_count(m, sum(len(rs) for d, rs in sent.readings.items()
+                                         if sent.kind[d] == m))
+            for m in ("streetlight", "wastebin", "evcharger")
+        )  # fmt: skip
+        assert measured == readings
+        assert influx.wait_for_count("device_status", len(sent.status), field="state") == len(
+            sent.status
+        )
+    finally:
+        ingester.stop(signal.SIGTERM)
+    return CityData(influx, sent)
+
+
+def api_settings(data: CityData, tmp_path: Path, **overrides: object) -> ApiSettings:
+    values: dict[str, object] = {
+        "influx_url": data.influx.url,
+        "influx_db": data.influx.db,
+        "registry_url": f"sqlite:///{tmp_path}/registry.db",
+        "as_of": c.AS_OF,
+        "kpi_cache_seconds": 0,
+        "rate_limit": 100_000,
+        "offline_after_minutes": c.OFFLINE_AFTER.total_seconds() / 60,
+        "bin_threshold": c.THRESHOLD,
+        **overrides,
+    }
+    return ApiSettings(**values)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def settings(city_data: CityData, tmp_path: Path) -> ApiSettings:
+    return api_settings(city_data, tmp_path)
+
+
+@asynccontextmanager
+async def serve(settings: ApiSettings) -> AsyncIterator[httpx.AsyncClient]:
+    """The app in-process, its lifespan run, behind an HTTP client."""
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://api.test") as client:
+            yield client
+
+
+@pytest.fixture
+async def client(settings: ApiSettings) -> AsyncIterator[httpx.AsyncClient]:
+    async with serve(settings) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def sent(city_data: CityData) -> c.Sent:
+    return city_data.sent
+
+
+def make_key(settings: ApiSettings, scope: str) -> str:
+    with Session(make_engine(settings.registry_url)) as session:
+        return create_key(session, f"test {scope}", scope)[1]
+
+
+@pytest.fixture
+def write_key(settings: ApiSettings) -> str:
+    return make_key(settings, "write")
+
+
+@pytest.fixture
+def read_key(settings: ApiSettings) -> str:
+    return make_key(settings, "read")
+
+
+@pytest.fixture
+def admin_key(settings: ApiSettings) -> str:
+    return make_key(settings, "admin")
