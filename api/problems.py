@@ -88,7 +88,7 @@ def install(app: FastAPI) -> None:
         )
 
     async def failed(request: Request, exc: Exception) -> JSONResponse:
-        log.error("query failed", extra={"error": str(exc)[:500], "path": request.url.path})
+        log.error("request failed", exc_info=exc, extra={"path": request.url.path})
         return problem(500, "the server could not compute this answer", request.url.path)
 
     app.add_exception_handler(StarletteHTTPException, http_error)

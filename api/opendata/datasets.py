@@ -127,7 +127,7 @@ async def _wastebin_collections(db: InfluxReader, _e: Engine, days: Days) -> lis
 
 async def _evcharger_usage(db: InfluxReader, _e: Engine, days: Days) -> list[dict[str, Any]]:
     rows = await db.rows(
-        'SELECT sum("count") AS sessions, sum("energy") AS energy, mean("duration") AS duration '
+        'SELECT sum("count") AS sessions, sum("energy") AS energy, mean("duration") AS seconds '
         'FROM $m WHERE "kind" = $kind AND time >= $from AND time < $to '
         'GROUP BY time(1d), "zone" fill(none) tz($tz)',
         {"m": ident(Evcharger.event_measurement()), "kind": "sessionStop", **days.params()},
@@ -138,7 +138,7 @@ async def _evcharger_usage(db: InfluxReader, _e: Engine, days: Days) -> list[dic
             "zone": r.tags["zone"],
             "sessions": int(r.values["sessions"]),
             "energy_kwh": _num(r.values["energy"]),
-            "mean_duration_min": _num(float(r.values["duration"]) / 60, 1),
+            "mean_duration_min": _num(float(r.values["seconds"]) / 60, 1),
         }
         for r in rows
     ]
