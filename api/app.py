@@ -15,7 +15,7 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy.orm import Session
 
-from api import catalogue, problems
+from api import catalogue, openapi, problems
 from api.influx import InfluxReader
 from api.ratelimit import RateLimit
 from api.registry.db import make_engine
@@ -64,7 +64,9 @@ def create_app(settings: ApiSettings) -> FastAPI:
         description=DESCRIPTION,
         lifespan=lifespan,
         license_info={"name": "EUPL-1.2", "identifier": "EUPL-1.2"},
+        responses=openapi.COMMON_ERRORS,
     )
+    openapi.install(app)
     app.state.settings = settings
     app.state.engine = engine
     app.state.keys = keys

@@ -62,11 +62,24 @@ def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
     ]
 
 
+def _allowed(app: FastAPI, path: str) -> list[str]:
+    """Every method some route serves at ``path``."""
+    methods: set[str] = set()
+    for route in app.router.routes:
+        regex = getattr(route, "path_regex", None)
+        if regex is not None and regex.match(path):
+            methods |= getattr(route, "methods", None) or set()
+    return sorted(methods)
+
+
 def install(app: FastAPI) -> None:
     async def http_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
         detail = exc.detail if isinstance(exc.detail, str) else None
-        return problem(exc.status_code, detail, request.url.path, exc.headers)
+        headers = exc.headers
+        if exc.status_code == 405:  # Starlette names only the first route's methods
+            headers = {"Allow": ", ".join(_allowed(app, request.scope["path"]))}
+        return problem(exc.status_code, detail, request.url.path, headers)
 
     async def invalid(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
 from api.registry.models import Base
 from smartcity.settings import SettingsError
@@ -27,10 +27,11 @@ def make_engine(url: str, create: bool = True) -> Engine:
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
     try:
         engine = create_engine(parsed, pool_pre_ping=not sqlite)
-    except ModuleNotFoundError as exc:
+    except (ModuleNotFoundError, NoSuchModuleError) as exc:
         raise SettingsError(
-            f"registry URL {parsed.render_as_string()} needs the Python driver {exc.name!r}: "
-            "pip install 'psycopg[binary]' for PostgreSQL"
+            f"registry URL {parsed.render_as_string()}: its database driver is missing or "
+            f"unknown ({exc}); for PostgreSQL pip install 'psycopg[binary]' and use "
+            "postgresql+psycopg://"
         ) from None
     if sqlite:
         event.listen(engine, "connect", _sqlite_pragmas)

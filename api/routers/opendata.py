@@ -19,6 +19,7 @@ from api.state import clock
 router = APIRouter(prefix="/v1/opendata", tags=["open data"])
 DatasetId = Literal[tuple(DATASETS)]  # type: ignore[valid-type]
 Format = Literal["csv", "json", "geojson"]
+DAY = r"^\d{4}-\d{2}-\d{2}$"
 DEFAULT_DAYS = 30
 MAX_DAYS = 366
 
@@ -80,16 +81,24 @@ async def download(
     db: InfluxDep,
     engine: EngineDep,
     settings: SettingsDep,
-    start: Annotated[date | None, Query(description="First day (Rome time).")] = None,
-    end: Annotated[date | None, Query(description="Last day, included. Default: today.")] = None,
+    start: Annotated[
+        str | None, Query(pattern=DAY, description="First day (Rome time), YYYY-MM-DD.")
+    ] = None,
+    end: Annotated[
+        str | None, Query(pattern=DAY, description="Last day, included. Default: today.")
+    ] = None,
 ) -> Response:
     dataset = DATASETS[dataset_id]
-    last = end or clock(settings).astimezone(LOCAL).date()
-    first = start or last - timedelta(days=DEFAULT_DAYS - 1)
+    try:
+        last = date.fromisoformat(end) if end else clock(settings).astimezone(LOCAL).date()
+        first = date.fromisoformat(start) if start else last - timedelta(days=DEFAULT_DAYS - 1)
+    except ValueError:
+        first, last = date.max, date.min  # a day that does not exist, such as 2026-02-30
     if first > last or (last - first).days >= MAX_DAYS:
         raise ProblemError(
             422,
-            f"start must be on or before end, at most {MAX_DAYS} days apart",
+            "start and end must be days (YYYY-MM-DD), start on or before end, "
+            f"at most {MAX_DAYS} days apart",
             errors=[{"loc": ["query", "start"], "msg": "bad day range", "type": "value_error"}],
         )
     rows = await dataset.build(db, engine, Days(first, last))

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime, timedelta
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query
-from pydantic import AwareDatetime
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
@@ -40,10 +39,22 @@ SERIES_QUERIES = {
     "AND time <= $to GROUP BY time($i) fill(none)"
     for agg in ("mean", "max", "min", "last")
 }
+ISO_DATETIME = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}:\d{2})$"
 LATEST_OF_DEVICE = (
     "SELECT * FROM $m WHERE device_id = $id AND time > $from AND time <= $to "
     "GROUP BY * ORDER BY time DESC LIMIT 1"
 )
+
+
+def parse_time(text: str, name: str) -> datetime:
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        raise ProblemError(
+            422,
+            f"{name} is not a valid time",
+            errors=[{"loc": ["query", name], "msg": "not a valid time", "type": "value_error"}],
+        ) from None
 
 
 def numeric_fields(device: type[DeviceType]) -> dict[str, str | None]:
@@ -54,6 +65,12 @@ def numeric_fields(device: type[DeviceType]) -> dict[str, str | None]:
             extra = info.json_schema_extra
             out[name] = str(extra["unit"]) if isinstance(extra, dict) and "unit" in extra else None
     return out
+
+
+#: Every field some device type has a series for.
+SeriesField = Literal[  # type: ignore[valid-type]
+    tuple(sorted({f for t in DEVICE_TYPES.values() for f in numeric_fields(t)}))
+]
 
 
 def _registered_type(engine: Engine, device_id: str) -> tuple[str | None, bool]:
@@ -133,18 +150,21 @@ async def series(
     engine: EngineDep,
     db: InfluxDep,
     settings: SettingsDep,
-    field: Annotated[
-        str, Query(pattern=r"^[A-Za-z][A-Za-z0-9]{0,63}$", description="e.g. activePower")
-    ],
+    field: Annotated[SeriesField, Query(description="A numeric field of the device's type.")],
     agg: Aggregation = "mean",
     interval: Annotated[str, Query(pattern=INTERVAL, description="e.g. 30s, 5m, 1h, 1d")] = "5m",
-    start: Annotated[AwareDatetime | None, Query(description="Default: end - 24 h.")] = None,
-    end: Annotated[AwareDatetime | None, Query(description="Default: now.")] = None,
+    start: Annotated[
+        str | None,
+        Query(pattern=ISO_DATETIME, description="ISO 8601 with offset; default end - 24 h."),
+    ] = None,
+    end: Annotated[
+        str | None, Query(pattern=ISO_DATETIME, description="ISO 8601 with offset; default now.")
+    ] = None,
 ) -> SeriesPublic:
     step = int(interval[:-1]) * SECONDS[interval[-1]]
-    end = end or clock(settings)
-    start = start or end - timedelta(hours=24)
-    span = (end - start).total_seconds()
+    last = parse_time(end, "end") if end else clock(settings)
+    first = parse_time(start, "start") if start else last - timedelta(hours=24)
+    span = (last - first).total_seconds()
     problems = []
     if step < MIN_INTERVAL_S:
         problems.append(("interval", f"must be at least {MIN_INTERVAL_S}s"))
@@ -171,14 +191,14 @@ async def series(
             f"field {field!r} has no series; choose one of {', '.join(choices)}",
             errors=[{"loc": ["query", "field"], "msg": "unknown field", "type": "value_error"}],
         )
-    params = {"f": ident(field), "id": device_id, "from": at(start), "to": at(end),
+    params = {"f": ident(field), "id": device_id, "from": at(first), "to": at(last),
               "i": duration(step)}  # fmt: skip
     results = await asyncio.gather(
         *(db.rows(SERIES_QUERIES[agg], {**params, "m": ident(t)}) for t in owners)
     )
     hit = next(((t, rows) for t, rows in zip(owners, results, strict=True) if rows), None)
     if hit is None:
-        raise ProblemError(404, f"no {field} data from {device_id!r} between {start} and {end}")
+        raise ProblemError(404, f"no {field} data from {device_id!r} between {first} and {last}")
     device_type, rows = hit
     return SeriesPublic(
         device_id=device_id,
@@ -187,7 +207,7 @@ async def series(
         unit=numeric_fields(DEVICE_TYPES[device_type])[field],
         agg=agg,
         interval=interval,
-        start=start,
-        end=end,
+        start=first,
+        end=last,
         points=[Point(time=r.time, value=float(r.values["v"])) for r in rows],
     )

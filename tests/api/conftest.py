@@ -7,10 +7,15 @@ its own app (own registry file) against that database, with the clock set to the
 
 from __future__ import annotations
 
+import os
 import signal
-from collections.abc import AsyncIterator
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -19,11 +24,12 @@ from sqlalchemy.orm import Session
 
 from api.app import create_app
 from api.registry.db import make_engine
+from api.registry.models import Device
 from api.security import create_key
 from api.settings import ApiSettings
 from simulators.publisher import AckingPublisher
 from smartcity.contract import Status, encode, encode_telemetry, topic
-from smartcity.servers import Influxd, Mosquitto
+from smartcity.servers import Influxd, Mosquitto, free_port
 
 from ..conftest import Influx, IngesterProcess, run_smartcity, smartcity_env
 from . import city as c
@@ -139,3 +145,61 @@ def read_key(settings: ApiSettings) -> str:
 @pytest.fixture
 def admin_key(settings: ApiSettings) -> str:
     return make_key(settings, "admin")
+
+
+@dataclass(frozen=True)
+class ApiServer:
+    url: str
+    write_key: str
+    settings: ApiSettings
+
+
+@pytest.fixture(scope="session")
+def api_server(
+    city_data: CityData, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ApiServer]:
+    """``smartcity api`` as a real process on a free port, its registry holding the fleet."""
+    workdir = tmp_path_factory.mktemp("api-server")
+    settings = api_settings(city_data, workdir, rate_limit=1_000_000)
+    engine = make_engine(settings.registry_url)
+    with Session(engine) as session:
+        key = create_key(session, "tests", "write")[1]
+        now = datetime.now(UTC)
+        sent = city_data.sent
+        for d, (lat, lon) in sent.place.items():
+            session.add(Device(device_id=d, device_type=sent.kind[d], zone=sent.zone[d], lat=lat,
+                               lon=lon, created_at=now, updated_at=now))  # fmt: skip
+        session.commit()
+    engine.dispose()
+    port = free_port()
+    env = {
+        **os.environ,
+        "SMARTCITY_INFLUX_URL": settings.influx_url,
+        "SMARTCITY_INFLUX_DB": settings.influx_db,
+        "SMARTCITY_API_REGISTRY_URL": settings.registry_url,
+        "SMARTCITY_API_AS_OF": c.AS_OF.isoformat(),
+        "SMARTCITY_API_RATE_LIMIT": "1000000",
+        "SMARTCITY_API_KPI_CACHE_SECONDS": "0",
+    }
+    log = (workdir / "api.log").open("wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "smartcity", "api", "--host", "127.0.0.1", "--port", str(port)],
+        env=env, stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    log.close()
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if httpx.get(f"{url}/v1/health", timeout=2).status_code == 200:
+                break
+        except httpx.TransportError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise AssertionError((workdir / "api.log").read_text())
+        time.sleep(0.1)
+    yield ApiServer(url, key, settings)
+    proc.send_signal(signal.SIGTERM)
+    # uvicorn shuts down cleanly, then re-raises SIGTERM as its exit status
+    assert proc.wait(30) in (0, -signal.SIGTERM), (workdir / "api.log").read_text()
