@@ -25,6 +25,7 @@ from paho.mqtt.properties import Properties
 from ingest import mqtt_ack
 from ingest.convert import DeadLetterClock, deadletter_line, message_lines
 from ingest.influx import InfluxUnavailable, InfluxWriter
+from ingest.registry import registry_zones
 from ingest.settings import IngestSettings
 from smartcity.contract import (
     DEADLETTER_TOPIC,
@@ -65,6 +66,7 @@ class Ingester:
         self.settings = settings
         self.client_id = settings.client_id if worker == 0 else f"{settings.client_id}-{worker}"
         self.influx = InfluxWriter(settings)
+        self.zones = registry_zones(settings)
         self.batch = Batch()
         self.pending: asyncio.Queue[Batch | None] = asyncio.Queue(settings.max_pending_batches)
         self.counters = Counters()
@@ -85,7 +87,7 @@ class Ingester:
             msg = decode(topic, payload)
             if retained and msg.topic.channel == "status" and getattr(msg.body, "ts", 1) is None:
                 return  # a Last Will replayed on subscribe: stored when it first fired
-            lines = message_lines(msg, self.stamp())
+            lines = message_lines(msg, self.stamp(), self.zones)
         except (InvalidMessage, LineProtocolError) as exc:
             code, reason = (
                 (exc.code, exc.reason)

@@ -41,3 +41,11 @@ class IngestSettings(MqttSettings, InfluxSettings):
     reconnect_max_delay: float = Field(
         10.0, gt=0, description="Longest wait between reconnection attempts, in seconds."
     )
+    registry_url: str | None = Field(
+        None,
+        description="Device registry (the API's, e.g. sqlite:///var/registry.db): tag points "
+        "with each device's registered zone and count unregistered devices. Off when unset.",
+    )
+    registry_refresh: float = Field(
+        60.0, gt=0, le=86_400, description="Seconds between re-reads of the device registry."
+    )

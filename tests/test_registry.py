@@ -18,3 +18,17 @@ def test_every_device_type_declares_units_and_ranges_for_its_numbers() -> None:
             if info.annotation is float:
                 assert isinstance(info.json_schema_extra, dict), f"{device.name}.{name} has no unit"
                 assert "unit" in info.json_schema_extra
+
+
+def test_every_device_type_has_api_kpis_named_in_the_catalogue() -> None:
+    from api.catalogue import load
+    from api.kpis import KPI_MODULES
+
+    assert set(KPI_MODULES) == set(DEVICE_TYPES)
+    catalogue = load()
+    for name, module in KPI_MODULES.items():
+        assert module.device is DEVICE_TYPES[name]
+        live = [s for s in catalogue.services if name in s.device_types]
+        assert live, f"no service in the catalogue runs on {name}"
+        named = {k.id for s in live for k in s.kpis}
+        assert set(module.kpi_ids) <= named, f"{name} computes KPIs the catalogue does not name"
