@@ -33,7 +33,11 @@ SEVERITY_ORDER = {"critical": 0, "warning": 1, "info": 2}
 
 
 def build_alerts(state: CityState) -> list[AlertPublic]:
-    """Every alert now: the most severe first, then by device."""
+    """Every alert now: the most severe first, then by device (once per state)."""
+    return state.derive("alerts", lambda: _build(state))
+
+
+def _build(state: CityState) -> list[AlertPublic]:
     alerts = [
         _public(a)
         for t, k in KPI_MODULES.items()

@@ -48,7 +48,7 @@ class ApiSettings(InfluxSettings):
         0.8, gt=0, le=1, description="Fill level at which a bin is full (alert and KPI)."
     )
     kpi_cache_seconds: float = Field(
-        10.0,
+        30.0,
         ge=0,
         le=3600,
         description="Live KPIs, alerts and zone figures are recomputed at most this often; "

@@ -12,8 +12,9 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
@@ -26,6 +27,7 @@ from api.settings import ApiSettings
 from ingest.convert import HEALTH_MEASUREMENT, STATUS_MEASUREMENT
 
 log = logging.getLogger("smartcity.api")
+T = TypeVar("T")
 
 LATEST_PER_DEVICE = (
     "SELECT * FROM $m WHERE time > $from AND time <= $to GROUP BY * ORDER BY time DESC LIMIT 1"
@@ -50,10 +52,23 @@ class CityState:
     status: dict[str, DeviceState]
     health: dict[str, DeviceState]
     registry: dict[str, Registered]
+    #: Answers derived from this state (alerts, the catalogue's JSON...), computed once each.
+    derived: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def offline_before(self) -> datetime:
         return self.now - timedelta(minutes=self.settings.offline_after_minutes)
+
+    def derive(self, key: str, build: Callable[[], T]) -> T:
+        """``build()``'s result, computed on first use for this state and reused until the next.
+
+        Every request between two refreshes sees the same state, so the work of turning it
+        into an answer is done once, not per request.
+        """
+        if key not in self.derived:
+            self.derived[key] = build()
+        value: T = self.derived[key]
+        return value
 
 
 def clock(settings: ApiSettings) -> datetime:

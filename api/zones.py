@@ -12,6 +12,11 @@ from smartcity.city import ZONES
 
 
 def zone_summaries(state: CityState) -> list[ZoneSummary]:
+    """Every zone's summary (once per state)."""
+    return state.derive("zones", lambda: _summaries(state))
+
+
+def _summaries(state: CityState) -> list[ZoneSummary]:
     alerts = build_alerts(state)
     alert_counts: dict[str, Counter[str]] = defaultdict(Counter)
     offline: dict[tuple[str, str], int] = Counter()

@@ -5,9 +5,9 @@ from __future__ import annotations
 import operator
 from typing import Annotated
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter, Path, Response
 
-from api.catalogue import KpiDefinition, Service
+from api.catalogue import Catalogue, KpiDefinition, Service
 from api.deps import CatalogueDep, SettingsDep, StateDep
 from api.kpis import KPI_MODULES, Figure
 from api.opendata.datasets import DATASETS
@@ -79,12 +79,25 @@ def service_public(service: Service, state: CityState, settings: ApiSettings) ->
     )  # fmt: skip
 
 
-@router.get("", summary="All smart services, with live KPIs")
+def all_services(catalogue: Catalogue, state: CityState, settings: ApiSettings) -> ServicesPublic:
+    """The whole catalogue with live KPIs, built once per state."""
+
+    def build() -> ServicesPublic:
+        data = [service_public(s, state, settings) for s in catalogue.services]
+        return ServicesPublic(data=data, count=len(data), as_of=state.now)
+
+    return state.derive("services", build)
+
+
+@router.get("", summary="All smart services, with live KPIs", response_model=ServicesPublic)
 async def list_services(
     catalogue: CatalogueDep, state: StateDep, settings: SettingsDep
-) -> ServicesPublic:
-    data = [service_public(s, state, settings) for s in catalogue.services]
-    return ServicesPublic(data=data, count=len(data), as_of=state.now)
+) -> Response:
+    # the most requested answer: serialised once per state, then served as bytes
+    body = state.derive(
+        "services.json", lambda: all_services(catalogue, state, settings).model_dump_json()
+    )
+    return Response(body, media_type="application/json")
 
 
 @router.get(
@@ -96,8 +109,8 @@ async def get_service(
     state: StateDep,
     settings: SettingsDep,
 ) -> ServicePublic:
-    service = catalogue.get(service_id)
-    if service is None:
+    found = [s for s in all_services(catalogue, state, settings).data if s.id == service_id]
+    if not found:
         ids = ", ".join(s.id for s in catalogue.services)
         raise ProblemError(404, f"no service {service_id!r}; the catalogue has: {ids}")
-    return service_public(service, state, settings)
+    return found[0]

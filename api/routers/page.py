@@ -10,14 +10,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
 from api.alerts import build_alerts
 from api.deps import CatalogueDep, SettingsDep, StateDep
 from api.opendata.datasets import LOCAL
-from api.routers.catalogue import service_public
+from api.routers.catalogue import all_services
 
 router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=Path(__file__).parent.parent / "templates")
@@ -43,24 +43,21 @@ templates.env.filters["local_time"] = local_time
 
 @router.get("/", response_class=HTMLResponse)
 async def index(
-    request: Request,
     catalogue: CatalogueDep,
     state: StateDep,
     settings: SettingsDep,
     lang: Literal["it", "en"] = "it",
 ) -> HTMLResponse:
-    services = [service_public(s, state, settings) for s in catalogue.services]
-    alerts = build_alerts(state)
-    return templates.TemplateResponse(
-        request,
-        "index.html",
-        {
-            "lang": lang,
-            "other": "en" if lang == "it" else "it",
-            "live": [s for s in services if s.status == "live"],
-            "planned": [s for s in services if s.status == "planned"],
-            "as_of": state.now,
-            "alerts": len(alerts),
-            "units": UNITS,
-        },
-    )
+    def render() -> str:
+        services = all_services(catalogue, state, settings).data
+        return templates.get_template("index.html").render(
+            lang=lang,
+            other="en" if lang == "it" else "it",
+            live=[s for s in services if s.status == "live"],
+            planned=[s for s in services if s.status == "planned"],
+            as_of=state.now,
+            alerts=len(build_alerts(state)),
+            units=UNITS,
+        )
+
+    return HTMLResponse(state.derive(f"page.{lang}", render))
