@@ -16,13 +16,14 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy.orm import Session
 
 from api import catalogue, openapi, problems
+from api.catalogue import Catalogue
 from api.influx import InfluxReader
 from api.ratelimit import RateLimit
 from api.registry.db import make_engine
 from api.routers import ROUTERS
 from api.security import KeyStore, create_key
 from api.settings import ApiSettings
-from api.state import StateCache, compute
+from api.state import CityState, StateCache, compute
 from smartcity import __version__
 
 log = logging.getLogger("smartcity.api")
@@ -38,6 +39,19 @@ Errors are `application/problem+json` (RFC 9457).
 """
 
 
+def prepare(state: CityState, catalogue: Catalogue, settings: ApiSettings) -> None:
+    """Derive the answers most asked for from a new state, before it is served."""
+    from api.routers.catalogue import services_json
+    from api.routers.page import page_html
+    from api.zones import zone_summaries
+
+    services_json(catalogue, state, settings)
+    zone_summaries(state)  # and the alerts it is built from
+    state.latest("")  # the index of every device's latest reading
+    for lang in ("it", "en"):
+        page_html(state, catalogue, settings, lang)
+
+
 def create_app(settings: ApiSettings) -> FastAPI:
     engine = make_engine(settings.registry_url)
     if settings.admin_key is not None:
@@ -50,7 +64,9 @@ def create_app(settings: ApiSettings) -> FastAPI:
         influx = InfluxReader(settings, timeout=settings.query_timeout)
         app.state.influx = influx
         app.state.state_cache = StateCache(
-            lambda: compute(settings, influx, engine), settings.kpi_cache_seconds
+            lambda: compute(settings, influx, engine),
+            settings.kpi_cache_seconds,
+            lambda state: prepare(state, app.state.catalogue, settings),
         )
         try:
             yield

@@ -7,6 +7,7 @@ is ever spliced into InfluxQL text.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -16,6 +17,9 @@ import httpx
 
 from ingest.influx import InfluxWriter
 from smartcity.settings import InfluxSettings
+
+#: Results with more rows than this are turned into Python objects in a worker thread.
+BIG_RESULT = 500
 
 
 class InfluxUnavailable(Exception):
@@ -76,15 +80,11 @@ class InfluxReader:
             if "database not found" in result["error"]:
                 return []  # nothing ingested yet: an empty city, not an error
             raise QueryFailed(f"InfluxDB refused the query: {result['error']}")
-        out: list[Row] = []
-        for series in result.get("series", []):
-            columns = series["columns"]
-            tags = series.get("tags") or {}
-            for values in series["values"]:
-                record = dict(zip(columns, values, strict=True))
-                stamp = datetime.fromtimestamp(record.pop("time") / 1000, UTC)
-                out.append(Row(series["name"], tags, stamp, record))
-        return out
+        series = result.get("series", [])
+        if sum(len(s["values"]) for s in series) > BIG_RESULT:
+            # thousands of rows: build them off the event loop so requests keep flowing
+            return await asyncio.to_thread(_rows, series)
+        return _rows(series)
 
     async def ping(self) -> bool:
         try:
@@ -92,3 +92,15 @@ class InfluxReader:
         except httpx.TransportError:
             return False
         return resp.status_code == 204
+
+
+def _rows(series: list[dict[str, Any]]) -> list[Row]:
+    out: list[Row] = []
+    for one in series:
+        columns = one["columns"]
+        tags = one.get("tags") or {}
+        for values in one["values"]:
+            record = dict(zip(columns, values, strict=True))
+            stamp = datetime.fromtimestamp(record.pop("time") / 1000, UTC)
+            out.append(Row(one["name"], tags, stamp, record))
+    return out

@@ -154,15 +154,18 @@ def count_by(devices: Iterable[DeviceState], *keys: Callable[[DeviceState], str]
     return out
 
 
-def snapshot_rows_to_states(rows: list[Row]) -> list[DeviceState]:
-    """Latest point per device id (a device whose zone changed has two series: newest wins)."""
-    latest: dict[str, DeviceState] = {}
+def snapshot_rows_to_states(rows: list[Row], also: tuple[str, ...] = ()) -> list[DeviceState]:
+    """Latest point per device id, or per device and the ``also`` tags (kept as fields).
+
+    A device whose zone changed has two series: the newest point wins.
+    """
+    latest: dict[tuple[str, ...], DeviceState] = {}
     for r in rows:
-        device_id = r.tags.get("device_id", "")
-        if device_id in latest and latest[device_id].time >= r.time:
+        key = (r.tags.get("device_id", ""), *(r.tags.get(t, "") for t in also))
+        if key in latest and latest[key].time >= r.time:
             continue
-        latest[device_id] = DeviceState(
-            device_id, r.tags.get("device_type", r.measurement), r.tags.get("zone", ""), r.time,
-            r.values,
+        latest[key] = DeviceState(
+            key[0], r.tags.get("device_type", r.measurement), r.tags.get("zone", ""), r.time,
+            {**r.values, **{t: r.tags.get(t, "") for t in also}},
         )  # fmt: skip
-    return sorted(latest.values(), key=lambda d: d.device_id)
+    return [latest[k] for k in sorted(latest)]

@@ -93,11 +93,14 @@ def all_services(catalogue: Catalogue, state: CityState, settings: ApiSettings) 
 async def list_services(
     catalogue: CatalogueDep, state: StateDep, settings: SettingsDep
 ) -> Response:
-    # the most requested answer: serialised once per state, then served as bytes
-    body = state.derive(
+    return Response(services_json(catalogue, state, settings), media_type="application/json")
+
+
+def services_json(catalogue: Catalogue, state: CityState, settings: ApiSettings) -> str:
+    """The most requested answer: serialised once per state, then served as it is."""
+    return state.derive(
         "services.json", lambda: all_services(catalogue, state, settings).model_dump_json()
     )
-    return Response(body, media_type="application/json")
 
 
 @router.get(

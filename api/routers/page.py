@@ -15,9 +15,12 @@ from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
 from api.alerts import build_alerts
+from api.catalogue import Catalogue
 from api.deps import CatalogueDep, SettingsDep, StateDep
 from api.opendata.datasets import LOCAL
 from api.routers.catalogue import all_services
+from api.settings import ApiSettings
+from api.state import CityState
 
 router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=Path(__file__).parent.parent / "templates")
@@ -48,6 +51,12 @@ async def index(
     settings: SettingsDep,
     lang: Literal["it", "en"] = "it",
 ) -> HTMLResponse:
+    return HTMLResponse(page_html(state, catalogue, settings, lang))
+
+
+def page_html(state: CityState, catalogue: Catalogue, settings: ApiSettings, lang: str) -> str:
+    """The page in ``lang``, rendered once per state."""
+
     def render() -> str:
         services = all_services(catalogue, state, settings).data
         return templates.get_template("index.html").render(
@@ -60,4 +69,4 @@ async def index(
             units=UNITS,
         )
 
-    return HTMLResponse(state.derive(f"page.{lang}", render))
+    return state.derive(f"page.{lang}", render)

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime, timedelta
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from api.deps import EngineDep, InfluxDep, SettingsDep
-from api.influx import InfluxReader, at, duration, ident
+from api.deps import EngineDep, InfluxDep, SettingsDep, StateDep
+from api.influx import at, duration, ident
 from api.problems import ProblemError
 from api.registry import crud
 from api.routers.devices import DeviceIdPath
@@ -40,10 +40,6 @@ SERIES_QUERIES = {
     for agg in ("mean", "max", "min", "last")
 }
 ISO_DATETIME = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}:\d{2})$"
-LATEST_OF_DEVICE = (
-    "SELECT * FROM $m WHERE device_id = $id AND time > $from AND time <= $to "
-    "GROUP BY * ORDER BY time DESC LIMIT 1"
-)
 
 
 def parse_time(text: str, name: str) -> datetime:
@@ -85,57 +81,41 @@ async def _type_of(engine: Engine, device_id: str) -> tuple[list[str], bool]:
     return ([known] if known else list(DEVICE_TYPES)), registered
 
 
-async def _latest(
-    db: InfluxReader, measurement: str, device_id: str, start: datetime, end: datetime
-) -> list[Any]:
-    return await db.rows(
-        LATEST_OF_DEVICE,
-        {"m": ident(measurement), "id": device_id, "from": at(start), "to": at(end)},
-    )
-
-
 @router.get(
     "/{device_id}/latest",
     summary="A device's latest reading",
+    description="From the live state, refreshed every kpi_cache_seconds (30 s by default): "
+    "the same data as the catalogue's KPIs, at most that much older than InfluxDB.",
     responses=problem_responses(404, 503),
 )
-async def latest(
-    device_id: DeviceIdPath, engine: EngineDep, db: InfluxDep, settings: SettingsDep
-) -> LatestPublic:
-    types, registered = await _type_of(engine, device_id)
-    end = clock(settings)
-    start = end - timedelta(hours=settings.lookback_hours)
-    found = await asyncio.gather(*(_latest(db, t, device_id, start, end) for t in types))
-    rows = [r for rs in found for r in rs]
-    if not rows:
-        raise ProblemError(
-            404, f"no reading from {device_id!r} in the last {settings.lookback_hours:g} hours"
-        )
-    row = max(rows, key=lambda r: r.time)
-    device = DEVICE_TYPES[row.measurement]
+async def latest(device_id: DeviceIdPath, state: StateDep) -> LatestPublic:
+    last = state.latest(device_id)
+    if last is None:
+        hours = state.settings.lookback_hours
+        raise ProblemError(404, f"no reading from {device_id!r} in the last {hours:g} hours")
+    device = DEVICE_TYPES[last.device_type]
     connectors = None
     if device is Evcharger:
-        # GROUP BY * gives one series per connector_id: each connector's latest state
-        conn = await _latest(db, Evcharger.connector_measurement(), device_id, start, end)
         connectors = [
             ConnectorPublic(
-                connector_id=c.tags.get("connector_id", "?"),
+                connector_id=c.fields["connector_id"],
                 time=c.time,
-                status=c.values.get("status"),
-                power=c.values.get("power"),
-                energy=c.values.get("energy"),
+                status=c.fields.get("status"),
+                power=c.fields.get("power"),
+                energy=c.fields.get("energy"),
             )
-            for c in sorted(conn, key=lambda c: int(c.tags.get("connector_id", "0")))
+            for c in sorted(
+                state.connectors.get(device_id, []), key=lambda c: int(c.fields["connector_id"])
+            )
         ]
-    units = {k: v for k, v in numeric_fields(device).items() if v}
     return LatestPublic(
         device_id=device_id,
         device_type=device.name,
-        zone=row.tags.get("zone", "unknown"),
-        registered=registered,
-        time=row.time,
-        fields={k: v for k, v in row.values.items() if v is not None},
-        units=units,
+        zone=last.zone,
+        registered=device_id in state.registry,
+        time=last.time,
+        fields={k: v for k, v in last.fields.items() if v is not None},
+        units={k: v for k, v in numeric_fields(device).items() if v},
         connectors=connectors,
     )
 
