@@ -21,9 +21,9 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     add_arguments(p, ApiSettings)
     p.set_defaults(func=serve)
     keys = p.add_subparsers(dest="api_command", metavar="KEY-COMMAND")
-    create = keys.add_parser(
-        "create-key", help="create an API key and print it (shown once)", parents=[common]
-    )
+    # settings flags (--registry-url, --config...) go before the key command, e.g.
+    # smartcity api --registry-url sqlite:///var/registry.db create-key --scope write
+    create = keys.add_parser("create-key", help="create an API key and print it (shown once)")
     create.add_argument("--scope", required=True, choices=["read", "write", "admin"])
     create.add_argument("--name", default="cli", help="who or what will use the key")
     create.set_defaults(func=create_key)
