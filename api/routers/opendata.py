@@ -21,6 +21,7 @@ DatasetId = Literal[tuple(DATASETS)]  # type: ignore[valid-type]
 Format = Literal["csv", "json", "geojson"]
 DAY = r"^\d{4}-\d{2}-\d{2}$"
 DEFAULT_DAYS = 30
+FIRST_DAY, LAST_DAY = date(2000, 1, 1), date(2099, 12, 31)
 MAX_DAYS = 366
 
 
@@ -94,11 +95,11 @@ async def download(
         first = date.fromisoformat(start) if start else last - timedelta(days=DEFAULT_DAYS - 1)
     except ValueError:
         first, last = date.max, date.min  # a day that does not exist, such as 2026-02-30
-    if first > last or (last - first).days >= MAX_DAYS:
+    if first > last or (last - first).days >= MAX_DAYS or first < FIRST_DAY or last > LAST_DAY:
         raise ProblemError(
             422,
-            "start and end must be days (YYYY-MM-DD), start on or before end, "
-            f"at most {MAX_DAYS} days apart",
+            "start and end must be days (YYYY-MM-DD) from 2000 to 2099, start on or before "
+            f"end, at most {MAX_DAYS} days apart",
             errors=[{"loc": ["query", "start"], "msg": "bad day range", "type": "value_error"}],
         )
     rows = await dataset.build(db, engine, Days(first, last))

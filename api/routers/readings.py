@@ -1,9 +1,9 @@
-"""A device's latest reading and its time series, straight from InfluxDB."""
+"""A device's latest reading (from the live state) and its time series (from InfluxDB)."""
 
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
@@ -25,6 +25,7 @@ from api.schemas.readings import (
 )
 from api.state import clock
 from smartcity.devices import DEVICE_TYPES, DeviceType
+from smartcity.devices.base import EARLIEST_TS
 from smartcity.devices.evcharger import Evcharger
 
 router = APIRouter(prefix="/v1/devices", tags=["readings"])
@@ -39,18 +40,23 @@ SERIES_QUERIES = {
     "AND time <= $to GROUP BY time($i) fill(none)"
     for agg in ("mean", "max", "min", "last")
 }
+LATEST_TS = datetime(2100, 1, 1, tzinfo=UTC)
 ISO_DATETIME = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}:\d{2})$"
 
 
 def parse_time(text: str, name: str) -> datetime:
+    """A time from the query, within the years data can exist in (InfluxDB stores 1677-2262)."""
     try:
-        return datetime.fromisoformat(text)
+        t = datetime.fromisoformat(text)
+        if EARLIEST_TS <= t < LATEST_TS:
+            return t
     except ValueError:
-        raise ProblemError(
-            422,
-            f"{name} is not a valid time",
-            errors=[{"loc": ["query", name], "msg": "not a valid time", "type": "value_error"}],
-        ) from None
+        pass
+    raise ProblemError(
+        422,
+        f"{name} must be a time from {EARLIEST_TS.year} to {LATEST_TS.year - 1}",
+        errors=[{"loc": ["query", name], "msg": "not a valid time", "type": "value_error"}],
+    )
 
 
 def numeric_fields(device: type[DeviceType]) -> dict[str, str | None]:
@@ -69,16 +75,16 @@ SeriesField = Literal[  # type: ignore[valid-type]
 ]
 
 
-def _registered_type(engine: Engine, device_id: str) -> tuple[str | None, bool]:
+def _registered_type(engine: Engine, device_id: str) -> str | None:
     with Session(engine) as session:
         device = crud.get_device(session, device_id)
-        return (device.device_type if device else None), device is not None
+        return device.device_type if device else None
 
 
-async def _type_of(engine: Engine, device_id: str) -> tuple[list[str], bool]:
+async def _types_of(engine: Engine, device_id: str) -> list[str]:
     """The measurements to look in: the registered type, or every type for an unknown id."""
-    known, registered = await asyncio.to_thread(_registered_type, engine, device_id)
-    return ([known] if known else list(DEVICE_TYPES)), registered
+    known = await asyncio.to_thread(_registered_type, engine, device_id)
+    return [known] if known else list(DEVICE_TYPES)
 
 
 @router.get(
@@ -148,6 +154,8 @@ async def series(
     problems = []
     if step < MIN_INTERVAL_S:
         problems.append(("interval", f"must be at least {MIN_INTERVAL_S}s"))
+    elif step > settings.max_range_days * 86400:
+        problems.append(("interval", f"must be at most {settings.max_range_days} days"))
     if span <= 0:
         problems.append(("start", "must be before end"))
     elif span > settings.max_range_days * 86400:
@@ -162,7 +170,7 @@ async def series(
             "; ".join(f"{k} {m}" for k, m in problems),
             errors=[{"loc": ["query", k], "msg": m, "type": "value_error"} for k, m in problems],
         )
-    types, _ = await _type_of(engine, device_id)
+    types = await _types_of(engine, device_id)
     owners = [t for t in types if field in numeric_fields(DEVICE_TYPES[t])]
     if not owners:
         choices = sorted({f for t in types for f in numeric_fields(DEVICE_TYPES[t])})

@@ -126,7 +126,14 @@ async def test_device_locations_dataset_is_the_registry(
 
 @pytest.mark.parametrize(
     "query",
-    ["start=2026-01-10&end=2026-01-01", "start=2024-01-01&end=2026-01-01", "start=yesterday"],
+    [
+        "start=2026-01-10&end=2026-01-01",
+        "start=2024-01-01&end=2026-01-01",
+        "start=yesterday",
+        "start=2026-02-30",
+        "start=0001-01-01&end=0001-01-05",
+        "end=9999-12-31",
+    ],
 )
 async def test_bad_day_ranges_are_422(client: httpx.AsyncClient, query: str) -> None:
     r = await client.get(f"/v1/opendata/evcharger-usage-daily.csv?{query}")
