@@ -7,27 +7,42 @@ stores comes from its module in ``smartcity.devices``.
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
 from smartcity.contract import Events, Health, Message, Status, Telemetry
 from smartcity.devices.base import Row, point_time_ns
 from smartcity.lineprotocol import escape_measurement, line, model_encoder, tag_text
 
+if TYPE_CHECKING:
+    from ingest.registry import ZoneLookup
+
 DEADLETTER_MEASUREMENT = "deadletter"
 STATUS_MEASUREMENT = "device_status"
 HEALTH_MEASUREMENT = "device_health"
+#: One point (count=1) per message from a device the registry does not know.
+UNREGISTERED_MEASUREMENT = "device_unregistered"
 UNKNOWN_ZONE = "unknown"
 #: InfluxDB 1.x refuses string fields over 64 KiB; the MQTT dead-letter keeps the whole payload.
 DEADLETTER_PAYLOAD_CHARS = 16_384
 
 
-def message_lines(msg: Message, received_ns: int) -> list[str]:
-    """The points a valid message becomes (none for a replayed Last Will, already stored)."""
+def message_lines(msg: Message, received_ns: int, zones: ZoneLookup | None = None) -> list[str]:
+    """The points a valid message becomes; with a registry, tagged with the registered zone."""
     body = msg.body
+    zone, registered = zones.zone(msg.topic.device_id, body.zone) if zones else (body.zone, True)
     tags = {
         "device_id": msg.topic.device_id,
         "device_type": msg.topic.device_type,
-        "zone": body.zone or UNKNOWN_ZONE,
+        "zone": zone or UNKNOWN_ZONE,
     }
+    lines = _points(msg, tags, received_ns)
+    if not registered:
+        lines.append(line(UNREGISTERED_MEASUREMENT, tags, {"count": 1}, received_ns))
+    return lines
+
+
+def _points(msg: Message, tags: dict[str, str], received_ns: int) -> list[str]:
+    body = msg.body
     common = tuple(tags.items())  # already in sorted order
     device = msg.device
     if isinstance(body, Telemetry):

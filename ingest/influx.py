@@ -11,7 +11,7 @@ import asyncio
 import json
 import logging
 import random
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import httpx
@@ -49,11 +49,19 @@ class InfluxWriter:
     async def aclose(self) -> None:
         await self.client.aclose()
 
-    async def query(self, q: str, params: dict[str, str] | None = None) -> dict[str, object]:
-        """Run InfluxQL; values go in ``params`` (bound by InfluxDB), never into ``q``."""
+    async def query(
+        self, q: str, params: Mapping[str, object] | None = None, epoch: str | None = None
+    ) -> dict[str, object]:
+        """Run InfluxQL; values go in ``params`` (bound by InfluxDB), never into ``q``.
+
+        A param may be a typed dict such as ``{"identifier": "activePower"}`` or
+        ``{"duration": "5m"}``; ``epoch`` ("ms", "ns"...) returns times as integers.
+        """
         data = {"q": q, "db": self.settings.influx_db}
         if params:
             data["params"] = json.dumps(params)
+        if epoch:
+            data["epoch"] = epoch
         resp = await self.client.post("/query", data=data)
         resp.raise_for_status()
         body: dict[str, object] = resp.json()

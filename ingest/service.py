@@ -30,6 +30,7 @@ from ingest import mqtt_ack
 from ingest.convert import DeadLetterClock, deadletter_line, message_lines
 from ingest.influx import InfluxUnavailable, InfluxWriter
 from ingest.metrics import BROKER_TOPICS, IngestMetrics
+from ingest.registry import registry_zones
 from ingest.settings import IngestSettings
 from ingest.spool import Spool
 from smartcity.contract import (
@@ -71,6 +72,7 @@ class Ingester:
         self.influx = InfluxWriter(settings)
         self.spool = Spool(settings.spool_dir / self.client_id, settings.spool_max_bytes)
         self.metrics = IngestMetrics(self.client_id)
+        self.zones = registry_zones(settings)
         self.batch = Batch()
         # unbounded here: what the broker may send us unacknowledged (Receive Maximum) bounds it
         self.pending: asyncio.Queue[Batch | None] = asyncio.Queue()
@@ -91,7 +93,7 @@ class Ingester:
             msg = decode(topic, payload)
             if retained and msg.topic.channel == "status" and getattr(msg.body, "ts", 1) is None:
                 return  # a Last Will replayed on subscribe: stored when it first fired
-            lines = message_lines(msg, self.stamp())
+            lines = message_lines(msg, self.stamp(), self.zones)
         except InvalidMessage as exc:
             self._dead_letter(topic, payload, exc.code, exc.reason)
             return

@@ -68,3 +68,11 @@ class IngestSettings(MqttSettings, InfluxSettings):
     shutdown_grace: float = Field(
         30.0, ge=0, description="On SIGTERM, how long to keep retrying InfluxDB before spooling."
     )
+    registry_url: str | None = Field(
+        None,
+        description="Device registry (the API's, e.g. sqlite:///var/registry.db): tag points "
+        "with each device's registered zone and count unregistered devices. Off when unset.",
+    )
+    registry_refresh: float = Field(
+        60.0, gt=0, le=86_400, description="Seconds between re-reads of the device registry."
+    )

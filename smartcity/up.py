@@ -40,6 +40,7 @@ class UpSettings(MqttSettings, InfluxSettings):
         True, description="Install mosquitto and influxdb from Debian packages when missing."
     )
     simulate: bool = Field(True, description="Run the simulated fleet.")
+    api: bool = Field(True, description="Serve the API and public page on 127.0.0.1:8000.")
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -106,6 +107,9 @@ def run(args: argparse.Namespace) -> int:
     me = [sys.executable, "-m", "smartcity"]
     children: list[tuple[str, subprocess.Popen[bytes]]] = []
     children.append(("ingester", subprocess.Popen([*me, "ingest"], env=env)))
+    if settings.api:
+        api_env = {**env, "SMARTCITY_API_REGISTRY_URL": f"sqlite:///{data}/registry.db"}
+        children.append(("api", subprocess.Popen([*me, "api"], env=api_env)))
     if settings.simulate:
         sim = [
             *me, "simulate", "--streetlights", str(settings.streetlights), "--bins",
@@ -156,6 +160,7 @@ Cremona smart-city pipeline is up.
   MQTT broker   {broker.url}   (config {broker.workdir}/mosquitto.conf, log {broker.log_path})
   InfluxDB      {db.url}   database '{settings.influx_db}' (data in {db.workdir})
   ingester      smartcity ingest (shared subscription, acks after each write)
+  api           {"http://127.0.0.1:8000/ (catalogue page), /docs (API)" if settings.api else "off"}
   simulator     {settings.streetlights} street lights, {settings.bins} bins, \
 {settings.chargers} chargers, seed {settings.seed}
 Watch it:

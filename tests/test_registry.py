@@ -51,3 +51,29 @@ def test_every_device_type_declares_its_commands() -> None:
         for command in get_args(inner) or (inner,):
             assert issubclass(command, Command), f"{device.name}: {command}"
             assert "action" in command.model_fields
+
+
+def test_every_device_type_has_api_kpis_named_in_the_catalogue() -> None:
+    from api.catalogue import load
+    from api.kpis import KPI_MODULES
+
+    assert set(KPI_MODULES) == set(DEVICE_TYPES)
+    catalogue = load()
+    for name, module in KPI_MODULES.items():
+        assert module.device is DEVICE_TYPES[name]
+        live = [s for s in catalogue.services if name in s.device_types]
+        assert live, f"no service in the catalogue runs on {name}"
+        named = {k.id for s in live for k in s.kpis}
+        assert set(module.kpi_ids) <= named, f"{name} computes KPIs the catalogue does not name"
+
+
+def test_catalogue_dashboards_are_boards_we_ship() -> None:
+    from pathlib import Path
+
+    from api.catalogue import load
+
+    boards = Path(__file__).resolve().parent.parent / "grafana" / "dashboards"
+    shipped = {p.stem for p in boards.rglob("*.json")}
+    named = {d.uid for s in load().services for d in s.dashboards}
+    assert named
+    assert named <= shipped, named - shipped

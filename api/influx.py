@@ -1,0 +1,106 @@
+"""Reading InfluxDB for the API, through the ingester's client (``ingest.influx``).
+
+Every value reaches InfluxDB as a bound parameter, identifiers and durations included
+(``{"identifier": ...}``, ``{"duration": ...}``, supported since InfluxDB 1.6): no request input
+is ever spliced into InfluxQL text.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+
+from ingest.influx import InfluxWriter
+from smartcity.settings import InfluxSettings
+
+#: Results with more rows than this are turned into Python objects in a worker thread.
+BIG_RESULT = 500
+
+
+class InfluxUnavailable(Exception):
+    """InfluxDB did not answer; the API says 503 and the client may retry."""
+
+
+class QueryFailed(Exception):
+    """InfluxDB refused a query: a bug on our side, never caused by request input."""
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """One result row: its measurement, the series' tags, time and the selected columns."""
+
+    measurement: str
+    tags: dict[str, str]
+    time: datetime
+    values: dict[str, Any]
+
+
+def ident(name: str) -> dict[str, str]:
+    """A bound identifier (measurement or field name)."""
+    return {"identifier": name}
+
+
+def duration(seconds: float) -> dict[str, str]:
+    return {"duration": f"{int(seconds)}s"}
+
+
+def at(t: datetime) -> str:
+    """A bound time: RFC 3339 in UTC with microseconds."""
+    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class InfluxReader:
+    def __init__(self, settings: InfluxSettings, timeout: float = 20.0) -> None:
+        self.client = InfluxWriter(settings, timeout=timeout)
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+    async def rows(self, q: str, params: Mapping[str, object] | None = None) -> list[Row]:
+        """All rows of the (single-statement) query ``q``."""
+        try:
+            body = await self.client.query(q, params, epoch="ms")
+        except httpx.HTTPStatusError as exc:
+            text = exc.response.text[:300]
+            if exc.response.status_code >= 500:
+                raise InfluxUnavailable(f"InfluxDB answered {exc.response.status_code}") from exc
+            raise QueryFailed(f"InfluxDB refused the query: {text}") from exc
+        except httpx.TransportError as exc:
+            raise InfluxUnavailable(f"InfluxDB unreachable: {type(exc).__name__}") from exc
+        results: list[dict[str, Any]] = body.get("results", [])  # type: ignore[assignment]
+        if not results:
+            return []
+        result = results[0]
+        if "error" in result:
+            if "database not found" in result["error"]:
+                return []  # nothing ingested yet: an empty city, not an error
+            raise QueryFailed(f"InfluxDB refused the query: {result['error']}")
+        series = result.get("series", [])
+        if sum(len(s["values"]) for s in series) > BIG_RESULT:
+            # thousands of rows: build them off the event loop so requests keep flowing
+            return await asyncio.to_thread(_rows, series)
+        return _rows(series)
+
+    async def ping(self) -> bool:
+        try:
+            resp = await self.client.client.get("/ping", timeout=3)
+        except httpx.TransportError:
+            return False
+        return resp.status_code == 204
+
+
+def _rows(series: list[dict[str, Any]]) -> list[Row]:
+    out: list[Row] = []
+    for one in series:
+        columns = one["columns"]
+        tags = one.get("tags") or {}
+        for values in one["values"]:
+            record = dict(zip(columns, values, strict=True))
+            stamp = datetime.fromtimestamp(record.pop("time") / 1000, UTC)
+            out.append(Row(one["name"], tags, stamp, record))
+    return out

@@ -1,0 +1,1 @@
+"""The device registry and API keys, in SQL (SQLite by default, PostgreSQL by URL)."""

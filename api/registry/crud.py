@@ -1,0 +1,85 @@
+"""Registry reads and writes; the routers stay free of SQL."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import Select, func, select
+from sqlalchemy.orm import Session
+
+from api.registry.models import ApiKey, Device
+from api.schemas.devices import DeviceCreate, DeviceUpdate
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceFilter:
+    device_type: str | None = None
+    zone: str | None = None
+    #: (min lon, min lat, max lon, max lat), the GeoJSON order
+    bbox: tuple[float, float, float, float] | None = None
+
+    def apply(self, query: Select[tuple[Device]]) -> Select[tuple[Device]]:
+        if self.device_type:
+            query = query.where(Device.device_type == self.device_type)
+        if self.zone:
+            query = query.where(Device.zone == self.zone)
+        if self.bbox:
+            west, south, east, north = self.bbox
+            query = query.where(
+                Device.lon >= west, Device.lon <= east, Device.lat >= south, Device.lat <= north
+            )
+        return query
+
+
+def list_devices(
+    session: Session, where: DeviceFilter, limit: int, offset: int
+) -> tuple[list[Device], int]:
+    total = session.scalar(where.apply(select(func.count()).select_from(Device)))  # type: ignore[arg-type]
+    rows = session.scalars(
+        where.apply(select(Device)).order_by(Device.device_id).limit(limit).offset(offset)
+    ).all()
+    return list(rows), int(total or 0)
+
+
+def all_devices(session: Session) -> list[Device]:
+    return list(session.scalars(select(Device).order_by(Device.device_id)).all())
+
+
+def get_device(session: Session, device_id: str) -> Device | None:
+    return session.get(Device, device_id)
+
+
+def create_device(session: Session, new: DeviceCreate) -> Device:
+    now = datetime.now(UTC)
+    device = Device(**new.model_dump(), created_at=now, updated_at=now)
+    session.add(device)
+    session.commit()
+    return device
+
+
+def update_device(session: Session, device: Device, change: DeviceUpdate) -> Device:
+    for name, value in change.model_dump(exclude_unset=True).items():
+        if value is None and name in ("device_type", "zone", "lat", "lon"):
+            continue  # required columns: null means "leave as is"
+        setattr(device, name, value)
+    device.updated_at = datetime.now(UTC)
+    session.commit()
+    return device
+
+
+def delete_device(session: Session, device: Device) -> None:
+    session.delete(device)
+    session.commit()
+
+
+def list_keys(session: Session) -> list[ApiKey]:
+    return list(session.scalars(select(ApiKey).order_by(ApiKey.created_at)).all())
+
+
+def revoke_key(session: Session, key_id: str) -> ApiKey | None:
+    row = session.get(ApiKey, key_id)
+    if row is not None and row.revoked_at is None:
+        row.revoked_at = datetime.now(UTC)
+        session.commit()
+    return row

@@ -1,0 +1,112 @@
+"""The device registry: public listing with filters; changes need a ``write`` key."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query, Response
+from sqlalchemy.exc import IntegrityError
+
+from api.deps import CacheDep, SessionDep, Writer
+from api.problems import ProblemError
+from api.registry import crud
+from api.registry.models import Device
+from api.schemas.common import DeviceTypeName, ZoneName, problem_responses
+from api.schemas.devices import DeviceCreate, DevicePublic, DevicesPublic, DeviceUpdate
+from smartcity.contract import DEVICE_ID_PATTERN
+
+router = APIRouter(prefix="/v1/devices", tags=["devices"])
+DeviceIdPath = Annotated[str, Path(pattern=DEVICE_ID_PATTERN, description="e.g. sl-00001")]
+BBOX = r"^-?\d{1,3}(\.\d+)?(,-?\d{1,3}(\.\d+)?){3}$"
+
+
+def parse_bbox(text: str | None) -> tuple[float, float, float, float] | None:
+    if text is None:
+        return None
+    west, south, east, north = (float(v) for v in text.split(","))
+    if not (-180 <= west <= east <= 180 and -90 <= south <= north <= 90):
+        raise ProblemError(
+            422,
+            "bbox must be west,south,east,north in degrees with west <= east and south <= north",
+            errors=[{"loc": ["query", "bbox"], "msg": "not a valid bounding box", "type": "bbox"}],
+        )
+    return west, south, east, north
+
+
+def _found(session: SessionDep, device_id: str) -> Device:
+    device = crud.get_device(session, device_id)
+    if device is None:
+        raise ProblemError(404, f"device {device_id!r} is not in the registry")
+    return device
+
+
+@router.get("", summary="Registered devices, filtered by type, zone and location")
+def list_devices(
+    session: SessionDep,
+    device_type: DeviceTypeName | None = None,
+    zone: ZoneName | None = None,
+    bbox: Annotated[
+        str | None,
+        Query(
+            pattern=BBOX, description="west,south,east,north (WGS84), e.g. 10.0,45.12,10.05,45.15"
+        ),
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+) -> DevicesPublic:
+    where = crud.DeviceFilter(device_type, zone, parse_bbox(bbox))
+    rows, total = crud.list_devices(session, where, limit, offset)
+    return DevicesPublic(data=[DevicePublic.model_validate(r) for r in rows], count=total)
+
+
+@router.post(
+    "",
+    status_code=201,
+    summary="Register a device (write scope)",
+    responses=problem_responses(401, 403, 409, 422),
+)
+def create_device(
+    new: DeviceCreate, session: SessionDep, _who: Writer, cache: CacheDep
+) -> DevicePublic:
+    if crud.get_device(session, new.device_id) is not None:
+        raise ProblemError(409, f"device {new.device_id!r} is already registered; PATCH it")
+    try:
+        device = crud.create_device(session, new)
+    except IntegrityError:
+        session.rollback()
+        raise ProblemError(409, f"device {new.device_id!r} is already registered") from None
+    cache.invalidate()
+    return DevicePublic.model_validate(device)
+
+
+@router.get("/{device_id}", summary="One registered device", responses=problem_responses(404))
+def get_device(device_id: DeviceIdPath, session: SessionDep) -> DevicePublic:
+    return DevicePublic.model_validate(_found(session, device_id))
+
+
+@router.patch(
+    "/{device_id}",
+    summary="Change a registered device (write scope)",
+    responses=problem_responses(401, 403, 404, 422),
+)
+def update_device(
+    device_id: DeviceIdPath, change: DeviceUpdate, session: SessionDep, _who: Writer,
+    cache: CacheDep,
+) -> DevicePublic:  # fmt: skip
+    device = crud.update_device(session, _found(session, device_id), change)
+    cache.invalidate()
+    return DevicePublic.model_validate(device)
+
+
+@router.delete(
+    "/{device_id}",
+    status_code=204,
+    summary="Remove a device from the registry (write scope)",
+    responses=problem_responses(401, 403, 404),
+)
+def delete_device(
+    device_id: DeviceIdPath, session: SessionDep, _who: Writer, cache: CacheDep
+) -> Response:
+    crud.delete_device(session, _found(session, device_id))
+    cache.invalidate()
+    return Response(status_code=204)

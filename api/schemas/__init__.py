@@ -1,0 +1,1 @@
+"""Request and response models, in families ``XBase / XCreate / XUpdate / XPublic``."""

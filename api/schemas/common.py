@@ -1,0 +1,61 @@
+"""Types shared by several resources, built from the contract so they never drift from it."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from smartcity.city import ZONE_NAMES
+from smartcity.contract import DEVICE_ID_PATTERN
+from smartcity.devices import DEVICE_TYPES
+
+DeviceId = Annotated[str, StringConstraints(pattern=DEVICE_ID_PATTERN)]
+DeviceTypeName = Literal[tuple(DEVICE_TYPES)]  # type: ignore[valid-type]
+ZoneName = Literal[ZONE_NAMES]  # type: ignore[valid-type]
+Latitude = Annotated[float, Field(ge=-90, le=90, allow_inf_nan=False)]
+Longitude = Annotated[float, Field(ge=-180, le=180, allow_inf_nan=False)]
+
+
+class Text(BaseModel):
+    """The same text in Italian and English."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    it: str = Field(min_length=1)
+    en: str = Field(min_length=1)
+
+
+class Problem(BaseModel):
+    """An error, as RFC 9457 ``application/problem+json``."""
+
+    type: str = Field("about:blank", description="A URI naming the kind of problem.")
+    title: str
+    status: int
+    detail: str | None = None
+    instance: str | None = None
+    errors: list[dict[str, Any]] | None = Field(
+        None, description="For invalid input: each bad parameter and why."
+    )
+
+
+def problem_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI entries documenting the problem+json errors a route returns."""
+    titles = {
+        400: "Bad request",
+        401: "Missing or invalid API key",
+        403: "API key lacks the scope",
+        404: "Not found",
+        409: "Conflict",
+        422: "Invalid input",
+        429: "Too many requests",
+        503: "InfluxDB unavailable",
+    }
+    return {
+        code: {
+            "model": Problem,
+            "description": titles[code],
+            "content": {"application/problem+json": {}},
+        }
+        for code in codes
+    }

@@ -1,0 +1,50 @@
+"""The device registry's models."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from api.schemas.common import DeviceId, DeviceTypeName, Latitude, Longitude, ZoneName
+
+
+class DeviceBase(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    device_type: DeviceTypeName
+    zone: ZoneName = Field(description="The quartiere the device stands in.")
+    lat: Latitude
+    lon: Longitude
+    name: str | None = Field(None, max_length=200, description="e.g. the street and number.")
+    installed_on: date | None = None
+
+
+class DeviceCreate(DeviceBase):
+    device_id: DeviceId
+
+
+class DeviceUpdate(BaseModel):
+    """Fields to change; the others keep their value."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    device_type: DeviceTypeName | None = None
+    zone: ZoneName | None = None
+    lat: Latitude | None = None
+    lon: Longitude | None = None
+    name: str | None = Field(None, max_length=200)
+    installed_on: date | None = None
+
+
+class DevicePublic(DeviceBase):
+    model_config = ConfigDict(from_attributes=True)
+
+    device_id: DeviceId
+    created_at: datetime
+    updated_at: datetime
+
+
+class DevicesPublic(BaseModel):
+    data: list[DevicePublic]
+    count: int = Field(description="Devices matching the filters (all pages).")

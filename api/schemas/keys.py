@@ -1,0 +1,33 @@
+"""API keys' models: the secret is shown once, at creation, and never stored."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Scope = Literal["read", "write", "admin"]
+
+
+class KeyBase(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=100, description="Who or what uses the key.")
+    scope: Scope
+
+
+class KeyCreate(KeyBase):
+    pass
+
+
+class KeyPublic(KeyBase):
+    model_config = ConfigDict(from_attributes=True)
+
+    key_id: str
+    created_at: datetime
+    revoked_at: datetime | None = None
+
+
+class KeyCreated(KeyPublic):
+    key: str = Field(description="The key itself: shown this once, store it now.")

@@ -1,0 +1,93 @@
+"""The API's settings (``[api]`` in the config file, ``SMARTCITY_API_*``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import AwareDatetime, Field, SecretStr, field_validator
+
+from smartcity.settings import InfluxSettings
+
+#: Where ``scripts/bootstrap`` installs bootstrap-italia (``npm ci --prefix api/web``).
+DEFAULT_ASSETS = Path(__file__).parent / "web" / "node_modules" / "bootstrap-italia" / "dist"
+MIN_ADMIN_KEY_CHARS = 32
+
+
+class ApiSettings(InfluxSettings):
+    section = "api"
+
+    host: str = Field("127.0.0.1", description="Address to listen on.")
+    port: int = Field(8000, ge=1, le=65_535, description="Port to listen on.")
+    registry_url: str = Field(
+        "sqlite:///var/registry.db",
+        description="Device registry and API keys (SQLAlchemy URL): sqlite:///path (default, "
+        "an embedded file) or postgresql+psycopg://user:pass@host/db.",
+    )
+    admin_key: SecretStr | None = Field(
+        None,
+        description=f"Bootstrap admin API key (at least {MIN_ADMIN_KEY_CHARS} characters), stored "
+        "hashed at start-up so a fresh deployment can create other keys. Prefer "
+        "'smartcity api create-key --scope admin' on the server.",
+    )
+    rate_limit: int = Field(
+        600, ge=1, le=1_000_000, description="Requests per minute per client without an API key."
+    )
+    rate_limit_keyed: int = Field(
+        6000, ge=1, le=1_000_000, description="Requests per minute per API key."
+    )
+    offline_after_minutes: float = Field(
+        15.0,
+        gt=0,
+        le=7 * 24 * 60,
+        description="A device silent for longer is offline: an alert, and out of live KPIs.",
+    )
+    lookback_hours: float = Field(
+        24.0, gt=0, le=31 * 24, description="How far back the API looks for a device's last data."
+    )
+    bin_threshold: float = Field(
+        0.8, gt=0, le=1, description="Fill level at which a bin is full (alert and KPI)."
+    )
+    kpi_cache_seconds: float = Field(
+        30.0,
+        ge=0,
+        le=3600,
+        description="Live KPIs, alerts and zone figures are recomputed at most this often; "
+        "meanwhile the last figures are served (0 = every request).",
+    )
+    max_series_points: int = Field(
+        5000, ge=10, le=100_000, description="Most points one time-series request may return."
+    )
+    max_range_days: int = Field(
+        31, ge=1, le=3660, description="Longest time range of a time-series request."
+    )
+    query_timeout: float = Field(20.0, gt=0, le=600, description="InfluxDB query timeout (s).")
+    as_of: AwareDatetime | None = Field(
+        None,
+        description="Serve the city as it was at this moment instead of now: for replays of "
+        "recorded data and reproducible tests.",
+    )
+    assets_dir: Path = Field(
+        DEFAULT_ASSETS,
+        description="bootstrap-italia's dist folder (installed by scripts/bootstrap via npm).",
+    )
+    grafana_url: str | None = Field(
+        None, description="Grafana base URL, to link each service to its dashboards."
+    )
+
+    @field_validator("admin_key")
+    @classmethod
+    def _strong_admin_key(cls, key: SecretStr | None) -> SecretStr | None:
+        if key is not None and len(key.get_secret_value()) < MIN_ADMIN_KEY_CHARS:
+            raise ValueError(
+                f"must be at least {MIN_ADMIN_KEY_CHARS} characters; generate one with "
+                "'smartcity api create-key --scope admin' instead"
+            )
+        return key
+
+    @field_validator("registry_url")
+    @classmethod
+    def _sqlalchemy_url(cls, url: str) -> str:
+        scheme = url.split("://", 1)[0] if "://" in url else ""
+        if not scheme.startswith(("sqlite", "postgresql")):
+            raise ValueError("must be sqlite:///path/registry.db or postgresql+psycopg://...")
+        return url

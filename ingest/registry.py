@@ -1,0 +1,75 @@
+"""Zones from the device registry, so points carry the zone the city registered.
+
+Optional (``--registry-url``, off by default): with it, the ingester tags each point with the
+device's registered zone (it wins over the zone in the payload, which a misconfigured device may
+get wrong) and counts messages from devices the registry does not know in the
+``device_unregistered`` measurement. SQLAlchemy is imported only when this is enabled, so a
+plain ingester does not need it. The registry is read in full at start and then re-read by a
+background thread every ``refresh`` seconds; lookups are dictionary reads, never a query.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from ingest.settings import IngestSettings
+
+log = logging.getLogger("smartcity.ingest.registry")
+
+
+class ZoneLookup(Protocol):
+    def zone(self, device_id: str, claimed: str | None) -> tuple[str | None, bool]:
+        """(zone to store, whether the device is registered)."""
+        ...
+
+
+class RegistryZones:
+    def __init__(self, url: str, refresh: float = 60.0) -> None:
+        try:
+            from sqlalchemy import create_engine
+        except ModuleNotFoundError:
+            from smartcity.settings import SettingsError
+
+            raise SettingsError(
+                "--registry-url needs SQLAlchemy: pip install 'smartcity-cremona[api]'"
+            ) from None
+        self.engine = create_engine(url)
+        self.refresh = refresh
+        self.zones: dict[str, str] = {}
+        self.load()
+        threading.Thread(target=self._keep_fresh, name="registry-refresh", daemon=True).start()
+
+    def load(self) -> None:
+        from sqlalchemy import select
+        from sqlalchemy.exc import SQLAlchemyError
+
+        from api.registry.models import Device
+
+        try:
+            with self.engine.connect() as conn:
+                rows = conn.execute(select(Device.device_id, Device.zone)).all()
+        except SQLAlchemyError as exc:  # e.g. the API has not created the tables yet
+            log.warning("registry not readable; keeping the zones known so far",
+                        extra={"error": str(exc).splitlines()[0][:200]})  # fmt: skip
+        else:
+            self.zones = dict(rows)  # one assignment: lookups see the old map or the new
+
+    def zone(self, device_id: str, claimed: str | None) -> tuple[str | None, bool]:
+        registered = self.zones.get(device_id)
+        return (registered, True) if registered else (claimed, False)
+
+    def _keep_fresh(self) -> None:
+        while True:
+            time.sleep(self.refresh)
+            self.load()
+
+
+def registry_zones(settings: IngestSettings) -> RegistryZones | None:
+    """The lookup the settings ask for, or None when no registry is configured."""
+    if not settings.registry_url:
+        return None
+    return RegistryZones(settings.registry_url, settings.registry_refresh)

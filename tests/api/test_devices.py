@@ -1,0 +1,143 @@
+"""The device registry: public listing with filters, changes with a write key."""
+
+from __future__ import annotations
+
+from http import HTTPStatus
+
+import httpx
+import pytest
+
+from . import city as c
+
+PROBLEM = "application/problem+json"
+
+
+def device(device_id: str, kind: str = "streetlight", zone: str = "Centro", **extra: object):
+    return {"device_id": device_id, "device_type": kind, "zone": zone, "lat": 45.1335,
+            "lon": 10.0245, **extra}  # fmt: skip
+
+
+async def register_fleet(client: httpx.AsyncClient, key: str, sent: c.Sent) -> list[str]:
+    """Register every simulated device where the simulator placed it."""
+    ids = sorted(sent.place)
+    for d in ids:
+        lat, lon = sent.place[d]
+        body = {"device_id": d, "device_type": sent.kind[d], "zone": sent.zone[d], "lat": lat,
+                "lon": lon}  # fmt: skip
+        r = await client.post("/v1/devices", json=body, headers={"X-API-Key": key})
+        assert r.status_code == 201, r.text
+    return ids
+
+
+async def test_create_read_update_delete_with_a_write_key(
+    client: httpx.AsyncClient, write_key: str
+) -> None:
+    auth = {"X-API-Key": write_key}
+    r = await client.post("/v1/devices", json=device("sl-x1", name="Via Dante 1"), headers=auth)
+    assert r.status_code == 201
+    created = r.json()
+    assert created["name"] == "Via Dante 1"
+    assert created["created_at"].endswith(("Z", "+00:00"))  # aware, also on SQLite
+    assert (await client.get("/v1/devices/sl-x1")).json() == created
+    r = await client.post("/v1/devices", json=device("sl-x1"), headers=auth)
+    assert r.status_code == 409
+    assert r.headers["content-type"] == PROBLEM
+    r = await client.patch("/v1/devices/sl-x1", json={"zone": "Po", "lat": 45.124}, headers=auth)
+    assert r.status_code == 200
+    assert (r.json()["zone"], r.json()["lat"], r.json()["name"]) == ("Po", 45.124, "Via Dante 1")
+    assert (await client.delete("/v1/devices/sl-x1", headers=auth)).status_code == 204
+    assert (await client.get("/v1/devices/sl-x1")).status_code == 404
+    assert (await client.delete("/v1/devices/sl-x1", headers=auth)).status_code == 404
+
+
+async def test_listing_filters_by_type_zone_and_box(
+    client: httpx.AsyncClient, write_key: str, sent: c.Sent
+) -> None:
+    ids = await register_fleet(client, write_key, sent)
+    everything = (await client.get("/v1/devices", params={"limit": 1000})).json()
+    assert everything["count"] == len(ids)
+    assert [d["device_id"] for d in everything["data"]] == ids
+    for kind in c.COUNTS:
+        got = (await client.get("/v1/devices", params={"device_type": kind})).json()
+        assert got["count"] == c.COUNTS[kind]
+    zone = sent.zone[ids[0]]
+    got = (await client.get("/v1/devices", params={"zone": zone, "limit": 1000})).json()
+    assert {d["device_id"] for d in got["data"]} == {d for d in ids if sent.zone[d] == zone}
+    lat, lon = sent.place[ids[0]]
+    box = f"{lon - 0.002},{lat - 0.002},{lon + 0.002},{lat + 0.002}"
+    got = (await client.get("/v1/devices", params={"bbox": box, "limit": 1000})).json()
+    inside = {
+        d for d in ids
+        if abs(sent.place[d][0] - lat) <= 0.002 and abs(sent.place[d][1] - lon) <= 0.002
+    }  # fmt: skip
+    assert ids[0] in inside
+    assert {d["device_id"] for d in got["data"]} == inside
+    page = (await client.get("/v1/devices", params={"limit": 5, "offset": 5})).json()
+    assert [d["device_id"] for d in page["data"]] == ids[5:10]
+
+
+@pytest.mark.parametrize(
+    ("params", "where"),
+    [
+        ({"device_type": "toaster"}, "device_type"),
+        ({"zone": "Atlantis"}, "zone"),
+        ({"bbox": "10,45,9,46"}, "bbox"),
+        ({"bbox": "1,2,3"}, "bbox"),
+        ({"limit": 0}, "limit"),
+        ({"limit": 100_000}, "limit"),
+    ],
+)
+async def test_bad_filters_are_422_problems_naming_the_parameter(
+    client: httpx.AsyncClient, params: dict[str, object], where: str
+) -> None:
+    r = await client.get("/v1/devices", params=params)
+    assert r.status_code == 422
+    assert r.headers["content-type"] == PROBLEM
+    body = r.json()
+    assert body["status"] == 422
+    assert body["title"] == HTTPStatus(422).phrase
+    assert any(e["loc"][-1] == where for e in body["errors"])
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        device("sl 1"),
+        device("x" * 65),
+        device("sl-1", kind="toaster"),
+        device("sl-1", zone="Milano"),
+        device("sl-1", lat=91),
+        {**device("sl-1"), "lat": "NaN"},
+        {**device("sl-1"), "owner": "me"},
+    ],
+)
+async def test_invalid_devices_are_refused(
+    client: httpx.AsyncClient, write_key: str, bad: dict[str, object]
+) -> None:
+    r = await client.post("/v1/devices", json=bad, headers={"X-API-Key": write_key})
+    assert r.status_code == 422
+    assert r.headers["content-type"] == PROBLEM
+
+
+async def test_changes_need_a_key_with_write_scope(
+    client: httpx.AsyncClient, read_key: str, write_key: str
+) -> None:
+    body = device("sl-auth")
+    r = await client.post("/v1/devices", json=body)
+    assert r.status_code == 401
+    assert r.headers["www-authenticate"] == "ApiKey"
+    assert r.headers["content-type"] == PROBLEM
+    r = await client.post("/v1/devices", json=body, headers={"X-API-Key": read_key})
+    assert r.status_code == 403
+    assert "write" in r.json()["detail"]
+    r = await client.post("/v1/devices", json=body, headers={"X-API-Key": write_key + "x"})
+    assert r.status_code == 401
+    r = await client.post("/v1/devices", json=body, headers={"X-API-Key": "sck_nonsense"})
+    assert r.status_code == 401
+    for method in ("PATCH", "DELETE"):
+        r = await client.request(method, "/v1/devices/sl-auth", json={}, headers={})
+        assert r.status_code == 401, method
+        r = await client.request(method, "/v1/devices/sl-auth", json={},
+                                 headers={"X-API-Key": read_key})  # fmt: skip
+        assert r.status_code == 403, method
+    assert (await client.get("/v1/devices/sl-auth")).status_code == 404

@@ -1,0 +1,100 @@
+"""The ingester and the device registry: registered zones win, unregistered devices are counted."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from sqlalchemy.orm import Session
+
+from api.registry.db import make_engine
+from api.registry.models import Device
+from ingest.convert import UNREGISTERED_MEASUREMENT, message_lines
+from ingest.registry import RegistryZones
+from simulators.publisher import AckingPublisher
+from smartcity.contract import decode, topic
+
+from .conftest import Influx, IngesterProcess, smartcity_env
+
+
+def register(url: str, device_id: str, zone: str) -> None:
+    now = datetime.now(UTC)
+    with Session(make_engine(url)) as session:
+        session.merge(Device(device_id=device_id, device_type="wastebin", zone=zone, lat=45.13,
+                             lon=10.02, created_at=now, updated_at=now))  # fmt: skip
+        session.commit()
+
+
+def reading(seq: int, zone: str = "Centro") -> bytes:
+    ts = (datetime.now(UTC) - timedelta(minutes=5) + timedelta(seconds=seq)).isoformat()
+    return json.dumps({"v": 1, "zone": zone, "readings": [{
+        "ts": ts, "seq": seq, "fillingLevel": 0.5, "temperature": 11.0,
+        "storedWasteKind": "plastic", "status": "ok", "batteryLevel": 0.7}]}).encode()  # fmt: skip
+
+
+def test_registered_zone_wins_and_unknown_devices_are_counted(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/registry.db"
+    register(url, "wb-1", "Po")
+    zones = RegistryZones(url, refresh=3600)
+    payload = reading(1)
+    known = message_lines(decode(topic("wastebin", "wb-1", "telemetry"), payload), 7, zones)
+    assert len(known) == 1
+    assert ",zone=Po " in known[0]
+    unknown = message_lines(decode(topic("wastebin", "wb-2", "telemetry"), payload), 7, zones)
+    assert ",zone=Centro " in unknown[0]
+    assert unknown[1].startswith(f"{UNREGISTERED_MEASUREMENT},device_id=wb-2,")
+    assert unknown[1].endswith(" count=1i 7")
+    # without a registry nothing changes
+    plain = message_lines(decode(topic("wastebin", "wb-2", "telemetry"), payload), 7)
+    assert plain == unknown[:1]
+
+
+def test_an_unreadable_registry_is_an_empty_one_until_it_can_be_read(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/later.db"
+    zones = RegistryZones(url, refresh=0.05)  # no tables yet: the API has not run
+    assert zones.zone("wb-1", "Centro") == ("Centro", False)
+    register(url, "wb-1", "Zaist")
+    deadline = time.monotonic() + 10
+    while zones.zone("wb-1", "Centro") != ("Zaist", True):
+        assert time.monotonic() < deadline, "the registry was not re-read"
+        time.sleep(0.05)
+
+
+def test_ingester_tags_points_with_the_registry_zone(
+    mosquitto, influx: Influx, city: str, tmp_path: Path
+) -> None:
+    url = f"sqlite:///{tmp_path}/registry.db"
+    register(url, "wb-known", "Po")
+    env = smartcity_env(mosquitto.url, influx, city)
+    env |= {"SMARTCITY_INGEST_REGISTRY_URL": url, "SMARTCITY_INGEST_REGISTRY_REFRESH": "0.2"}
+    proc = IngesterProcess(env, tmp_path / "ingest.log", "--client-id", f"i-{city}",
+                           "--share-group", f"g{city}").start().wait_subscribed()  # fmt: skip
+    try:
+        pub = AckingPublisher(mosquitto.url, f"pub-{city}")
+        pub.connect()
+        for seq in range(3):
+            for device_id in ("wb-known", "wb-stranger"):
+                pub.publish(topic("wastebin", device_id, "telemetry", city), reading(seq))
+        assert pub.drain(30)
+        assert influx.wait_for_count("wastebin", 6) == 6
+        zones = {(r["device_id"], r["zone"]) for r in influx.query(
+            'SELECT count("seq") FROM "wastebin" GROUP BY "device_id", "zone"')}  # fmt: skip
+        assert zones == {("wb-known", "Po"), ("wb-stranger", "Centro")}
+        assert influx.count(UNREGISTERED_MEASUREMENT, "count", device_id="wb-stranger") == 3
+        assert influx.count(UNREGISTERED_MEASUREMENT, "count", device_id="wb-known") == 0
+        # registering the stranger takes effect at the next re-read (every 0.2 s here)
+        register(url, "wb-stranger", "Bagnara")
+        query = 'SELECT count("seq") FROM "wastebin" WHERE "zone" = $z'
+        deadline = time.monotonic() + 30
+        seq = 10
+        while not influx.query(query, z="Bagnara"):
+            assert time.monotonic() < deadline, "the new registration was never used"
+            pub.publish(topic("wastebin", "wb-stranger", "telemetry", city), reading(seq))
+            assert pub.drain(30)
+            seq += 1
+            time.sleep(0.3)
+        pub.close()
+    finally:
+        assert proc.stop() == 0, proc.log()
