@@ -143,9 +143,16 @@ class IngesterProcess:
             env=self.env,
             stdout=log,
             stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         log.close()
         return self
+
+    def kill_all(self) -> None:
+        """SIGKILL the ingester and any workers it started (its process group)."""
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
 
     def wait_subscribed(self, timeout: float = 30) -> IngesterProcess:
         """Wait for the ingester's subscriptions: messages sent before them are not for it."""

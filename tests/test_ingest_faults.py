@@ -12,8 +12,11 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+
+import pytest
 
 from simulators.fleet import build_fleet, schedule
 from smartcity.servers import Influxd, Mosquitto
@@ -72,15 +75,28 @@ def assert_all_landed(influx: Influx, start: datetime, n: int, timeout: float = 
             assert r["count"] == r["max"] - r["min"] + 1, (measurement, r)  # type: ignore[operator]
 
 
+_STARTED: list[IngesterProcess] = []
+
+
+@pytest.fixture(autouse=True)
+def _no_ingester_left_running() -> Iterator[None]:
+    """A failed test must not leave its ingester running and competing for the CPU."""
+    yield
+    while _STARTED:
+        _STARTED.pop().kill_all()
+
+
 def ingester_for(
     broker: Mosquitto, influx: Influx, city: str, tmp_path: Path, *extra: str
 ) -> IngesterProcess:
-    return IngesterProcess(
+    proc = IngesterProcess(
         smartcity_env(broker.url, influx, city),
         tmp_path / "ingest.log",
         "--client-id", f"ingest-{city}",
         "--spool-dir", str(tmp_path / "spool"), "--metrics-port", "0", *extra,
     )  # fmt: skip
+    _STARTED.append(proc)
+    return proc
 
 
 def test_ingester_sigkilled_five_times_loses_nothing(
