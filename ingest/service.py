@@ -270,6 +270,8 @@ class Ingester:
 
     def _on_message(self, m: paho.MQTTMessage) -> None:
         """Each delivery, straight from paho's callback in the event loop (the hot path)."""
+        if self.stopping.is_set():
+            return  # draining: left unacknowledged, the broker sends it again next time
         topic = m.topic
         if topic.startswith("$SYS/"):
             self.metrics.broker_value(topic, m.payload)

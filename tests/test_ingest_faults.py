@@ -24,6 +24,9 @@ from smartcity.servers import Influxd, Mosquitto
 from .conftest import Influx, IngesterProcess, smartcity_env
 
 FLEET = {"streetlight": 30, "wastebin": 20, "evcharger": 6}
+#: Processes the tests start, stopped after each test even when it fails.
+_STARTED: list[IngesterProcess] = []
+_SIMULATORS: list[subprocess.Popen[str]] = []
 READINGS_PER_SIM_SECOND = 30 / 60 + 20 / 300 + 6 / 60
 
 
@@ -47,7 +50,7 @@ def simulate(
 ) -> subprocess.Popen[str]:
     """``rate`` readings per second (None = as fast as the broker acknowledges)."""
     speed = "0" if rate is None else f"{rate / READINGS_PER_SIM_SECOND:.3f}"
-    return subprocess.Popen(
+    sim = subprocess.Popen(
         [
             sys.executable, "-m", "smartcity", "simulate", "--streetlights", "30", "--bins", "20",
             "--chargers", "6", "--seed", "5", "--messages", str(n), "--speed", speed,
@@ -55,6 +58,8 @@ def simulate(
         ],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
+    _SIMULATORS.append(sim)
+    return sim
 
 
 def finish(sim: subprocess.Popen[str]) -> str:
@@ -75,15 +80,17 @@ def assert_all_landed(influx: Influx, start: datetime, n: int, timeout: float = 
             assert r["count"] == r["max"] - r["min"] + 1, (measurement, r)  # type: ignore[operator]
 
 
-_STARTED: list[IngesterProcess] = []
-
-
 @pytest.fixture(autouse=True)
 def _no_ingester_left_running() -> Iterator[None]:
     """A failed test must not leave its ingester running and competing for the CPU."""
     yield
     while _STARTED:
         _STARTED.pop().kill_all()
+    while _SIMULATORS:
+        sim = _SIMULATORS.pop()
+        if sim.poll() is None:
+            sim.kill()
+        sim.communicate()
 
 
 def ingester_for(
