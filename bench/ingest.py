@@ -198,23 +198,26 @@ def end_to_end(
     path = work / f"{label}.tsv"
     messages = message_file(path, n, devices, per_message, "bench")
     ing = Ingester(broker, db, database, workers, work)
-    t0 = time.monotonic()
-    pub = threading.Thread(target=lambda: results.append(publish(exe, broker, str(path))))
-    results: list[tuple[int, float]] = []
-    pub.start()
-    got = 0
-    while got < n:
-        time.sleep(0.2)
-        ing.sample_rss()
-        got = count(db, database)
-        if time.monotonic() - t0 > 900:
-            raise SystemExit(f"{label}: only {got} of {n} readings arrived in 15 minutes")
-    elapsed = time.monotonic() - t0
-    pub.join()
-    assert results[0][0] == messages, f"publisher had {results[0][0]} of {messages} acknowledged"
-    time.sleep(1)
-    final = count(db, database)
-    ing.stop()
+    try:
+        t0 = time.monotonic()
+        results: list[tuple[int, float]] = []
+        pub = threading.Thread(target=lambda: results.append(publish(exe, broker, str(path))))
+        pub.start()
+        got = 0
+        while got < n:
+            time.sleep(0.2)
+            ing.sample_rss()
+            got = count(db, database)
+            if time.monotonic() - t0 > 900:
+                raise SystemExit(f"{label}: only {got} of {n} readings arrived in 15 minutes")
+        elapsed = time.monotonic() - t0
+        pub.join()
+        assert results, "the publisher failed"
+        assert results[0][0] == messages, f"publisher had {results[0][0]} of {messages} acked"
+        time.sleep(1)
+        final = count(db, database)
+    finally:
+        ing.stop()
     if final != n:
         raise SystemExit(f"{label}: {final} readings stored, {n} sent")
     return messages / elapsed, n / elapsed, ing.peak_rss
