@@ -77,10 +77,10 @@ def run(args: argparse.Namespace) -> int:
 
     mqtt_host, mqtt_port = _local_port(settings.mqtt_url, "mosquitto")
     influx_host, influx_port = _local_port(settings.influx_url, "influxd")
-    for what, host, port in (
-        ("MQTT", mqtt_host, mqtt_port),
-        ("InfluxDB", influx_host, influx_port),
-    ):
+    ports = [("MQTT", mqtt_host, mqtt_port), ("InfluxDB", influx_host, influx_port)]
+    if settings.api:
+        ports.append(("the API", "127.0.0.1", 8000))
+    for what, host, port in ports:
         if port_in_use(host, port):
             raise UserError(
                 f"port {host}:{port} for {what} is already in use: stop what listens there "
@@ -103,6 +103,7 @@ def run(args: argparse.Namespace) -> int:
         "SMARTCITY_INFLUX_URL": settings.influx_url,
         "SMARTCITY_INFLUX_DB": settings.influx_db,
         "SMARTCITY_CITY": settings.city,
+        "SMARTCITY_INGEST_SPOOL_DIR": str(data / "spool"),
     }
     me = [sys.executable, "-m", "smartcity"]
     children: list[tuple[str, subprocess.Popen[bytes]]] = []
@@ -159,7 +160,7 @@ def banner(settings: UpSettings, broker: Any, db: Any) -> str:
 Cremona smart-city pipeline is up.
   MQTT broker   {broker.url}   (config {broker.workdir}/mosquitto.conf, log {broker.log_path})
   InfluxDB      {db.url}   database '{settings.influx_db}' (data in {db.workdir})
-  ingester      smartcity ingest (shared subscription, acks after each write)
+  ingester      smartcity ingest (acknowledges each message once stored; spool in {settings.data_dir}/spool)
   api           {"http://127.0.0.1:8000/ (catalogue page), /docs (API)" if settings.api else "off"}
   simulator     {settings.streetlights} street lights, {settings.bins} bins, \
 {settings.chargers} chargers, seed {settings.seed}
