@@ -160,7 +160,7 @@ def banner(settings: UpSettings, broker: Any, db: Any) -> str:
 Cremona smart-city pipeline is up.
   MQTT broker   {broker.url}   (config {broker.workdir}/mosquitto.conf, log {broker.log_path})
   InfluxDB      {db.url}   database '{settings.influx_db}' (data in {db.workdir})
-  ingester      smartcity ingest (acknowledges each message once stored; spool in {settings.data_dir}/spool)
+  ingester      smartcity ingest (acknowledges what is stored; spool {settings.data_dir}/spool)
   api           {"http://127.0.0.1:8000/ (catalogue page), /docs (API)" if settings.api else "off"}
   simulator     {settings.streetlights} street lights, {settings.bins} bins, \
 {settings.chargers} chargers, seed {settings.seed}
