@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aiomqtt
-import paho.mqtt.client as paho
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
@@ -54,14 +53,16 @@ SYNC_TOPIC_PREFIX = "smartcity/v1/_ingest/sync"
 class Batch:
     """Lines to write, and the deliveries to acknowledge once they are stored."""
 
+    #: The MQTT connection the messages came on: message ids are void on any other.
+    connection: int
     lines: list[str] = field(default_factory=list)
-    acks: list[tuple[int, int, int]] = field(default_factory=list)  # (connection, mid, qos)
+    mids: list[int] = field(default_factory=list)  # QoS 1 messages to acknowledge
     deadletters: list[bytes] = field(default_factory=list)
     newest_ts: float | None = None
     started: float = field(default_factory=time.monotonic)
 
     def __bool__(self) -> bool:
-        return bool(self.lines or self.acks)
+        return bool(self.lines or self.mids)
 
 
 class Ingester:
@@ -73,11 +74,11 @@ class Ingester:
         self.spool = Spool(settings.spool_dir / self.client_id, settings.spool_max_bytes)
         self.metrics = IngestMetrics(self.client_id)
         self.zones = registry_zones(settings)
-        self.batch = Batch()
+        self.connection = 0
+        self.batch = Batch(self.connection)
         # unbounded here: what the broker may send us unacknowledged (Receive Maximum) bounds it
         self.pending: asyncio.Queue[Batch | None] = asyncio.Queue()
         self._background: set[asyncio.Task[None]] = set()
-        self.connection = 0
         self.client: aiomqtt.Client | None = None
         self.stopping = asyncio.Event()
         self.stamp = DeadLetterClock()
@@ -121,7 +122,7 @@ class Ingester:
         """Hand the current batch to the writer, or spill it to disk while InfluxDB is away."""
         if not self.batch:
             return
-        batch, self.batch = self.batch, Batch()
+        batch, self.batch = self.batch, Batch(self.connection)
         size = sum(len(line) + 1 for line in batch.lines)
         away = self.pending.qsize() >= self.settings.max_pending_batches and self.influx.failing
         if (self.spool.depth or away) and self.spool.has_room(size):
@@ -207,14 +208,13 @@ class Ingester:
 
     def _acknowledge(self, batch: Batch) -> None:
         client = self.client
-        for connection, mid, qos in batch.acks:
-            # acks for an older connection are void: the broker redelivers those messages
-            if (
-                client is not None
-                and connection == self.connection
-                and mqtt_ack.ack(client, mid, qos)
-            ):
-                self.metrics.acked += 1
+        # acks for an older connection are void: the broker redelivers those messages
+        if (
+            client is not None
+            and batch.connection == self.connection
+            and mqtt_ack.ack_all(client, batch.mids)
+        ):
+            self.metrics.acked += len(batch.mids)
 
     async def _publish_deadletters(self, payloads: list[bytes]) -> None:
         if not payloads or self.client is None:
@@ -249,8 +249,7 @@ class Ingester:
             tls_params=aiomqtt.TLSParameters() if tls else None,
             keepalive=30,
         )
-        mqtt_ack.enable_manual_ack(client)
-        mqtt_ack.deliver_directly(client, self._on_message)
+        mqtt_ack.take_delivery(client, self._on_message)
         return client
 
     def _filters(self) -> list[str]:
@@ -268,16 +267,16 @@ class Ingester:
             for t in BROKER_TOPICS.values():
                 await client.subscribe(t, qos=0, timeout=120)
 
-    def _on_message(self, m: paho.MQTTMessage) -> None:
-        """Each delivery, straight from paho's callback in the event loop (the hot path)."""
+    def _on_message(self, topic: str, payload: bytes, mid: int, qos: int, retain: bool) -> None:
+        """Each delivery, straight from paho's read path in the event loop (the hot path)."""
         if self.stopping.is_set():
             return  # draining: left unacknowledged, the broker sends it again next time
-        topic = m.topic
         if topic.startswith("$SYS/"):
-            self.metrics.broker_value(topic, m.payload)
+            self.metrics.broker_value(topic, payload)
             return
-        self.handle(topic, m.payload, m.retain)
-        self.batch.acks.append((self.connection, m.mid, m.qos))
+        self.handle(topic, payload, retain)
+        if qos:
+            self.batch.mids.append(mid)
         if len(self.batch.lines) >= self.settings.batch_size:
             self.flush()
 
@@ -295,8 +294,7 @@ class Ingester:
         delay = 0.5
         while True:
             try:
-                # a new number before connecting: messages can arrive with the CONNACK
-                self.connection += 1
+                self._new_connection()
                 async with self._new_client() as client:
                     self.client = client
                     # receive before subscribing: a resumed session starts sending its queue
@@ -331,6 +329,16 @@ class Ingester:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.stopping.wait(), wait)
                 delay = min(delay * 2, self.settings.reconnect_max_delay)
+
+    def _new_connection(self) -> None:
+        """Number the next connection before connecting (messages can arrive with the CONNACK).
+
+        What the batch holds from the old one is still written, but its message ids mean nothing
+        on the new connection: the broker resends those messages instead.
+        """
+        self.connection += 1
+        self.flush()
+        self.batch.connection = self.connection
 
     async def _drain(self) -> None:
         """Write what was received and acknowledge it, then let the writer finish."""

@@ -1,11 +1,16 @@
-"""The one place that reaches under aiomqtt: manual acknowledgement, against a real broker."""
+"""The one place that reaches under aiomqtt: manual acknowledgement and the fast receive path,
+against a real broker."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
+from collections.abc import Callable
 
 import aiomqtt
 import paho.mqtt.client as paho
+import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
@@ -65,3 +70,107 @@ async def test_unacknowledged_messages_come_back_and_acknowledged_ones_do_not(
     again = await receive(mosquitto, city, topic, ack=100)
     assert again == first[60:], "exactly the 40 unacknowledged messages are resent, in order"
     assert await receive(mosquitto, city, topic, ack=0, idle=0.5) == []
+
+
+async def take(
+    broker: Mosquitto,
+    name: str,
+    topic: str,
+    ack_first: int,
+    idle: float = 1.0,
+    publisher: Callable[[], object] | None = None,
+) -> list[tuple[str, bytes, int, int, bool]]:
+    """Receive through :func:`mqtt_ack.take_delivery` (while ``publisher`` runs in a thread)
+    until idle; acknowledge the first ``ack_first`` in one :func:`mqtt_ack.ack_all`, settle,
+    leave."""
+    got: list[tuple[str, bytes, int, int, bool]] = []
+    c = client(broker, name)
+    mqtt_ack.take_delivery(c, lambda *delivery: got.append(delivery))
+    async with c:
+        await c.subscribe(topic, qos=1)
+        if publisher is not None:
+            await asyncio.to_thread(publisher)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(idle):
+                async for _ in c.messages:
+                    raise AssertionError("a message reached aiomqtt's queue")
+        assert mqtt_ack.ack_all(c, [mid for _, _, mid, qos, _ in got[:ack_first] if qos])
+        await mqtt_ack.settle(c, f"sync/{name}")
+    return got
+
+
+def publish_varied(broker: Mosquitto, topic: str) -> list[tuple[str, bytes, int]]:
+    """Messages that stress the decoder: v5 properties, QoS 0 and 1, empty, unicode and large
+    payloads (larger than one read-ahead, so a packet spans several reads), many small ones."""
+    p = paho.Client(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5)
+    p.connect(broker.host, broker.port)
+    p.loop_start()
+    props = Properties(PacketTypes.PUBLISH)
+    props.MessageExpiryInterval = 3600
+    props.UserProperty = [("k", "v" * 300)]  # a property block longer than 127 bytes
+    cases = [
+        (topic, b"plain", 1, None),
+        (topic, b"", 1, None),
+        (f"{topic}/città", "pâté ✓".encode(), 1, props),
+        (topic, b"x" * (mqtt_ack.READ_AHEAD + 1000), 1, None),
+        (topic, b"qos0", 0, None),
+        *((topic, f"burst {i}".encode(), 1, None) for i in range(800)),
+    ]
+    for name, payload, qos, properties in cases:
+        p.publish(name, payload, qos=qos, properties=properties).wait_for_publish(10)
+    p.publish(f"{topic}/kept", b"retained", qos=1, retain=True).wait_for_publish(10)
+    p.disconnect()
+    p.loop_stop()
+    return [(name, payload, qos) for name, payload, qos, _ in cases]
+
+
+async def test_the_fast_path_delivers_every_message_exactly_as_published(
+    mosquitto: Mosquitto, city: str
+) -> None:
+    topic = f"fastpath/{city}"
+    sent: list[tuple[str, bytes, int]] = []
+    got = await take(
+        mosquitto, city, f"{topic}/#", ack_first=10_000,
+        publisher=lambda: sent.extend(publish_varied(mosquitto, topic)),
+    )  # fmt: skip
+    live = [(t, p, q) for t, p, _, q, retained in got if not retained]
+    assert live == [*sent, (f"{topic}/kept", b"retained", 1)]
+    assert all(mid > 0 for _, _, mid, q, _ in got if q == 1)
+    assert not any(retained for *_, retained in got), "a live message is not flagged retained"
+    kept = await take(mosquitto, f"{city}-new", f"{topic}/kept", ack_first=1)
+    assert [(t, p, r) for t, p, _, _, r in kept] == [(f"{topic}/kept", b"retained", True)]
+    resent = await take(mosquitto, city, f"{topic}/#", ack_first=1, idle=0.5)
+    assert [m for m in resent if not m[4]] == [], "nothing acknowledged comes back"
+
+
+async def test_ack_all_acknowledges_exactly_the_ids_given(mosquitto: Mosquitto, city: str) -> None:
+    topic = f"ackall/{city}"
+    first = await take(
+        mosquitto, city, topic, ack_first=600, publisher=lambda: publish(mosquitto, topic, 900)
+    )
+    assert [p for _, p, _, _, _ in first] == [str(i).encode() for i in range(900)]
+    again = await take(mosquitto, city, topic, ack_first=300)
+    assert [p for _, p, _, _, _ in again] == [str(i).encode() for i in range(600, 900)]
+    assert await take(mosquitto, city, topic, ack_first=0, idle=0.5) == []
+
+
+def test_read_ahead_serves_packets_split_anywhere() -> None:
+    """Bytes come back in order however the reads and the sender's writes fall."""
+    a, b = socket.socketpair()
+    a.setblocking(False)
+    sock = mqtt_ack.ReadAheadSocket(a)
+    data = bytes(range(256)) * 50
+    b.sendall(data[:5000])
+    out = bytearray()
+    for size in (1, 1, 3, 700, 10_000):
+        out += sock.recv(size)
+    assert sock.pending() == 0
+    with pytest.raises(BlockingIOError):
+        sock.recv(1)
+    b.sendall(data[5000:])
+    while len(out) < len(data):
+        out += sock.recv(7)
+    assert bytes(out) == data
+    b.close()
+    assert sock.recv(1) == b"", "the peer's close still reads as end of stream"
+    a.close()
