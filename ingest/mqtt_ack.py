@@ -7,36 +7,40 @@ Three things the ingester needs that aiomqtt 2.x does not offer:
   redelivers anything a crash loses. paho-mqtt underneath supports that (``manual_ack_set`` /
   ``ack``); :func:`ack_all` sends a whole batch's PUBACKs in one socket write instead of one
   write per message.
-* **Receiving in paho's read path rather than through aiomqtt's queue.** One asyncio queue hop
-  and two wrapper objects per message cost more than validating it; and paho builds an MQTT v5
-  ``Properties`` object per PUBLISH (about a third of its cost per message) that the ingester
-  never reads. :func:`take_delivery` decodes each PUBLISH itself and hands topic and payload
-  straight to a callback.
-* **Reading many packets per wake-up.** paho reads a packet with three ``recv`` calls and aiomqtt
-  handles one packet per event-loop wake-up. The socket is wrapped so ``recv`` is served from a
-  read-ahead buffer and reports ``pending()`` bytes, which aiomqtt already honours (it does the
-  same for TLS sockets): the loop keeps reading until the buffer is empty.
+* **Receiving without paho's per-message machinery.** aiomqtt's queue costs an asyncio hop and two
+  wrapper objects per message; paho reads a packet with three ``recv`` calls, handles one packet
+  per event-loop wake-up and builds an MQTT v5 ``Properties`` object per PUBLISH that the
+  ingester never reads. :func:`take_delivery` gives the client a ``loop_read`` that reads up to
+  :data:`READ_AHEAD` bytes at once, cuts them into packets, and hands each PUBLISH's topic and
+  payload straight to a callback; every other packet goes to paho's own handlers as before.
 
-Everything here relies on paho 2.1–2.2 internals (``_sock``, ``_in_packet``, ``_handle_publish``,
-``_packet_queue``), checked at start-up by :func:`_paho`; ``tests/test_mqtt_ack.py`` exercises each
-against a real broker, so an upgrade that moves them fails there, not in production.
+Everything here relies on paho 2.1–2.2 internals (``_sock``, ``_in_packet``, ``_packet_handle``,
+``_loop_rc_handle``, ``_packet_queue``), checked at start-up by :func:`_paho`;
+``tests/test_mqtt_ack.py`` exercises each against a real broker, so an upgrade that moves them
+fails there, not in production.
 """
 
 from __future__ import annotations
 
+import ssl
 import struct
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import aiomqtt
 import paho.mqtt.client as paho
+from paho.mqtt.exception import MalformedPacket
 
 #: topic, payload, message id, QoS, retain flag
 Delivery = Callable[[str, bytes, int, int, bool], None]
 _PUBACK = struct.Struct("!BBH")
 _PUBACK_HEADER = 0x40  # PUBACK, remaining length 2: message id only, reason code 0 (success)
-_INTERNALS = ("_sock", "_in_packet", "_protocol", "_handle_publish", "_packet_queue")
-#: Bytes read from the socket at once; a 2,000-message backlog of small readings is ~400 KiB.
+_INTERNALS = (
+    "_sock", "_in_packet", "_protocol", "_msgtime_mutex", "_packet_handle", "_loop_rc_handle",
+    "_packet_queue", "_call_socket_register_write",
+)  # fmt: skip
+#: Most bytes read from the socket at once: about a thousand small readings.
 READ_AHEAD = 256 * 1024
 
 
@@ -61,35 +65,132 @@ def take_delivery(client: aiomqtt.Client, on_message: Delivery) -> None:
     drops)."""
     inner = _paho(client)
     inner.manual_ack_set(True)
-    slow_path = inner._handle_publish
-
-    def handle_publish() -> paho.MQTTErrorCode:
-        packet: bytearray = inner._in_packet["packet"]
-        header: int = inner._in_packet["command"]
-        qos = (header >> 1) & 3
-        if qos == 2:  # never subscribed to; paho's own path does its two-step handshake
-            return slow_path()
-        end = 2 + ((packet[0] << 8) | packet[1])
-        topic = packet[2:end].decode("utf-8", "backslashreplace")
-        mid = 0
-        if qos:
-            mid = (packet[end] << 8) | packet[end + 1]
-            end += 2
-        if inner._protocol == paho.MQTTv5:
-            end += _properties_size(packet, end)
-        on_message(topic, bytes(memoryview(packet)[end:]), mid, qos, bool(header & 1))
-        return paho.MQTTErrorCode.MQTT_ERR_SUCCESS
-
-    inner._handle_publish = handle_publish  # type: ignore[method-assign]
+    reader = PacketReader(inner, on_message)
+    inner.loop_read = reader.loop_read  # type: ignore[method-assign]
     opened = inner.on_socket_open
 
     def on_socket_open(paho_client: paho.Client, userdata: Any, sock: Any) -> None:
-        wrapped = ReadAheadSocket(sock)
-        paho_client._sock = wrapped
+        reader.buffer.clear()  # a new connection starts at a packet boundary
         if opened is not None:
-            opened(paho_client, userdata, wrapped)
+            opened(paho_client, userdata, sock)
 
     inner.on_socket_open = on_socket_open
+
+
+class PacketReader:
+    """Reads what the socket has, delivers each complete PUBLISH, keeps the partial rest."""
+
+    def __init__(self, inner: paho.Client, on_message: Delivery) -> None:
+        self.inner = inner
+        self.on_message = on_message
+        self.buffer = bytearray()
+
+    def loop_read(self, max_packets: int = 1) -> paho.MQTTErrorCode:
+        """paho's ``loop_read``, for aiomqtt's reader callback: everything available at once."""
+        inner = self.inner
+        sock = inner._sock
+        if sock is None:
+            return paho.MQTTErrorCode.MQTT_ERR_NO_CONN
+        try:
+            data = sock.recv(READ_AHEAD)
+        except (BlockingIOError, ssl.SSLWantReadError):
+            return paho.MQTTErrorCode.MQTT_ERR_SUCCESS
+        except ssl.SSLWantWriteError:
+            inner._call_socket_register_write()
+            return paho.MQTTErrorCode.MQTT_ERR_SUCCESS
+        except OSError:
+            data = b""
+        if not data:
+            self.buffer.clear()
+            return inner._loop_rc_handle(paho.MQTTErrorCode.MQTT_ERR_CONN_LOST)
+        with inner._msgtime_mutex:
+            inner._last_bytes_received = time.monotonic()
+        buffer = self.buffer
+        buffer += data
+        try:
+            rc = self._packets(buffer)
+        except (IndexError, ValueError, UnicodeDecodeError):
+            rc = paho.MQTTErrorCode.MQTT_ERR_PROTOCOL
+        if rc != paho.MQTTErrorCode.MQTT_ERR_SUCCESS:
+            buffer.clear()
+            return inner._loop_rc_handle(rc)
+        return rc
+
+    def _packets(self, buffer: bytearray) -> paho.MQTTErrorCode:
+        size = len(buffer)
+        pos = 0
+        rc = paho.MQTTErrorCode.MQTT_ERR_SUCCESS
+        while pos + 2 <= size:
+            header = buffer[pos]
+            # the fixed header's remaining length: a variable byte integer, at most 4 bytes
+            length = shift = 0
+            body = pos + 1
+            while True:
+                if body >= size:
+                    del buffer[:pos]
+                    return rc
+                byte = buffer[body]
+                body += 1
+                length |= (byte & 0x7F) << shift
+                if byte < 0x80:
+                    break
+                shift += 7
+                if shift > 21:
+                    return paho.MQTTErrorCode.MQTT_ERR_PROTOCOL
+            end = body + length
+            if end > size:
+                break
+            if header & 0xF0 == paho.PUBLISH and header & 0x06 != 0x04:
+                self._publish(header, buffer, body, end)
+            else:
+                rc = self._other(header, length, buffer[body:end])
+                if rc != paho.MQTTErrorCode.MQTT_ERR_SUCCESS:
+                    return rc
+            pos = end
+        del buffer[:pos]
+        return rc
+
+    def _publish(self, header: int, buffer: bytearray, pos: int, end: int) -> None:
+        """A QoS 0 or 1 PUBLISH (QoS 2 goes to paho for its two-step handshake)."""
+        topic_end = pos + 2 + ((buffer[pos] << 8) | buffer[pos + 1])
+        topic = buffer[pos + 2 : topic_end].decode("utf-8", "backslashreplace")
+        qos = (header >> 1) & 3
+        mid = 0
+        if qos:
+            mid = (buffer[topic_end] << 8) | buffer[topic_end + 1]
+            topic_end += 2
+        if self.inner._protocol == paho.MQTTv5:
+            topic_end += _properties_size(buffer, topic_end)
+        self.on_message(topic, bytes(buffer[topic_end:end]), mid, qos, bool(header & 1))
+
+    def _other(self, header: int, length: int, body: bytearray) -> paho.MQTTErrorCode:
+        """Any other packet, handled by paho exactly as its own reader would."""
+        inner = self.inner
+        inner._in_packet = {
+            "command": header,
+            "have_remaining": 1,
+            "remaining_count": [],
+            "remaining_mult": 1,
+            "remaining_length": length,
+            "packet": body,
+            "to_process": 0,
+            "pos": 0,
+        }
+        try:
+            rc: paho.MQTTErrorCode = inner._packet_handle()
+        except MalformedPacket:
+            rc = paho.MQTTErrorCode.MQTT_ERR_PROTOCOL
+        inner._in_packet = {
+            "command": 0,
+            "have_remaining": 0,
+            "remaining_count": [],
+            "remaining_mult": 1,
+            "remaining_length": 0,
+            "packet": bytearray(),
+            "to_process": 0,
+            "pos": 0,
+        }
+        return rc
 
 
 def _properties_size(packet: bytearray, pos: int) -> int:
@@ -105,42 +206,6 @@ def _properties_size(packet: bytearray, pos: int) -> int:
         shift += 7
         if shift > 21:
             raise ValueError("malformed property length")
-
-
-class ReadAheadSocket:
-    """A socket whose ``recv`` is served from large reads, with ``pending()`` like an SSL socket.
-
-    Everything but ``recv`` and ``pending`` goes to the wrapped socket (plain or TLS).
-    """
-
-    __slots__ = ("_buffer", "_pos", "_sock")
-
-    def __init__(self, sock: Any) -> None:
-        self._sock = sock
-        self._buffer = b""
-        self._pos = 0
-
-    def recv(self, size: int) -> bytes:
-        pos = self._pos
-        if pos >= len(self._buffer):
-            data: bytes = self._sock.recv(max(size, READ_AHEAD))  # may raise BlockingIOError
-            if len(data) <= size:
-                return data  # including b"": the broker closed the connection
-            self._buffer, pos = data, 0
-        self._pos = pos + size
-        return self._buffer[pos : pos + size]
-
-    def pending(self) -> int:
-        own = max(len(self._buffer) - self._pos, 0)
-        inner = getattr(self._sock, "pending", None)
-        return own + (inner() if inner is not None else 0)
-
-    def send(self, data: bytes) -> int:
-        sent: int = self._sock.send(data)
-        return sent
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._sock, name)
 
 
 def ack(client: aiomqtt.Client, mid: int, qos: int) -> bool:

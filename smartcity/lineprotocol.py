@@ -105,38 +105,56 @@ def model_encoder(model: type[BaseModel], skip: frozenset[str] = frozenset()) ->
     A field declared ``float`` is always written as a float, even when the JSON said ``230``:
     InfluxDB fixes a field's type per shard, and an integer would make the next float fail.
     Literal values are quoted once here; None values and nested models or lists are left out.
+
+    The encoder is generated Python source (as ``dataclasses`` does for ``__init__``): one
+    f-string for the required fields and a test per optional one. It runs for every reading the
+    ingester stores, and this is about three times faster than a loop over per-field functions.
     """
-    parts: list[tuple[str, str, Callable[[Any], str]]] = []
+    namespace: dict[str, Any] = {"_STRING": _STRING}
+    required: list[str] = []
+    optional: list[str] = []
     for name, info in model.model_fields.items():
         if name in skip:
             continue
-        convert = _value_encoder(info.annotation)
-        if convert is not None:
-            parts.append((name, f"{escape_key(name)}=", convert))
-
-    def encode(obj: BaseModel) -> str:
-        values = obj.__dict__
-        return ",".join(
-            key + convert(values[name]) for name, key, convert in parts if values[name] is not None
-        )
-
+        kind, nullable = _value_kind(info.annotation)
+        if kind is None:
+            continue
+        if not name.isidentifier():
+            raise LineProtocolError(f"field {name!r} is not an identifier")
+        value = "x" if nullable else f"o.{name}"
+        if kind == "float":
+            text = f"{{float({value})!r}}"
+        elif kind == "int":
+            text = f"{{{value}}}i"
+        elif kind == "bool":
+            text = f'{{"true" if {value} else "false"}}'
+        elif kind == "str":
+            text = f'"{{{value}.translate(_STRING)}}"'
+        else:  # a Literal: its values quoted in advance
+            namespace[f"_L_{name}"] = kind
+            text = f"{{_L_{name}[{value}]}}"
+        piece = f",{escape_key(name)}={text}"
+        if nullable:
+            optional.append(f"    x = o.{name}\n    if x is not None:\n        s += f'{piece}'\n")
+        else:
+            required.append(piece)
+    head = "".join(required)
+    source = f"def encode(o):\n    s = f'{head}'\n{''.join(optional)}    return s[1:]\n"
+    exec(source, namespace)  # from field names checked to be identifiers above
+    encode: FieldEncoder = namespace["encode"]
     return encode
 
 
-def _value_encoder(annotation: Any) -> Callable[[Any], str] | None:
+def _value_kind(annotation: Any) -> tuple[str | dict[Any, str] | None, bool]:
+    """How a field is written (float, int, bool, str, or a Literal's quoted values), and
+    whether it may be None; (None, _) for what is not a scalar field."""
     origin = get_origin(annotation)
     if origin in (types.UnionType, typing.Union):
         inner = [a for a in get_args(annotation) if a is not type(None)]
-        return _value_encoder(inner[0]) if len(inner) == 1 else None
+        return (_value_kind(inner[0])[0], True) if len(inner) == 1 else (None, False)
     if origin is Literal:
-        quoted = {v: format_field_value(v) for v in get_args(annotation)}
-        return quoted.__getitem__
-    if annotation is float:
-        return lambda v: repr(float(v))
-    if annotation is bool:
-        return format_field_value
-    if annotation is int:
-        return lambda v: f"{v}i"
-    if annotation is str:
-        return format_field_value
-    return None
+        return {v: format_field_value(v) for v in get_args(annotation)}, False
+    for scalar in (bool, float, int, str):
+        if annotation is scalar:
+            return scalar.__name__, False
+    return None, False

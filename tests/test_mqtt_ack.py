@@ -10,7 +10,6 @@ from collections.abc import Callable
 
 import aiomqtt
 import paho.mqtt.client as paho
-import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
@@ -154,23 +153,40 @@ async def test_ack_all_acknowledges_exactly_the_ids_given(mosquitto: Mosquitto, 
     assert await take(mosquitto, city, topic, ack_first=0, idle=0.5) == []
 
 
-def test_read_ahead_serves_packets_split_anywhere() -> None:
-    """Bytes come back in order however the reads and the sender's writes fall."""
-    a, b = socket.socketpair()
-    a.setblocking(False)
-    sock = mqtt_ack.ReadAheadSocket(a)
-    data = bytes(range(256)) * 50
-    b.sendall(data[:5000])
-    out = bytearray()
-    for size in (1, 1, 3, 700, 10_000):
-        out += sock.recv(size)
-    assert sock.pending() == 0
-    with pytest.raises(BlockingIOError):
-        sock.recv(1)
-    b.sendall(data[5000:])
-    while len(out) < len(data):
-        out += sock.recv(7)
-    assert bytes(out) == data
-    b.close()
-    assert sock.recv(1) == b"", "the peer's close still reads as end of stream"
-    a.close()
+def publish_packet(topic: str, payload: bytes, mid: int, properties: bytes = b"\0") -> bytes:
+    """An MQTT v5 QoS 1 PUBLISH, as a broker sends it."""
+    name = topic.encode()
+    body = len(name).to_bytes(2, "big") + name + mid.to_bytes(2, "big") + properties + payload
+    length, size = b"", len(body)
+    while True:
+        byte, size = size % 128, size // 128
+        length += bytes([byte | (0x80 if size else 0)])
+        if not size:
+            return b"\x32" + length + body
+
+
+async def test_packets_split_anywhere_are_delivered_whole_and_in_order() -> None:
+    """However the stream is cut into reads, each PUBLISH arrives once, exactly as sent; other
+    packets (a PINGRESP here) still go to paho."""
+    c = aiomqtt.Client("127.0.0.1", protocol=aiomqtt.ProtocolVersion.V5)
+    got: list[tuple[str, bytes, int, int, bool]] = []
+    mqtt_ack.take_delivery(c, lambda *delivery: got.append(delivery))
+    inner = c._client
+    ours, broker = socket.socketpair()
+    ours.setblocking(False)
+    inner._sock = ours
+    sent = [
+        ("a/b", b"x" * 200, 1, b"\0"),
+        ("città/✓", "pâté".encode(), 2, b"\x05\x02\x00\x00\x0e\x10"),  # expiry property
+        ("big", bytes(range(256)) * 600, 3, b"\0"),  # 3-byte remaining length
+        ("empty", b"", 4, b"\0"),
+    ]
+    stream = b"".join(publish_packet(t, p, m, props) for t, p, m, props in sent) + b"\xd0\x00"
+    inner._ping_t = 1.0  # a PINGRESP clears it: proof it reached paho's handler
+    for start in range(0, len(stream), 7):
+        broker.sendall(stream[start : start + 7])
+        assert inner.loop_read() == paho.MQTT_ERR_SUCCESS
+    assert [(t, p, m, q) for t, p, m, q, _ in got] == [(t, p, m, 1) for t, p, m, _ in sent]
+    assert inner._ping_t == 0
+    broker.close()
+    assert inner.loop_read() == paho.MQTT_ERR_CONN_LOST, "the broker's close is a lost connection"
