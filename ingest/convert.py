@@ -6,6 +6,7 @@ stores comes from its module in ``smartcity.devices``.
 
 from __future__ import annotations
 
+import functools
 import time
 from typing import TYPE_CHECKING
 
@@ -64,8 +65,16 @@ def _points(msg: Message, tags: dict[str, str], received_ns: int) -> list[str]:
 
 def row_line(row: Row, common: tuple[tuple[str, str], ...]) -> str:
     """A device row with the message's tags (device_id, device_type, zone) added."""
-    tags = tag_text(tuple(sorted(common + row.tags)) if row.tags else common)
-    return f"{escape_measurement(row.measurement)}{tags} {row.fields} {row.time_ns}"
+    return f"{series_key(row.measurement, common, row.tags)} {row.fields} {row.time_ns}"
+
+
+@functools.lru_cache(maxsize=100_000)
+def series_key(
+    measurement: str, common: tuple[tuple[str, str], ...], own: tuple[tuple[str, str], ...]
+) -> str:
+    """``measurement,tag=value,...`` for one series; cached, as a city has a bounded number."""
+    tags = tuple(sorted(common + own)) if own else common
+    return escape_measurement(measurement) + tag_text(tags)
 
 
 class DeadLetterClock:

@@ -12,7 +12,7 @@ import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, Literal, TypeVar
+from typing import Any, Generic, Literal, NamedTuple, TypeVar
 
 from pydantic import (
     AwareDatetime,
@@ -211,9 +211,8 @@ _STATUS = TypeAdapter(Status)
 _HEALTH = TypeAdapter(Health)
 
 
-@dataclass(frozen=True, slots=True)
-class Message:
-    """A decoded, valid message and where it came from."""
+class Message(NamedTuple):
+    """A decoded, valid message and where it came from (a tuple: made for every message)."""
 
     topic: Topic
     body: Telemetry[Any] | Events[Any] | Status | Health
@@ -247,9 +246,9 @@ def decode(topic_name: str, payload: bytes) -> Message:
     """Validate a message from a device, or raise :class:`InvalidMessage` saying why."""
     _check_size(payload)
     where = parse_topic(topic_name)
-    adapter = _body_adapter(where.device_type, where.channel)
+    validator = _body_adapter(where.device_type, where.channel).validator
     try:
-        body = adapter.validate_json(payload)
+        body = validator.validate_json(payload)
     except ValidationError as exc:
         raise InvalidMessage(_error_code(exc), describe(exc)) from None
     return Message(where, body)
