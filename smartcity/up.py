@@ -157,6 +157,8 @@ def _up(settings: UpSettings, stack: ExitStack) -> int:
 
     data = settings.data_dir.resolve()
     registry_url = f"sqlite:///{data}/registry.db"
+    # before the ingester starts: it reads the registry once at start, then every minute
+    registered = prepare_registry(registry_url, settings)
     if settings.install:
         install_missing()
     mqtt_host, mqtt_port = _local_port(settings.mqtt_url, "mosquitto")
@@ -175,6 +177,7 @@ def _up(settings: UpSettings, stack: ExitStack) -> int:
         "SMARTCITY_INFLUX_DB": settings.influx_db,
         "SMARTCITY_CITY": settings.city,
         "SMARTCITY_INGEST_SPOOL_DIR": str(data / "spool"),
+        "SMARTCITY_INGEST_REGISTRY_URL": registry_url,
         "SMARTCITY_API_REGISTRY_URL": registry_url,
     }
     me = [sys.executable, "-m", "smartcity"]
@@ -190,7 +193,7 @@ def _up(settings: UpSettings, stack: ExitStack) -> int:
         ]  # fmt: skip
         children.append(("simulator", _spawn(stack, sim, env)))
 
-    print(banner(settings, broker, db), flush=True)
+    print(banner(settings, broker, db, registered), flush=True)
     while True:
         for name, child in children:
             if child.poll() is not None:
@@ -209,6 +212,37 @@ def _spawn(stack: ExitStack, argv: list[str], env: dict[str, str]) -> subprocess
     return child
 
 
+def prepare_registry(url: str, settings: UpSettings) -> int:
+    """Create the registry, with the simulated fleet registered where the simulator puts it.
+
+    The ingester tags points with registered zones and flags unregistered devices, so without
+    this every simulated device would be flagged. Simulated devices are re-registered on every
+    start (the seed and counts may have changed); other devices are left as they are.
+    """
+    from sqlalchemy.orm import Session
+
+    from api.registry.crud import upsert_devices
+    from api.registry.db import make_engine
+    from api.schemas.devices import DeviceCreate
+    from simulators.fleet import build_fleet
+
+    engine = make_engine(url)  # creates the file and the tables
+    if not settings.simulate:
+        return 0
+    counts = {"streetlight": settings.streetlights, "wastebin": settings.bins,
+              "evcharger": settings.chargers}  # fmt: skip
+    fleet = build_fleet(settings.seed, counts)
+    devices = (
+        DeviceCreate(device_id=d.device_id, device_type=d.device_type.name,
+                     zone=d.placement.zone, lat=d.placement.lat, lon=d.placement.lon)
+        for d in fleet
+    )  # fmt: skip
+    with Session(engine) as session:
+        count = upsert_devices(session, devices)
+    engine.dispose()
+    return count
+
+
 def _terminate(child: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
     if child.poll() is None:
         child.send_signal(signal.SIGTERM)
@@ -219,7 +253,7 @@ def _terminate(child: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
             child.wait()
 
 
-def banner(settings: UpSettings, broker: Any, db: Any) -> str:
+def banner(settings: UpSettings, broker: Any, db: Any, registered: int = 0) -> str:
     q = "SELECT count(seq) FROM streetlight, wastebin, evcharger"
     api = f"http://127.0.0.1:{settings.api_port}"
     return f"""
@@ -228,6 +262,7 @@ Cremona smart-city pipeline is up.
   InfluxDB      {db.url}   database '{settings.influx_db}' (data in {db.workdir})
   ingester      smartcity ingest (acknowledges what is stored; spool {settings.data_dir}/spool)
   api           {f"{api}/ (catalogue page), {api}/docs (API)" if settings.api else "off"}
+  registry      {settings.data_dir}/registry.db ({registered} simulated devices registered)
   simulator     {settings.streetlights} street lights, {settings.bins} bins, \
 {settings.chargers} chargers, seed {settings.seed}
 Watch it:

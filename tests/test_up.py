@@ -8,12 +8,14 @@ that every one of them is gone after a stop or a failed start.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -168,12 +170,17 @@ def counts(influx: Influx) -> dict[str, int]:
     return {str(r["_measurement"]): int(r["count"]) for r in rows}  # type: ignore[call-overload]
 
 
-def test_readings_of_all_three_types_within_60_s(up: Up) -> None:
+def test_readings_of_all_three_types_within_60_s_tagged_by_the_registry(up: Up) -> None:
     t0 = time.monotonic()
     up.start()
     up.wait_for(lambda: set(counts(up.influx)) == set(TYPES), "readings of all three types", 60)
     assert time.monotonic() - t0 < 60
     assert all(n > 0 for n in counts(up.influx).values())
+    # the simulated fleet is registered, so no device is flagged as unregistered, and the API
+    # serves the same registry
+    assert up.influx.count("device_unregistered", "count") == 0
+    with urllib.request.urlopen(f"http://127.0.0.1:{up.api_port}/v1/devices", timeout=10) as r:
+        assert json.load(r)["count"] == 10 + 6 + 3
     assert up.stop() == 0, up.output()
 
 
