@@ -30,14 +30,18 @@ class ZoneLookup(Protocol):
 class RegistryZones:
     def __init__(self, url: str, refresh: float = 60.0) -> None:
         try:
-            from sqlalchemy import create_engine
+            from api.registry.db import make_engine
         except ModuleNotFoundError:
             from smartcity.settings import SettingsError
 
             raise SettingsError(
                 "--registry-url needs SQLAlchemy: pip install 'smartcity-cremona[api]'"
             ) from None
-        self.engine = create_engine(url)
+        # the API's own engine set-up: a bad URL or a missing driver is a SettingsError saying
+        # what to fix, and SQLite waits for the API's writes instead of failing as locked.
+        # Tables are not created here: the API owns them, and until they exist (or whenever
+        # the registry cannot be read) the zones known so far are kept.
+        self.engine = make_engine(url, create=False)
         self.refresh = refresh
         self.zones: dict[str, str] = {}
         self.load()
@@ -65,7 +69,11 @@ class RegistryZones:
     def _keep_fresh(self) -> None:
         while True:
             time.sleep(self.refresh)
-            self.load()
+            try:
+                self.load()
+            except Exception as exc:  # the thread must live on to retry
+                log.warning("registry re-read failed; keeping the zones known so far",
+                            extra={"error": repr(exc)[:200]})  # fmt: skip
 
 
 def registry_zones(settings: IngestSettings) -> RegistryZones | None:

@@ -2,8 +2,9 @@
 
 Mosquitto and InfluxDB run as child processes with config and data under ``--data-dir``; the
 ingester and a simulated fleet run as child processes of their own (two cores, not one).
-Ctrl-C or SIGTERM stops them in the order that loses nothing: simulator, ingester (which drains
-and acknowledges), broker, database.
+Ctrl-C, SIGTERM or SIGHUP, at any moment including start-up, stops what was started in the order
+that loses nothing: simulator, API, ingester (which drains and acknowledges), broker, database.
+A server that fails to start stops the ones started before it.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ import os
 import signal
 import subprocess
 import sys
-import threading
+import time
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -40,7 +42,8 @@ class UpSettings(MqttSettings, InfluxSettings):
         True, description="Install mosquitto and influxdb from Debian packages when missing."
     )
     simulate: bool = Field(True, description="Run the simulated fleet.")
-    api: bool = Field(True, description="Serve the API and public page on 127.0.0.1:8000.")
+    api: bool = Field(True, description="Serve the API and public page on 127.0.0.1.")
+    api_port: int = Field(8000, ge=1, le=65_535, description="Port of the API on 127.0.0.1.")
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -70,32 +73,102 @@ def _local_port(url: str, what: str) -> tuple[str, int]:
     return ("127.0.0.1" if host == "localhost" else host), parts.port or default
 
 
+class Stop(BaseException):
+    """A stop signal arrived: unwind, stopping everything started so far.
+
+    A BaseException, like KeyboardInterrupt, so no ``except Exception`` on the way swallows it.
+    """
+
+
+#: SIGHUP too: closing the terminal must not orphan the servers.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+class StopOnSignal:
+    """Turns the first stop signal into :class:`Stop`, wherever start-up or the run is.
+
+    Later signals are only reported, so they cannot interrupt the stopping itself.
+    """
+
+    def __init__(self) -> None:
+        self.stopping = False
+        self.previous: dict[int, Any] = {}
+
+    def install(self) -> None:
+        for sig in STOP_SIGNALS:
+            self.previous[sig] = signal.signal(sig, self._handle)
+
+    def restore(self) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+
+    def _handle(self, signum: int, _frame: object) -> None:
+        if not self.stopping:
+            self.stopping = True
+            raise Stop(signal.Signals(signum).name)
+        # os.write, not print: a handler may run in the middle of another print
+        os.write(2, b"smartcity up: already stopping; the ingester drains for up to 60 s\n")
+
+
 def run(args: argparse.Namespace) -> int:
     settings = load(UpSettings, args)
     from smartcity.cli import UserError
-    from smartcity.servers import Influxd, Mosquitto, ServerError, install_missing, port_in_use
+    from smartcity.servers import ServerError, port_in_use
 
     mqtt_host, mqtt_port = _local_port(settings.mqtt_url, "mosquitto")
     influx_host, influx_port = _local_port(settings.influx_url, "influxd")
-    ports = [("MQTT", mqtt_host, mqtt_port), ("InfluxDB", influx_host, influx_port)]
+    ports = [("MQTT", mqtt_host, mqtt_port, "--mqtt-url"),
+             ("InfluxDB", influx_host, influx_port, "--influx-url")]  # fmt: skip
     if settings.api:
-        ports.append(("the API", "127.0.0.1", 8000))
-    for what, host, port in ports:
+        ports.append(("the API", "127.0.0.1", settings.api_port, "--api-port"))
+    for what, host, port, flag in ports:
         if port_in_use(host, port):
             raise UserError(
-                f"port {host}:{port} for {what} is already in use: stop what listens there "
-                f"(another smartcity up?) or pick another port in the URL setting"
+                f"port {host}:{port} for {what} is already in use, nothing was started: stop "
+                f"what listens there (another smartcity up?) or choose another port with {flag}"
             )
-    data = settings.data_dir.resolve()
+    guard = StopOnSignal()
+    guard.install()  # before anything starts, so no signal can orphan a server
     try:
-        if settings.install:
-            install_missing()
-        broker = Mosquitto(workdir=data / "mosquitto", host=mqtt_host, port=mqtt_port)
-        db = Influxd(workdir=data / "influxdb", host=influx_host, port=influx_port)
-        broker.start()
-        db.start()
+        with ExitStack() as stack:
+            stack.callback(guard.restore)
+            try:
+                return _up(settings, stack)
+            finally:
+                guard.stopping = True  # from here on, signals cannot interrupt the stopping
+                print(
+                    "smartcity up: stopping what was started: simulator, API, ingester "
+                    "(drains to InfluxDB), mosquitto, influxd...",
+                    file=sys.stderr,
+                    flush=True,
+                )
+    except Stop:
+        return 0
     except ServerError as exc:
-        raise UserError(str(exc)) from None
+        raise UserError(
+            f"{exc}\nNothing is left running; fix that and run smartcity up again."
+        ) from None
+
+
+def _up(settings: UpSettings, stack: ExitStack) -> int:
+    """Start everything, each stop registered on ``stack`` before its start; then watch."""
+    from smartcity.cli import UserError
+    from smartcity.servers import Influxd, Mosquitto, install_missing
+
+    data = settings.data_dir.resolve()
+    registry_url = f"sqlite:///{data}/registry.db"
+    # before the ingester starts: it reads the registry once at start, then every minute
+    registered = prepare_registry(registry_url, settings)
+    if settings.install:
+        install_missing()
+    mqtt_host, mqtt_port = _local_port(settings.mqtt_url, "mosquitto")
+    influx_host, influx_port = _local_port(settings.influx_url, "influxd")
+    broker = Mosquitto(workdir=data / "mosquitto", host=mqtt_host, port=mqtt_port)
+    db = Influxd(workdir=data / "influxdb", host=influx_host, port=influx_port)
+    stack.callback(db.stop)  # stops run last first: the servers go after every client
+    stack.callback(broker.stop)
+    broker.start()
+    db.start()
 
     env = {
         **os.environ,
@@ -104,44 +177,70 @@ def run(args: argparse.Namespace) -> int:
         "SMARTCITY_INFLUX_DB": settings.influx_db,
         "SMARTCITY_CITY": settings.city,
         "SMARTCITY_INGEST_SPOOL_DIR": str(data / "spool"),
+        "SMARTCITY_INGEST_REGISTRY_URL": registry_url,
+        "SMARTCITY_API_REGISTRY_URL": registry_url,
     }
     me = [sys.executable, "-m", "smartcity"]
-    children: list[tuple[str, subprocess.Popen[bytes]]] = []
-    children.append(("ingester", subprocess.Popen([*me, "ingest"], env=env)))
+    children = [("ingester", _spawn(stack, [*me, "ingest"], env))]
     if settings.api:
-        api_env = {**env, "SMARTCITY_API_REGISTRY_URL": f"sqlite:///{data}/registry.db"}
-        children.append(("api", subprocess.Popen([*me, "api"], env=api_env)))
+        api = [*me, "api", "--host", "127.0.0.1", "--port", str(settings.api_port)]
+        children.append(("API", _spawn(stack, api, env)))
     if settings.simulate:
         sim = [
             *me, "simulate", "--streetlights", str(settings.streetlights), "--bins",
             str(settings.bins), "--chargers", str(settings.chargers), "--seed", str(settings.seed),
             "--backfill", str(settings.backfill), "--speed", "0", "--no-progress",
         ]  # fmt: skip
-        children.insert(0, ("simulator", subprocess.Popen(sim, env=env)))
+        children.append(("simulator", _spawn(stack, sim, env)))
 
-    print(banner(settings, broker, db), flush=True)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    try:
-        while not stop.wait(1.0):
-            for name, child in children:
-                if child.poll() is not None:
-                    print(
-                        f"smartcity up: the {name} exited ({child.returncode}); stopping.",
-                        file=sys.stderr,
-                    )
-                    stop.set()
-    finally:
-        print(
-            "stopping: simulator, ingester (drains to InfluxDB), mosquitto, influxd...",
-            file=sys.stderr,
-        )
-        for _, child in children:
-            _terminate(child)
-        broker.stop()
-        db.stop()
-    return 0
+    print(banner(settings, broker, db, registered), flush=True)
+    while True:
+        for name, child in children:
+            if child.poll() is not None:
+                raise UserError(
+                    f"the {name} exited with status {child.returncode}, so everything was "
+                    f"stopped; its messages are above (server logs under {data}): fix the "
+                    "cause and run smartcity up again"
+                )
+        time.sleep(1.0)
+
+
+def _spawn(stack: ExitStack, argv: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """A child in its own process group, so a Ctrl-C reaches only us and we stop it in order."""
+    child = subprocess.Popen(argv, env=env, process_group=0)
+    stack.callback(_terminate, child)
+    return child
+
+
+def prepare_registry(url: str, settings: UpSettings) -> int:
+    """Create the registry, with the simulated fleet registered where the simulator puts it.
+
+    The ingester tags points with registered zones and flags unregistered devices, so without
+    this every simulated device would be flagged. Simulated devices are re-registered on every
+    start (the seed and counts may have changed); other devices are left as they are.
+    """
+    from sqlalchemy.orm import Session
+
+    from api.registry.crud import upsert_devices
+    from api.registry.db import make_engine
+    from api.schemas.devices import DeviceCreate
+    from simulators.fleet import build_fleet
+
+    engine = make_engine(url)  # creates the file and the tables
+    if not settings.simulate:
+        return 0
+    counts = {"streetlight": settings.streetlights, "wastebin": settings.bins,
+              "evcharger": settings.chargers}  # fmt: skip
+    fleet = build_fleet(settings.seed, counts)
+    devices = (
+        DeviceCreate(device_id=d.device_id, device_type=d.device_type.name,
+                     zone=d.placement.zone, lat=d.placement.lat, lon=d.placement.lon)
+        for d in fleet
+    )  # fmt: skip
+    with Session(engine) as session:
+        count = upsert_devices(session, devices)
+    engine.dispose()
+    return count
 
 
 def _terminate(child: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
@@ -154,14 +253,16 @@ def _terminate(child: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
             child.wait()
 
 
-def banner(settings: UpSettings, broker: Any, db: Any) -> str:
+def banner(settings: UpSettings, broker: Any, db: Any, registered: int = 0) -> str:
     q = "SELECT count(seq) FROM streetlight, wastebin, evcharger"
+    api = f"http://127.0.0.1:{settings.api_port}"
     return f"""
 Cremona smart-city pipeline is up.
   MQTT broker   {broker.url}   (config {broker.workdir}/mosquitto.conf, log {broker.log_path})
   InfluxDB      {db.url}   database '{settings.influx_db}' (data in {db.workdir})
   ingester      smartcity ingest (acknowledges what is stored; spool {settings.data_dir}/spool)
-  api           {"http://127.0.0.1:8000/ (catalogue page), /docs (API)" if settings.api else "off"}
+  api           {f"{api}/ (catalogue page), {api}/docs (API)" if settings.api else "off"}
+  registry      {settings.data_dir}/registry.db ({registered} simulated devices registered)
   simulator     {settings.streetlights} street lights, {settings.bins} bins, \
 {settings.chargers} chargers, seed {settings.seed}
 Watch it:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -56,6 +57,23 @@ def create_device(session: Session, new: DeviceCreate) -> Device:
     session.add(device)
     session.commit()
     return device
+
+
+def upsert_devices(session: Session, devices: Iterable[DeviceCreate]) -> int:
+    """Register ``devices`` as given, creating or overwriting each one; returns how many."""
+    now = datetime.now(UTC)
+    count = 0
+    for new in devices:
+        device = session.get(Device, new.device_id)
+        if device is None:
+            session.add(Device(**new.model_dump(), created_at=now, updated_at=now))
+        else:
+            for name, value in new.model_dump().items():
+                setattr(device, name, value)
+            device.updated_at = now
+        count += 1
+    session.commit()
+    return count
 
 
 def update_device(session: Session, device: Device, change: DeviceUpdate) -> Device:

@@ -1,0 +1,247 @@
+"""``smartcity up`` for real: its own servers on free ports, readings in, nothing left behind.
+
+Each test runs the real command as a child process with a temporary data folder, so what is
+checked is what an operator gets: the servers, the ingester, the API and the simulator, and
+that every one of them is gone after a stop or a failed start.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from smartcity.servers import free_port
+
+from .conftest import Influx
+
+TYPES = ("streetlight", "wastebin", "evcharger")
+FLEET = ("--streetlights", "10", "--bins", "6", "--chargers", "3", "--backfill", "300")
+
+
+class Up:
+    """``smartcity up`` on free loopback ports, its output (and its children's) in a file."""
+
+    def __init__(self, tmp_path: Path, *extra: str) -> None:
+        self.data = tmp_path / "var"
+        self.out = tmp_path / "up.out"
+        self.mqtt_port, self.influx_port, self.api_port = free_port(), free_port(), free_port()
+        self.influx = Influx(f"http://127.0.0.1:{self.influx_port}", "smartcity")
+        self.args = [
+            "--mqtt-url", f"mqtt://127.0.0.1:{self.mqtt_port}",
+            "--influx-url", self.influx.url, "--api-port", str(self.api_port),
+            "--data-dir", str(self.data), "--no-install", *FLEET, *extra,
+        ]  # fmt: skip
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SMARTCITY_")}
+        self.env = env | {"SMARTCITY_INGEST_METRICS_PORT": "0"}  # 9108 may be taken here
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Up:
+        with self.out.open("wb") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "smartcity", "up", *self.args],
+                env=self.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            )  # fmt: skip
+        return self
+
+    def output(self) -> str:
+        return self.out.read_text(errors="replace")
+
+    def wait_for(self, condition: object, what: str, timeout: float = 60) -> None:
+        assert self.proc is not None
+        deadline = time.monotonic() + timeout
+        while not condition():  # type: ignore[operator]
+            if self.proc.poll() is not None:
+                raise AssertionError(f"smartcity up exited before {what}:\n{self.output()}")
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no {what} in {timeout} s:\n{self.output()}")
+            time.sleep(0.2)
+
+    def wait_up(self) -> None:
+        self.wait_for(lambda: "pipeline is up" in self.output(), "banner")
+
+    def stop(self, timeout: float = 60) -> int:
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout)
+
+    def kill_leftovers(self) -> None:
+        """Test clean-up only: whatever a failing test left running must not outlive it."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        for pid in processes_of(self.data):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+@pytest.fixture
+def up(tmp_path: Path) -> Iterator[Up]:
+    u = Up(tmp_path)
+    yield u
+    u.kill_leftovers()
+
+
+# -- processes, read from /proc ----------------------------------------------------------------
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"  # a zombie is dead, only not yet reaped
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+def descendants(root: int) -> dict[int, str]:
+    """Every live process below ``root``, with its command line."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parents[int(entry.name)] = int(
+                    (entry / "stat").read_text().rsplit(")", 1)[1].split()[1]
+                )
+            except (OSError, ValueError, IndexError):
+                continue
+    found: dict[int, str] = {}
+    todo = [root]
+    while todo:
+        parent = todo.pop()
+        for pid, ppid in parents.items():
+            if ppid == parent and pid not in found and _alive(pid):
+                found[pid] = _cmdline(pid)
+                todo.append(pid)
+    return found
+
+
+def processes_of(data: Path) -> list[int]:
+    """Live processes whose command line or environment names this run's data folder.
+
+    Finds this run's servers (their config is in it) and Python children (their spool is in
+    it) even after ``smartcity up`` has exited and they were re-parented.
+    """
+    mine = []
+    marker = str(data).encode()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            seen = (entry / "cmdline").read_bytes() + (entry / "environ").read_bytes()
+        except OSError:
+            continue
+        if marker in seen and _alive(int(entry.name)):
+            mine.append(int(entry.name))
+    return mine
+
+
+def listening(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+# -- the tests ---------------------------------------------------------------------------------
+
+
+def counts(influx: Influx) -> dict[str, int]:
+    try:
+        rows = influx.query('SELECT count("seq") FROM "streetlight", "wastebin", "evcharger"')
+    except (OSError, AssertionError):  # not up yet, or the database not created yet
+        return {}
+    return {str(r["_measurement"]): int(r["count"]) for r in rows}  # type: ignore[call-overload]
+
+
+def test_readings_of_all_three_types_within_60_s_tagged_by_the_registry(up: Up) -> None:
+    t0 = time.monotonic()
+    up.start()
+    up.wait_for(lambda: set(counts(up.influx)) == set(TYPES), "readings of all three types", 60)
+    assert time.monotonic() - t0 < 60
+    assert all(n > 0 for n in counts(up.influx).values())
+    # the simulated fleet is registered, so no device is flagged as unregistered, and the API
+    # serves the same registry
+    assert up.influx.count("device_unregistered", "count") == 0
+    with urllib.request.urlopen(f"http://127.0.0.1:{up.api_port}/v1/devices", timeout=10) as r:
+        assert json.load(r)["count"] == 10 + 6 + 3
+    assert up.stop() == 0, up.output()
+
+
+def test_sigterm_stops_every_child_and_exits_0(up: Up) -> None:
+    up.start()
+    up.wait_up()
+    assert up.proc is not None
+    children = descendants(up.proc.pid)
+    kinds = {
+        kind
+        for kind in ("mosquitto", "influxd", " ingest", " api", " simulate")
+        if any(kind in cmd for cmd in children.values())
+    }
+    assert kinds == {"mosquitto", "influxd", " ingest", " api", " simulate"}, children
+    assert up.stop() == 0, up.output()
+    left = {pid: cmd for pid, cmd in children.items() if _alive(pid)}
+    assert left == {}, f"still running after smartcity up exited: {left}"
+    assert processes_of(up.data) == []
+    for port in (up.mqtt_port, up.influx_port, up.api_port):
+        assert not listening(port), port
+
+
+def test_sigterm_during_start_up_stops_what_was_started(up: Up) -> None:
+    up.start()
+    # mosquitto answers first; influxd is still starting (or the children are)
+    up.wait_for(lambda: listening(up.mqtt_port), "broker", 30)
+    assert up.stop() == 0, up.output()
+    assert processes_of(up.data) == []
+    assert not listening(up.mqtt_port)
+    assert not listening(up.influx_port)
+
+
+@pytest.mark.parametrize("which", ["mqtt", "influx", "api"])
+def test_a_busy_port_is_refused_before_anything_starts(up: Up, which: str) -> None:
+    port = {"mqtt": up.mqtt_port, "influx": up.influx_port, "api": up.api_port}[which]
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", port))
+        squatter.listen()
+        up.start()
+        assert up.proc is not None
+        assert up.proc.wait(60) == 1
+    out = up.output()
+    assert f"port 127.0.0.1:{port}" in out, out
+    assert "already in use" in out
+    assert "nothing was started" in out
+    assert f"--{which}-" in out  # the flag that picks another port
+    assert "Traceback" not in out
+    assert not up.data.exists(), "nothing may be started, nor written, before the check"
+
+
+def test_a_server_failing_to_start_leaves_no_server_running(up: Up) -> None:
+    # influxd (started second) cannot create its meta folder, so it exits at start-up
+    (up.data / "influxdb").mkdir(parents=True)
+    (up.data / "influxdb" / "meta").write_text("not a folder")
+    up.start()
+    assert up.proc is not None
+    assert up.proc.wait(60) == 1, up.output()
+    out = up.output()
+    assert "influxd exited at start-up" in out, out
+    assert "Nothing is left running" in out
+    assert "Traceback" not in out
+    assert "mosquitto" in (up.data / "mosquitto" / "mosquitto.conf").read_text()  # it did start
+    assert processes_of(up.data) == []
+    assert not listening(up.mqtt_port)
