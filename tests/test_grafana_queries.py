@@ -41,7 +41,7 @@ from typing import Any
 import pytest
 import yaml
 
-from grafana.boards import pipeline
+from grafana.boards import overview, pipeline
 from simulators.fleet import build_fleet, schedule
 from simulators.publisher import AckingPublisher
 from smartcity.contract import Health, Location, Status, encode, encode_telemetry, topic
@@ -150,6 +150,11 @@ def _publish_known_states(url: str, city: str, now: datetime) -> int:
     )  # fmt: skip
     send("evcharger", FAULTED_CHARGER, "telemetry", encode_telemetry([charger], ZONE))
     where = Location(lat=45.1255, lon=9.9975)
+    for dtype, dev in (
+        ("streetlight", FAILED_LAMP), ("wastebin", BURNING_BIN), ("evcharger", FAULTED_CHARGER)
+    ):  # fmt: skip
+        online = Status(v=1, state="online", ts=now - timedelta(hours=1), zone=ZONE, location=where)
+        send(dtype, dev, "status", encode(online))
     for state, ago in (("online", 3600), ("offline", 20)):
         status = Status(
             v=1, state=state, ts=now - timedelta(seconds=ago), zone=ZONE, location=where
@@ -419,3 +424,36 @@ def test_variables_list_the_zones_and_filter_by_them(filled: Filled) -> None:
                     assert s.tags.get("zone", ZONE) in {ZONE, "Borgo Loreto"}
                     seen.add(s.tags.get("device_id"))
     assert {FAILED_LAMP, BURNING_BIN, FAULTED_CHARGER, GONE_OFFLINE} <= seen
+
+
+@pytest.mark.servers
+def test_the_city_map_colours_every_device_by_its_condition(filled: Filled) -> None:
+    board = boards()[overview.UID]
+    (panel,) = (p for p in board["panels"] if p["type"] == "geomap")
+    rows = grafana.transform(
+        panel_results(filled.influx, panel, ALL_VARIABLES), panel["transformations"]
+    )
+    layer = panel["options"]["layers"][0]
+    lat, lon = layer["location"]["latitude"], layer["location"]["longitude"]
+    colour = layer["config"]["style"]["color"]["field"]
+    by_device = {row["device_id"]: row for row in rows}
+    assert len(by_device) == len(rows) == sum(FLEET.values()) + 4  # + the known-state devices
+    assert all(isinstance(row[lat], float) and isinstance(row[lon], float) for row in rows)
+    # every condition shown has a name and a colour on the map
+    (mapping,) = panel["fieldConfig"]["defaults"]["mappings"]
+    assert {str(row[colour]) for row in rows} <= set(mapping["options"])
+    for dev in (FAILED_LAMP, BURNING_BIN, FAULTED_CHARGER):
+        assert by_device[dev][colour] == overview.CONDITION_FAULT, dev
+    assert by_device[GONE_OFFLINE][colour] == overview.CONDITION_OFFLINE
+    for dev, status in filled.sent.last_lamp_status.items():
+        expected = overview.CONDITION_OK if status == "ok" else overview.CONDITION_FAULT
+        assert by_device[dev][colour] == expected, (dev, status)
+    conditions = Counter(row[colour] for row in rows)
+    assert conditions[overview.CONDITION_OK] > 0
+    # the zone variable narrows the map too
+    only = {**ALL_VARIABLES, "zone": grafana.regex_value([ZONE], ".*")}
+    narrowed = grafana.transform(
+        panel_results(filled.influx, panel, only), panel["transformations"]
+    )
+    assert {row["zone"] for row in narrowed} == {ZONE}
+    assert FAILED_LAMP in {row["device_id"] for row in narrowed}
