@@ -36,6 +36,7 @@ import yaml
 from paho.mqtt.enums import CallbackAPIVersion
 
 from grafana import provisioning
+from ingest.service import SYNC_TOPIC_PREFIX
 from smartcity.contract import topic
 from smartcity.devices.base import point_time_ns
 from smartcity.lineprotocol import line
@@ -235,6 +236,35 @@ def connect(broker: Mosquitto, user: str | None, password: str | None) -> tuple[
     return client, result["rc"]
 
 
+@pytest.mark.servers
+def test_the_ingester_account_may_publish_its_shutdown_barrier(
+    compose_broker: ComposeBroker,
+) -> None:
+    """The ingester's clean stop publishes a QoS 1 barrier on its own sync topic; refused by
+    the ACL, MQTT 5 still acknowledges it (so the stop looks clean) but with a refusal code."""
+    client = paho.Client(
+        CallbackAPIVersion.VERSION2, client_id="smartcity-ingest", protocol=paho.MQTTv5
+    )
+    client.username_pw_set("ingest", PASSWORDS["ingest"])
+    acked: list[Any] = []
+    done = threading.Event()
+
+    def on_publish(c: paho.Client, u: object, mid: int, rc: Any, props: object) -> None:
+        acked.append(rc)
+        done.set()
+
+    client.on_publish = on_publish
+    client.connect(compose_broker.host, compose_broker.port)
+    client.loop_start()
+    try:
+        client.publish(f"{SYNC_TOPIC_PREFIX}/smartcity-ingest", b"", qos=1)
+        assert done.wait(10)
+    finally:
+        client.disconnect()
+        client.loop_stop()
+    assert not acked[0].is_failure, acked
+
+
 def readings(influx: Influx) -> int:
     return sum(influx.count(m) for m in ("streetlight", "wastebin", "evcharger"))
 
@@ -316,7 +346,9 @@ def test_services_and_devices_work_within_their_acls(
         time.sleep(1)  # the refused one was sent first; give it every chance to show up
         assert influx.count("wastebin", device_id=OTHER) == 0
     finally:
-        ingester.stop()
+        # a clean stop needs the shutdown barrier (ingest/service.py) through the ACL too
+        code = ingester.stop()
+    assert code == 0, ingester.log()
 
 
 def healthcheck(influx: Influx, *args: str) -> subprocess.CompletedProcess[str]:
