@@ -35,6 +35,7 @@ import pytest
 import yaml
 from paho.mqtt.enums import CallbackAPIVersion
 
+from api.settings import DEFAULT_ASSETS, ApiSettings
 from grafana import provisioning
 from ingest.service import SYNC_TOPIC_PREFIX
 from smartcity.contract import topic
@@ -110,6 +111,56 @@ def test_the_image_runs_commands_the_cli_has(resolved: dict[str, Any]) -> None:
         if service["healthcheck"]["test"][1:3] == ["python", "/app/deploy/healthcheck.py"]:
             assert (ROOT / "deploy/healthcheck.py").is_file()
     assert "[server]" in (ROOT / "Dockerfile").read_text()
+
+
+@dataclass
+class Stage:
+    """One ``FROM`` stage of the Dockerfile: its name and its instructions, in order."""
+
+    name: str
+    instructions: list[tuple[str, str]]
+
+    def args(self, instruction: str) -> list[str]:
+        return [a for i, a in self.instructions if i == instruction]
+
+
+def dockerfile_stages(path: Path = ROOT / "Dockerfile") -> list[Stage]:
+    """The Dockerfile as stages; continuation lines joined, comments dropped."""
+    text = re.sub(r"\\\n", " ", path.read_text())
+    stages: list[Stage] = []
+    for raw in text.splitlines():
+        if not raw.strip() or raw.lstrip().startswith("#"):
+            continue
+        instruction, _, args = raw.strip().partition(" ")
+        if instruction.upper() == "FROM":
+            name = args.split(" AS ")[-1].strip() if " AS " in args else str(len(stages))
+            stages.append(Stage(name, []))
+        stages[-1].instructions.append((instruction.upper(), args.strip()))
+    return stages
+
+
+def test_the_image_carries_the_public_page_assets_where_the_api_looks(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Read, not built (no engine): a stage runs `npm ci` on api/web's lock file, and the final
+    stage copies bootstrap-italia's dist from it to the folder the API is told to serve."""
+    *builders, final = dockerfile_stages()
+    (web,) = [b for b in builders if any("npm ci" in a for a in b.args("RUN"))]
+    (workdir,) = web.args("WORKDIR")
+    assert "api/web/package.json api/web/package-lock.json ./" in web.args("COPY")
+    copies = [a.split() for a in final.args("COPY") if a.startswith(f"--from={web.name} ")]
+    ((_, source, target),) = copies
+    # the copied folder is bootstrap-italia's dist, as npm ci lays it out under api/web here
+    local = ROOT / "api/web" / Path(source).relative_to(workdir)
+    assert local == DEFAULT_ASSETS
+    page = (ROOT / "api/templates/index.html").read_text()
+    for asset in re.findall(r'"/static/bootstrap-italia/([^"]+\.(?:css|js))"', page):
+        assert (local / asset).is_file(), asset  # installed by scripts/bootstrap
+    env = dict(a.split("=", 1) for a in final.args("ENV") if a.startswith("SMARTCITY_"))
+    monkeypatch.setenv("SMARTCITY_API_ASSETS_DIR", env["SMARTCITY_API_ASSETS_DIR"])
+    assert ApiSettings().assets_dir == Path(target)
+    ignored = (ROOT / ".dockerignore").read_text().splitlines()
+    assert "api/web/node_modules" in ignored  # the build context never carries a local copy
 
 
 def mounts(service: dict[str, Any]) -> dict[str, Path]:
