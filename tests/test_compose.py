@@ -201,11 +201,38 @@ def test_every_service_account_has_a_secret_and_an_acl(resolved: dict[str, Any])
     assert set(accounts.split()) == acl_users
     broker_env = resolved["services"]["mosquitto"]["environment"]
     assert {f"MQTT_PASSWORD_{a.upper()}" for a in acl_users} <= set(broker_env)
-    for name in ("ingester", "simulator", "api"):
+    for name in ("ingester", "simulator"):
         url = resolved["services"][name]["environment"]["SMARTCITY_MQTT_URL"]
         user, password = re.fullmatch(r"mqtt://(\w+):([^@]+)@mosquitto:1883", url).groups()  # type: ignore[union-attr]
         assert user in acl_users
         assert broker_env[f"MQTT_PASSWORD_{user.upper()}"] == password
+
+
+def test_the_api_gets_no_broker_and_shares_its_registry_with_the_ingester(
+    resolved: dict[str, Any],
+) -> None:
+    api, ingester = resolved["services"]["api"], resolved["services"]["ingester"]
+    # the API has no MQTT code: no broker address, account or start-up order
+    assert not any("MQTT" in k for k in api["environment"])
+    assert "mosquitto" not in api.get("depends_on", {})
+    assert "api" not in set(re.findall(r"^user (\S+)", (DEPLOY / "acl").read_text(), re.M))
+
+    def registry_file(service: dict[str, Any], variable: str) -> tuple[str, Path, str]:
+        """(named volume, path of the SQLite file inside it, mount mode)."""
+        path = Path(service["environment"][variable].removeprefix("sqlite:///"))
+        for volume in service["volumes"]:
+            source, target, *mode = volume.split(":")
+            if not source.startswith("/") and path.is_relative_to(target):
+                return source, path.relative_to(target), (mode or ["rw"])[0]
+        raise AssertionError(f"{path} is on no named volume of the service")
+
+    api_volume, api_file, api_mode = registry_file(api, "SMARTCITY_API_REGISTRY_URL")
+    ingest_volume, ingest_file, ingest_mode = registry_file(
+        ingester, "SMARTCITY_INGEST_REGISTRY_URL"
+    )
+    assert api_volume == ingest_volume in resolved["volumes"]
+    assert api_file == ingest_file
+    assert (api_mode, ingest_mode) == ("rw", "ro")
 
 
 # -- the compose broker configuration on the real Mosquitto ---------------------------------
@@ -225,7 +252,12 @@ class ComposeBroker(Mosquitto):
         (config / "conf.d").mkdir(parents=True, exist_ok=True)
         data.mkdir(exist_ok=True)
         shutil.copy(BROKER_LIMITS, config / "conf.d/limits.conf")
-        shutil.copy(DEPLOY / "acl", config / "acl")
+        # no compose service sends commands yet (the API has no MQTT code): a test-only
+        # account stands in, so the devices' own ACL rules are still tried
+        acl = (DEPLOY / "acl").read_text()
+        (config / "acl").write_text(
+            f"{acl}\nuser {COMMANDER}\ntopic write smartcity/v1/+/+/+/cmd\n"
+        )
         devices = config / "devices.passwd"
         devices.touch()
         for device, password in self.devices.items():
@@ -247,8 +279,9 @@ class ComposeBroker(Mosquitto):
         (self.workdir / "mosquitto.conf").write_text(text + f"user {getpass.getuser()}\n")
 
 
-PASSWORDS = {a: uuid.uuid4().hex for a in ("ingest", "simulator", "api", "monitor")}
+PASSWORDS = {a: uuid.uuid4().hex for a in ("ingest", "simulator", "monitor")}
 DEVICE, OTHER = "wb-campo-1", "wb-campo-2"  # not ids the simulator uses
+COMMANDER = "test-commands"
 
 
 @pytest.fixture(scope="module")
@@ -258,7 +291,7 @@ def compose_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Compose
         host="127.0.0.1",
         port=free_port(),
         passwords=PASSWORDS,
-        devices={DEVICE: "device-secret"},
+        devices={DEVICE: "device-secret", COMMANDER: "commander-secret"},
     )
     broker.start()
     yield broker
@@ -379,11 +412,12 @@ def test_services_and_devices_work_within_their_acls(
         device.on_subscribe = lambda *a: subscribed.set()
         device.subscribe(f"smartcity/v1/{city}/wastebin/+/cmd", qos=1)
         assert subscribed.wait(10)
-        api, rc = connect(compose_broker, "api", PASSWORDS["api"])
+        commander, rc = connect(compose_broker, COMMANDER, "commander-secret")
         assert not rc.is_failure
         for dev in (OTHER, DEVICE):
-            api.publish(topic("wastebin", dev, "cmd", city), b"{}", qos=1).wait_for_publish(10)
-        api.loop_stop()
+            sent = commander.publish(topic("wastebin", dev, "cmd", city), b"{}", qos=1)
+            sent.wait_for_publish(10)
+        commander.loop_stop()
         assert eventually(lambda: len(heard) >= 1)
         time.sleep(1)  # the other device's command was sent first: it had every chance
         assert heard == [topic("wastebin", DEVICE, "cmd", city)]
