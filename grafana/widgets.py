@@ -208,19 +208,34 @@ def state_timeline_panel(
     return Panel(b, w, h)
 
 
+def value_texts(texts: dict[int, tuple[str, str]]) -> list[dashboard_models.ValueMap]:
+    """Name and colour numeric codes (a device's condition): ``{code: (text, colour)}``."""
+    return [
+        dashboard_models.ValueMap(
+            options={
+                str(code): dashboard_models.ValueMappingResult(text=name, color=colour, index=i)
+                for i, (code, (name, colour)) in enumerate(texts.items())
+            }
+        )
+    ]
+
+
 def geomap_panel(
     title: str,
     description: str,
-    target: Target,
+    targets: Sequence[Target],
     *,
     centre: tuple[float, float],
     zoom: int,
     colour_field: str,
     steps: Steps,
+    transformations: Sequence[dashboard.DataTransformerConfig] = (),
+    texts: dict[int, tuple[str, str]] | None = None,
     w: int = 24,
     h: int = 14,
 ) -> Panel:
-    """Markers at each row's ``lat``/``lon``, coloured by ``colour_field`` through ``steps``."""
+    """Markers at each row's ``lat``/``lon``, coloured by ``colour_field`` through ``steps``;
+    ``transformations`` first turn the targets' results into one row per marker."""
     markers = (
         common.MapLayerOptions()
         .type("markers")
@@ -244,12 +259,16 @@ def geomap_panel(
             }
         )
     )
-    b = _common(geomap.Panel(), title, description, [target])
+    b = _common(geomap.Panel(), title, description, targets)
     b.view(geomap.MapViewConfig().id("coords").lat(centre[0]).lon(centre[1]).zoom(zoom)).basemap(
         common.MapLayerOptions().type("default").name("OpenStreetMap")
     ).layers([markers]).thresholds(thresholds(steps)).color_scheme(
         dashboard.FieldColor().mode(dashboard_models.FieldColorModeId.THRESHOLDS)
     ).tooltip(geomap.TooltipOptions().mode(geomap_models.TooltipMode.DETAILS))
+    for t in transformations:
+        b.with_transformation(t)
+    if texts:
+        b.mappings(value_texts(texts))
     return Panel(b, w, h)
 
 

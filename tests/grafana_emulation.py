@@ -140,6 +140,52 @@ def math_ratio(expression: str, results: dict[str, list[Series]]) -> list[Series
     return out
 
 
+#: Grafana's field calculations the boards' transformations use, over non-null values.
+FIELD_CALCS = {"lastNotNull": lambda xs: xs[-1], "max": max}
+
+
+def table_rows(results: dict[str, list[Series]]) -> list[dict[str, Any]]:
+    """Grafana's ``merge`` of table-format results: every series' rows, each row with the
+    series' tags as columns, the refIds in order (fields a row lacks are missing, not null)."""
+    rows = []
+    for found in results.values():
+        for s in found:
+            for values in s.values:
+                row = dict(zip(s.columns, values, strict=True))
+                rows.append({**s.tags, **{k: v for k, v in row.items() if v is not None}})
+    return rows
+
+
+def transform(
+    results: dict[str, list[Series]], transformations: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """The transformations the boards use (merge, then groupBy, then organize's renames)."""
+    ids = [t["id"] for t in transformations]
+    if ids[:1] != ["merge"] or not set(ids) <= {"merge", "groupBy", "organize"}:
+        raise AssertionError(f"the tests only emulate merge, groupBy, organize, not {ids}")
+    rows = table_rows(results)
+    for t in transformations[1:]:
+        options = t["options"]
+        if t["id"] == "groupBy":
+            fields = options["fields"]
+            keys = [f for f, o in fields.items() if o["operation"] == "groupby"]
+            groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+            for row in rows:
+                groups.setdefault(tuple(row.get(k) for k in keys), []).append(row)
+            rows = []
+            for key, members in groups.items():
+                out: dict[str, Any] = dict(zip(keys, key, strict=True))
+                for f, o in fields.items():
+                    for calc in o["aggregations"] if o["operation"] == "aggregate" else ():
+                        values = [m[f] for m in members if m.get(f) is not None]
+                        out[f"{f} ({calc})"] = FIELD_CALCS[calc](values) if values else None
+                rows.append(out)
+        else:
+            renames = options.get("renameByName", {})
+            rows = [{renames.get(k, k): v for k, v in row.items()} for row in rows]
+    return rows
+
+
 REDUCERS = {
     "last": lambda xs: xs[-1],
     "max": max,

@@ -35,7 +35,10 @@ import pytest
 import yaml
 from paho.mqtt.enums import CallbackAPIVersion
 
+from api.settings import DEFAULT_ASSETS, ApiSettings
 from grafana import provisioning
+from ingest.service import SYNC_TOPIC_PREFIX
+from smartcity.cli import build_parser
 from smartcity.contract import topic
 from smartcity.devices.base import point_time_ns
 from smartcity.lineprotocol import line
@@ -104,11 +107,61 @@ def test_the_image_runs_commands_the_cli_has(resolved: dict[str, Any]) -> None:
         service = resolved["services"][name]
         assert service["build"]["context"] == str(ROOT)
         command = service["command"][0]
-        # `api` is built on its own branch; the others must exist here
-        assert command in known or command == "api", (name, command)
+        assert command in known, (name, command)
+        build_parser().parse_args(service["command"])  # its flags too (exits on a bad one)
         if service["healthcheck"]["test"][1:3] == ["python", "/app/deploy/healthcheck.py"]:
             assert (ROOT / "deploy/healthcheck.py").is_file()
     assert "[server]" in (ROOT / "Dockerfile").read_text()
+
+
+@dataclass
+class Stage:
+    """One ``FROM`` stage of the Dockerfile: its name and its instructions, in order."""
+
+    name: str
+    instructions: list[tuple[str, str]]
+
+    def args(self, instruction: str) -> list[str]:
+        return [a for i, a in self.instructions if i == instruction]
+
+
+def dockerfile_stages(path: Path = ROOT / "Dockerfile") -> list[Stage]:
+    """The Dockerfile as stages; continuation lines joined, comments dropped."""
+    text = re.sub(r"\\\n", " ", path.read_text())
+    stages: list[Stage] = []
+    for raw in text.splitlines():
+        if not raw.strip() or raw.lstrip().startswith("#"):
+            continue
+        instruction, _, args = raw.strip().partition(" ")
+        if instruction.upper() == "FROM":
+            name = args.split(" AS ")[-1].strip() if " AS " in args else str(len(stages))
+            stages.append(Stage(name, []))
+        stages[-1].instructions.append((instruction.upper(), args.strip()))
+    return stages
+
+
+def test_the_image_carries_the_public_page_assets_where_the_api_looks(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Read, not built (no engine): a stage runs `npm ci` on api/web's lock file, and the final
+    stage copies bootstrap-italia's dist from it to the folder the API is told to serve."""
+    *builders, final = dockerfile_stages()
+    (web,) = [b for b in builders if any("npm ci" in a for a in b.args("RUN"))]
+    (workdir,) = web.args("WORKDIR")
+    assert "api/web/package.json api/web/package-lock.json ./" in web.args("COPY")
+    copies = [a.split() for a in final.args("COPY") if a.startswith(f"--from={web.name} ")]
+    ((_, source, target),) = copies
+    # the copied folder is bootstrap-italia's dist, as npm ci lays it out under api/web here
+    local = ROOT / "api/web" / Path(source).relative_to(workdir)
+    assert local == DEFAULT_ASSETS
+    page = (ROOT / "api/templates/index.html").read_text()
+    for asset in re.findall(r'"/static/bootstrap-italia/([^"]+\.(?:css|js))"', page):
+        assert (local / asset).is_file(), asset  # installed by scripts/bootstrap
+    env = dict(a.split("=", 1) for a in final.args("ENV") if a.startswith("SMARTCITY_"))
+    monkeypatch.setenv("SMARTCITY_API_ASSETS_DIR", env["SMARTCITY_API_ASSETS_DIR"])
+    assert ApiSettings().assets_dir == Path(target)
+    ignored = (ROOT / ".dockerignore").read_text().splitlines()
+    assert "api/web/node_modules" in ignored  # the build context never carries a local copy
 
 
 def mounts(service: dict[str, Any]) -> dict[str, Path]:
@@ -149,11 +202,38 @@ def test_every_service_account_has_a_secret_and_an_acl(resolved: dict[str, Any])
     assert set(accounts.split()) == acl_users
     broker_env = resolved["services"]["mosquitto"]["environment"]
     assert {f"MQTT_PASSWORD_{a.upper()}" for a in acl_users} <= set(broker_env)
-    for name in ("ingester", "simulator", "api"):
+    for name in ("ingester", "simulator"):
         url = resolved["services"][name]["environment"]["SMARTCITY_MQTT_URL"]
         user, password = re.fullmatch(r"mqtt://(\w+):([^@]+)@mosquitto:1883", url).groups()  # type: ignore[union-attr]
         assert user in acl_users
         assert broker_env[f"MQTT_PASSWORD_{user.upper()}"] == password
+
+
+def test_the_api_gets_no_broker_and_shares_its_registry_with_the_ingester(
+    resolved: dict[str, Any],
+) -> None:
+    api, ingester = resolved["services"]["api"], resolved["services"]["ingester"]
+    # the API has no MQTT code: no broker address, account or start-up order
+    assert not any("MQTT" in k for k in api["environment"])
+    assert "mosquitto" not in api.get("depends_on", {})
+    assert "api" not in set(re.findall(r"^user (\S+)", (DEPLOY / "acl").read_text(), re.M))
+
+    def registry_file(service: dict[str, Any], variable: str) -> tuple[str, Path, str]:
+        """(named volume, path of the SQLite file inside it, mount mode)."""
+        path = Path(service["environment"][variable].removeprefix("sqlite:///"))
+        for volume in service["volumes"]:
+            source, target, *mode = volume.split(":")
+            if not source.startswith("/") and path.is_relative_to(target):
+                return source, path.relative_to(target), (mode or ["rw"])[0]
+        raise AssertionError(f"{path} is on no named volume of the service")
+
+    api_volume, api_file, api_mode = registry_file(api, "SMARTCITY_API_REGISTRY_URL")
+    ingest_volume, ingest_file, ingest_mode = registry_file(
+        ingester, "SMARTCITY_INGEST_REGISTRY_URL"
+    )
+    assert api_volume == ingest_volume in resolved["volumes"]
+    assert api_file == ingest_file
+    assert (api_mode, ingest_mode) == ("rw", "ro")
 
 
 # -- the compose broker configuration on the real Mosquitto ---------------------------------
@@ -173,7 +253,12 @@ class ComposeBroker(Mosquitto):
         (config / "conf.d").mkdir(parents=True, exist_ok=True)
         data.mkdir(exist_ok=True)
         shutil.copy(BROKER_LIMITS, config / "conf.d/limits.conf")
-        shutil.copy(DEPLOY / "acl", config / "acl")
+        # no compose service sends commands yet (the API has no MQTT code): a test-only
+        # account stands in, so the devices' own ACL rules are still tried
+        acl = (DEPLOY / "acl").read_text()
+        (config / "acl").write_text(
+            f"{acl}\nuser {COMMANDER}\ntopic write smartcity/v1/+/+/+/cmd\n"
+        )
         devices = config / "devices.passwd"
         devices.touch()
         for device, password in self.devices.items():
@@ -195,8 +280,9 @@ class ComposeBroker(Mosquitto):
         (self.workdir / "mosquitto.conf").write_text(text + f"user {getpass.getuser()}\n")
 
 
-PASSWORDS = {a: uuid.uuid4().hex for a in ("ingest", "simulator", "api", "monitor")}
+PASSWORDS = {a: uuid.uuid4().hex for a in ("ingest", "simulator", "monitor")}
 DEVICE, OTHER = "wb-campo-1", "wb-campo-2"  # not ids the simulator uses
+COMMANDER = "test-commands"
 
 
 @pytest.fixture(scope="module")
@@ -206,7 +292,7 @@ def compose_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Compose
         host="127.0.0.1",
         port=free_port(),
         passwords=PASSWORDS,
-        devices={DEVICE: "device-secret"},
+        devices={DEVICE: "device-secret", COMMANDER: "commander-secret"},
     )
     broker.start()
     yield broker
@@ -233,6 +319,35 @@ def connect(broker: Mosquitto, user: str | None, password: str | None) -> tuple[
     client.loop_start()
     assert answered.wait(10)
     return client, result["rc"]
+
+
+@pytest.mark.servers
+def test_the_ingester_account_may_publish_its_shutdown_barrier(
+    compose_broker: ComposeBroker,
+) -> None:
+    """The ingester's clean stop publishes a QoS 1 barrier on its own sync topic; refused by
+    the ACL, MQTT 5 still acknowledges it (so the stop looks clean) but with a refusal code."""
+    client = paho.Client(
+        CallbackAPIVersion.VERSION2, client_id="smartcity-ingest", protocol=paho.MQTTv5
+    )
+    client.username_pw_set("ingest", PASSWORDS["ingest"])
+    acked: list[Any] = []
+    done = threading.Event()
+
+    def on_publish(c: paho.Client, u: object, mid: int, rc: Any, props: object) -> None:
+        acked.append(rc)
+        done.set()
+
+    client.on_publish = on_publish
+    client.connect(compose_broker.host, compose_broker.port)
+    client.loop_start()
+    try:
+        client.publish(f"{SYNC_TOPIC_PREFIX}/smartcity-ingest", b"", qos=1)
+        assert done.wait(10)
+    finally:
+        client.disconnect()
+        client.loop_stop()
+    assert not acked[0].is_failure, acked
 
 
 def readings(influx: Influx) -> int:
@@ -298,11 +413,12 @@ def test_services_and_devices_work_within_their_acls(
         device.on_subscribe = lambda *a: subscribed.set()
         device.subscribe(f"smartcity/v1/{city}/wastebin/+/cmd", qos=1)
         assert subscribed.wait(10)
-        api, rc = connect(compose_broker, "api", PASSWORDS["api"])
+        commander, rc = connect(compose_broker, COMMANDER, "commander-secret")
         assert not rc.is_failure
         for dev in (OTHER, DEVICE):
-            api.publish(topic("wastebin", dev, "cmd", city), b"{}", qos=1).wait_for_publish(10)
-        api.loop_stop()
+            sent = commander.publish(topic("wastebin", dev, "cmd", city), b"{}", qos=1)
+            sent.wait_for_publish(10)
+        commander.loop_stop()
         assert eventually(lambda: len(heard) >= 1)
         time.sleep(1)  # the other device's command was sent first: it had every chance
         assert heard == [topic("wastebin", DEVICE, "cmd", city)]
@@ -316,7 +432,9 @@ def test_services_and_devices_work_within_their_acls(
         time.sleep(1)  # the refused one was sent first; give it every chance to show up
         assert influx.count("wastebin", device_id=OTHER) == 0
     finally:
-        ingester.stop()
+        # a clean stop needs the shutdown barrier (ingest/service.py) through the ACL too
+        code = ingester.stop()
+    assert code == 0, ingester.log()
 
 
 def healthcheck(influx: Influx, *args: str) -> subprocess.CompletedProcess[str]:

@@ -3,9 +3,10 @@
 The database is filled the way production fills it: ``smartcity simulate`` (a day of a seeded
 fleet with raised fault rates) and hand-made messages for a few devices in a known state (a
 failed lamp, a burning bin, a faulted charger, a device gone offline, an edge agent with an
-error, an invalid message), all through MQTT and the real ingester. The ingester on this branch
-does not write its own health figures yet (``ingest_stats``, ``broker_stats``), so this test
-writes them itself as line protocol, in the shape the pipeline board reads.
+error, an invalid message), all through MQTT and the real ingester. The pipeline board and the
+"ingest stalled" rule read the health figures that same ingester writes (``ingest_stats``,
+``broker_stats``, reported every ``STATS_INTERVAL`` seconds here instead of 10), so a field the
+ingester renames or stops writing fails these tests.
 
 Grafana's macros and variables are substituted the way Grafana's InfluxDB data source does
 (``tests/grafana_emulation.py``): ``$timeFilter`` becomes ``time >= {from}ms and time <= {to}ms``,
@@ -25,6 +26,7 @@ What cannot be checked without a Grafana server, so no test here claims it:
 from __future__ import annotations
 
 import json
+import re
 import time
 import urllib.parse
 import urllib.request
@@ -39,10 +41,10 @@ from typing import Any
 import pytest
 import yaml
 
+from grafana.boards import overview, pipeline
 from simulators.fleet import build_fleet, schedule
 from simulators.publisher import AckingPublisher
 from smartcity.contract import Health, Location, Status, encode, encode_telemetry, topic
-from smartcity.devices.base import point_time_ns
 from smartcity.devices.evcharger import Connector, EvchargerReading, SessionStopped
 from smartcity.devices.streetlight import StreetlightReading
 from smartcity.devices.wastebin import BinEmptied, WastebinReading
@@ -58,6 +60,10 @@ FAULT_RATE = 50
 #: A day and two hours: always one morning collection round and one day of charging.
 HISTORY = timedelta(hours=26)
 RANGE = grafana.Range(int((HISTORY + timedelta(hours=1)).total_seconds()))
+#: The pipeline board as the platform team watches it: the last 15 minutes, 10 s intervals.
+PIPELINE_RANGE = grafana.Range(15 * 60)
+#: Seconds between the ingester's health figures in these tests (10 in production).
+STATS_INTERVAL = 0.5
 ZONE = "Sant'Ambrogio"
 #: Devices sent in a known state, by what should alert about them.
 FAILED_LAMP, BURNING_BIN, FAULTED_CHARGER, GONE_OFFLINE, EDGE_AGENT = (
@@ -144,6 +150,11 @@ def _publish_known_states(url: str, city: str, now: datetime) -> int:
     )  # fmt: skip
     send("evcharger", FAULTED_CHARGER, "telemetry", encode_telemetry([charger], ZONE))
     where = Location(lat=45.1255, lon=9.9975)
+    for dtype, dev in (
+        ("streetlight", FAILED_LAMP), ("wastebin", BURNING_BIN), ("evcharger", FAULTED_CHARGER)
+    ):  # fmt: skip
+        online = Status(v=1, state="online", ts=now - timedelta(hours=1), zone=ZONE, location=where)
+        send(dtype, dev, "status", encode(online))
     for state, ago in (("online", 3600), ("offline", 20)):
         status = Status(
             v=1, state=state, ts=now - timedelta(seconds=ago), zone=ZONE, location=where
@@ -161,41 +172,6 @@ def _publish_known_states(url: str, city: str, now: datetime) -> int:
     return 1
 
 
-def write_health_figures(influx: Influx, now: datetime, counting: bool = True) -> None:
-    """``ingest_stats`` of one worker and ``broker_stats`` every 10 s for 10 minutes."""
-    lines = []
-    for i in range(60):
-        t = point_time_ns(now - timedelta(seconds=600 - 10 * i))
-        received = 1000 + (i * 120 if counting else 0)
-        lines.append(
-            line(
-                "ingest_stats",
-                {"worker": "smartcity-ingest"},
-                {
-                    "messages_received": received,
-                    "points_written": received * 2,
-                    "invalid": i // 10,
-                    "retries": i // 20,
-                    "queue_depth": i % 3,
-                    "spool_depth": 0,
-                    "lag_seconds": 1.5,
-                    "write_latency_seconds": 0.02,
-                    "rate_messages": 12.0,
-                },
-                t,
-            )
-        )
-        lines.append(
-            line(
-                "broker_stats",
-                {},
-                {"dropped": i // 30, "clients_connected": 3, "messages_stored": 10 + i},
-                t,
-            )
-        )
-    write(influx, lines)
-
-
 def write(influx: Influx, lines: list[str]) -> None:
     create = urllib.parse.urlencode({"q": f'CREATE DATABASE "{influx.db}"'}).encode()
     urllib.request.urlopen(f"{influx.url}/query", create, timeout=30).close()
@@ -203,16 +179,39 @@ def write(influx: Influx, lines: list[str]) -> None:
     urllib.request.urlopen(url, "\n".join(lines).encode(), timeout=30).close()
 
 
+def reporting_ingester(env: dict[str, str], folder: Path, city: str) -> IngesterProcess:
+    """The real ingester, writing its health figures (and the broker's) every STATS_INTERVAL."""
+    return IngesterProcess(
+        env, folder / "ingest.log",
+        "--client-id", f"ingest-{city}", "--share-group", f"g{city}", "--spool-dir",
+        str(folder / "spool"), "--metrics-port", "0", "--stats-interval", str(STATS_INTERVAL),
+    )  # fmt: skip
+
+
+def wait_for_health_figures(influx: Influx, intervals: int, timeout: float = 60) -> bool:
+    """Wait until ``ingest_stats`` and ``broker_stats`` each have points in ``intervals``
+    of the pipeline board's 10 s intervals."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        filled = [
+            sum(row["count"] > 0 for row in influx.query(  # type: ignore[operator]
+                f'SELECT count("{field}") FROM "{m}" WHERE time > now() - 15m '
+                "GROUP BY time(10s) fill(0)"
+            ))
+            for m, field in (("ingest_stats", "messages_received"), ("broker_stats", "dropped"))
+        ]  # fmt: skip
+        if min(filled) >= intervals:
+            return True
+        time.sleep(0.5)
+    return False
+
+
 @pytest.fixture(scope="module")
 def filled(mosquitto, influxd, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Filled]:
     city = f"t{uuid.uuid4().hex[:10]}"
     influx = Influx(influxd.url, f"db_{city}")
     env = smartcity_env(mosquitto.url, influx, city)
-    ingester = IngesterProcess(
-        env,
-        tmp_path_factory.mktemp("grafana") / "ingest.log",
-        "--client-id", f"ingest-{city}", "--share-group", f"g{city}",
-    )  # fmt: skip
+    ingester = reporting_ingester(env, tmp_path_factory.mktemp("grafana"), city)
     ingester.start().wait_subscribed()
     now = datetime.now(UTC).replace(microsecond=0)
     start = now - HISTORY
@@ -226,13 +225,14 @@ def filled(mosquitto, influxd, tmp_path_factory: pytest.TempPathFactory) -> Iter
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     dead = _publish_known_states(mosquitto.url, city, datetime.now(UTC))
-    write_health_figures(influx, datetime.now(UTC))
     try:
         for measurement, count in sent.readings.items():
             extra = 3 if measurement != "evcharger" else 1
             assert influx.wait_for_count(measurement, count + extra) == count + extra
         assert influx.wait_for_count("deadletter", dead, field="reason") == dead
         assert influx.wait_for_count("device_health", 3, field="uptime") == 3
+        # the pipeline board's rates are differences between intervals: wait for two of them
+        assert wait_for_health_figures(influx, intervals=2), ingester.log()
         yield Filled(influx, sent)
     finally:
         ingester.stop()
@@ -263,7 +263,10 @@ ALL_VARIABLES = {"zone": ".*", "device_type": ".*", "catalogue": "http://localho
 
 
 def panel_results(
-    influx: Influx, panel: dict[str, Any], variables: dict[str, str]
+    influx: Influx,
+    panel: dict[str, Any],
+    variables: dict[str, str],
+    time_range: grafana.Range = RANGE,
 ) -> dict[str, list[grafana.Series]]:
     """Each target's result by refId, math expressions evaluated over the others."""
     results: dict[str, list[grafana.Series]] = {}
@@ -272,7 +275,7 @@ def panel_results(
         if t["datasource"]["type"] == "influxdb":
             q = grafana.interpolate(
                 t["query"],
-                RANGE,
+                time_range,
                 variables,
                 panel.get("interval"),
                 datasource_min_interval(),
@@ -322,17 +325,46 @@ def test_alert_rule_fires_for_the_device_sent_in_fault(
 
 
 @pytest.mark.servers
-def test_ingest_stalled_fires_when_the_counter_stops_or_figures_vanish(influxd) -> None:
+def test_ingest_stalled_fires_when_the_counter_stops_or_figures_vanish(
+    mosquitto, influxd, tmp_path: Path
+) -> None:
     rule = next(r for r in alert_rules() if r["uid"] == "cremona-ingest-stalled")
-    stopped = Influx(influxd.url, f"db_stalled_{uuid.uuid4().hex[:8]}")
+    city = f"t{uuid.uuid4().hex[:10]}"
+    stopped = Influx(influxd.url, f"db_stalled_{city}")
     write(stopped, [line("unrelated", {}, {"x": 1}, time.time_ns())])
     outcome = evaluate(stopped, rule)
     assert outcome.no_data
     assert rule["noDataState"] == "Alerting"
-    write_health_figures(stopped, datetime.now(UTC), counting=False)
-    outcome = evaluate(stopped, rule)
+    # a real ingester that receives nothing: its figures keep coming, its counter stands still
+    ingester = reporting_ingester(smartcity_env(mosquitto.url, stopped, city), tmp_path, city)
+    ingester.start().wait_subscribed()
+    try:
+        assert stopped.wait_for_count("ingest_stats", 3, field="messages_received") >= 3
+        outcome = evaluate(stopped, rule)
+    finally:
+        assert ingester.stop() == 0
     assert outcome.firing
     assert not outcome.no_data
+
+
+@pytest.mark.servers
+def test_the_pipeline_board_reads_the_fields_the_ingester_writes(filled: Filled) -> None:
+    written = {
+        m: {row["fieldKey"] for row in filled.influx.query(f'SHOW FIELD KEYS FROM "{m}"')}
+        for m in ("ingest_stats", "broker_stats")
+    }
+    assert set(pipeline.INGEST_FIELDS) == written["ingest_stats"]
+    assert set(pipeline.BROKER_FIELDS) == written["broker_stats"]
+    read = {
+        name
+        for p in boards()[pipeline.UID]["panels"]
+        for t in p.get("targets", [])
+        if '"ingest_stats"' in t.get("query", "") or '"broker_stats"' in t.get("query", "")
+        for name in re.findall(r'\("(\w+)"\)', t["query"])
+        if name != "v"
+    }
+    assert read
+    assert read <= written["ingest_stats"] | written["broker_stats"]
 
 
 @pytest.mark.servers
@@ -340,7 +372,8 @@ def test_ingest_stalled_fires_when_the_counter_stops_or_figures_vanish(influxd) 
     ("board", "panel"), query_panels(), ids=[f"{u}:{p['title']}" for u, p in query_panels()]
 )
 def test_every_panel_query_returns_data(filled: Filled, board: str, panel: dict[str, Any]) -> None:
-    results = panel_results(filled.influx, panel, ALL_VARIABLES)
+    time_range = PIPELINE_RANGE if board == pipeline.UID else RANGE
+    results = panel_results(filled.influx, panel, ALL_VARIABLES, time_range)
     shown = [t["refId"] for t in panel["targets"] if not t.get("hide")]
     for ref, found in results.items():
         assert any(s.has_data() for s in found), f"{board}: {panel['title']} {ref} has no data"
@@ -391,3 +424,36 @@ def test_variables_list_the_zones_and_filter_by_them(filled: Filled) -> None:
                     assert s.tags.get("zone", ZONE) in {ZONE, "Borgo Loreto"}
                     seen.add(s.tags.get("device_id"))
     assert {FAILED_LAMP, BURNING_BIN, FAULTED_CHARGER, GONE_OFFLINE} <= seen
+
+
+@pytest.mark.servers
+def test_the_city_map_colours_every_device_by_its_condition(filled: Filled) -> None:
+    board = boards()[overview.UID]
+    (panel,) = (p for p in board["panels"] if p["type"] == "geomap")
+    rows = grafana.transform(
+        panel_results(filled.influx, panel, ALL_VARIABLES), panel["transformations"]
+    )
+    layer = panel["options"]["layers"][0]
+    lat, lon = layer["location"]["latitude"], layer["location"]["longitude"]
+    colour = layer["config"]["style"]["color"]["field"]
+    by_device = {row["device_id"]: row for row in rows}
+    assert len(by_device) == len(rows) == sum(FLEET.values()) + 4  # + the known-state devices
+    assert all(isinstance(row[lat], float) and isinstance(row[lon], float) for row in rows)
+    # every condition shown has a name and a colour on the map
+    (mapping,) = panel["fieldConfig"]["defaults"]["mappings"]
+    assert {str(row[colour]) for row in rows} <= set(mapping["options"])
+    for dev in (FAILED_LAMP, BURNING_BIN, FAULTED_CHARGER):
+        assert by_device[dev][colour] == overview.CONDITION_FAULT, dev
+    assert by_device[GONE_OFFLINE][colour] == overview.CONDITION_OFFLINE
+    for dev, status in filled.sent.last_lamp_status.items():
+        expected = overview.CONDITION_OK if status == "ok" else overview.CONDITION_FAULT
+        assert by_device[dev][colour] == expected, (dev, status)
+    conditions = Counter(row[colour] for row in rows)
+    assert conditions[overview.CONDITION_OK] > 0
+    # the zone variable narrows the map too
+    only = {**ALL_VARIABLES, "zone": grafana.regex_value([ZONE], ".*")}
+    narrowed = grafana.transform(
+        panel_results(filled.influx, panel, only), panel["transformations"]
+    )
+    assert {row["zone"] for row in narrowed} == {ZONE}
+    assert FAILED_LAMP in {row["device_id"] for row in narrowed}

@@ -3,23 +3,80 @@ the way to each service's board and to the public catalogue."""
 
 from __future__ import annotations
 
+from string import ascii_uppercase
+
 from grafana.boards.common import new_board
 from grafana.panels import PANELS
+from grafana.panels.base import (
+    CONDITION,
+    CONDITION_FAULT,
+    CONDITION_OFFLINE,
+    CONDITION_OK,
+    DEVICE_TAGS,
+)
 from grafana.queries import where
-from grafana.sdk import dashboard, influxql, text
-from grafana.widgets import BAD, OK, Panel, Section, geomap_panel, lay_out, stat_panel
+from grafana.sdk import dashboard, dashboard_models, influxql, text
+from grafana.widgets import BAD, OK, WARN, Panel, Section, geomap_panel, lay_out, stat_panel
 from smartcity.city import CENTRE, CITY_NAME
 
 UID = "cremona-panoramica"
 STATUS = '"device_status"'
 
 
+#: How the map names and colours each condition.
+CONDITIONS = {
+    CONDITION_OK: ("In servizio", OK),
+    CONDITION_OFFLINE: ("Non in linea", WARN),
+    CONDITION_FAULT: ("Guasto o allarme", BAD),
+}
+
+
 def device_positions() -> str:
-    """Each device's last known place and online state (status is sent on connect and by
-    the Last Will, so it is read over all time, not only the board's range)."""
+    """Each device's last known place, and offline as its condition (status is sent on
+    connect and by the Last Will, so it is read over all time, not only the board's range)."""
     return (
-        'SELECT last("lat") AS "lat", last("lon") AS "lon", last("online") AS "online" '
-        f'FROM {STATUS} {where(time=False)} GROUP BY "device_id", "device_type", "zone"'
+        f'SELECT last("lat") AS "lat", last("lon") AS "lon", '
+        f'{CONDITION_OFFLINE} - {CONDITION_OFFLINE} * last("online") AS "{CONDITION}" '
+        f"FROM {STATUS} {where(time=False)} GROUP BY {DEVICE_TAGS}"
+    )
+
+
+def one_row_per_device() -> list[dashboard.DataTransformerConfig]:
+    """Grafana merges the position rows and each device type's fault rows into one table,
+    then keeps one row per device: its position and its worst condition."""
+    tags = ("device_id", "device_type", "zone")
+    aggregate = {"lat": "lastNotNull", "lon": "lastNotNull", CONDITION: "max"}
+    fields: dict[str, object] = {t: {"aggregations": [], "operation": "groupby"} for t in tags}
+    fields |= {
+        f: {"aggregations": [calc], "operation": "aggregate"} for f, calc in aggregate.items()
+    }
+    return [
+        dashboard_models.DataTransformerConfig(id_val="merge", options={}),
+        dashboard_models.DataTransformerConfig(id_val="groupBy", options={"fields": fields}),
+        dashboard_models.DataTransformerConfig(
+            id_val="organize",
+            options={"renameByName": {f"{f} ({calc})": f for f, calc in aggregate.items()}},
+        ),
+    ]
+
+
+def device_map() -> Panel:
+    targets = [influxql(device_positions(), "A", result_format="table")]
+    for ref, p in zip(ascii_uppercase[1:], PANELS.values(), strict=False):
+        targets.append(influxql(p.condition(), ref, result_format="table"))
+    return geomap_panel(
+        f"Dispositivi a {CITY_NAME}",
+        "Every device at its reported position, coloured by its condition: green in "
+        "service, orange offline (its Last Will fired), red in fault or alarm (a failed lamp, "
+        "a bin alarm such as fire, a charger with a faulted connector), which wins over "
+        "offline. Hover a marker for its id, type and zone.",
+        targets,
+        centre=CENTRE,
+        zoom=13,
+        colour_field=CONDITION,
+        steps=((None, OK), (CONDITION_OFFLINE, WARN), (CONDITION_FAULT, BAD)),
+        transformations=one_row_per_device(),
+        texts=CONDITIONS,
     )
 
 
@@ -76,7 +133,7 @@ def build() -> dashboard.Dashboard:
     board = new_board(
         UID,
         f"{CITY_NAME} · Panoramica della città",
-        "The whole city at a glance: every device on the map coloured by its online status, "
+        "The whole city at a glance: every device on the map coloured by its condition, "
         "headline numbers for each service, and links to the service boards.",
         list(PANELS),
         ["panoramica"],
@@ -88,18 +145,7 @@ def build() -> dashboard.Dashboard:
             Section("Servizi", [*kpis, *online_panels()]),
             Section(
                 "Mappa",
-                [
-                    geomap_panel(
-                        f"Dispositivi a {CITY_NAME}",
-                        "Every device at its reported position: green online, red offline. "
-                        "Hover a marker for its id, type and zone.",
-                        influxql(device_positions(), result_format="table"),
-                        centre=CENTRE,
-                        zoom=13,
-                        colour_field="online",
-                        steps=((None, BAD), (1, OK)),
-                    )
-                ],
+                [device_map()],
             ),
             Section("Catalogo", [catalogue()]),
         ],

@@ -11,10 +11,29 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
+from grafana.queries import where
 from grafana.widgets import Panel, Section
 from smartcity.devices import DeviceType
 
 Reducer = Literal["last", "max", "min", "sum", "count", "mean"]
+
+#: A device's condition on the city map, worst wins: in service, offline (its Last Will
+#: fired, so its last reading may be stale), in fault or alarm (someone must go and see).
+CONDITION_OK, CONDITION_OFFLINE, CONDITION_FAULT = 0, 1, 2
+#: The field carrying it in every query the map merges.
+CONDITION = "condizione"
+#: The tags every such query groups by, so Grafana can merge their rows per device.
+DEVICE_TAGS = '"device_id", "device_type", "zone"'
+
+
+def devices_in_fault(measurement: str, field: str, fault: str) -> str:
+    """One row per device whose latest ``field`` in the range meets ``fault`` (written over
+    ``"v"``), with ``condizione`` = :data:`CONDITION_FAULT`."""
+    latest = f'SELECT last({field}) AS "v" FROM {measurement} {where()} GROUP BY {DEVICE_TAGS}'
+    return (
+        f'SELECT {CONDITION_FAULT} * count("v") AS "{CONDITION}" FROM ({latest}) '
+        f"WHERE {fault} GROUP BY {DEVICE_TAGS}"
+    )
 
 
 @dataclass(frozen=True)
@@ -56,3 +75,6 @@ class ServicePanels:
     #: Devices needing a visit, on the alerts and maintenance board.
     maintenance: Callable[[], list[Panel]]
     alerts: Callable[[], list[AlertRule]]
+    #: InfluxQL for the city map: this type's devices in fault or alarm now
+    #: (:func:`devices_in_fault`).
+    condition: Callable[[], str]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from grafana.panels.base import AlertRule, ServicePanels
+from grafana.panels.base import AlertRule, ServicePanels, devices_in_fault
 from grafana.queries import INTERVAL, TIME_FILTER, Fields, eq, unit, where
 from grafana.sdk import influxql
 from grafana.widgets import (
@@ -247,4 +247,9 @@ def alerts() -> list[AlertRule]:
     ]
 
 
-PANELS = ServicePanels(Evcharger, BOARD_UID, kpis, sections, maintenance, alerts)
+def condition() -> str:
+    """Stations whose latest reading has a connector in OCPP ``Faulted``."""
+    return devices_in_fault(M, F.connectorsFaulted, '"v" > 0')
+
+
+PANELS = ServicePanels(Evcharger, BOARD_UID, kpis, sections, maintenance, alerts, condition)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from grafana.panels.base import AlertRule, ServicePanels
+from grafana.panels.base import AlertRule, ServicePanels, devices_in_fault
 from grafana.queries import INTERVAL, TIME_FILTER, Fields, eq, ne, unit, where
 from grafana.sdk import influxql
 from grafana.widgets import (
@@ -258,4 +258,9 @@ def alerts() -> list[AlertRule]:
     ]
 
 
-PANELS = ServicePanels(Streetlight, BOARD_UID, kpis, sections, maintenance, alerts)
+def condition() -> str:
+    """Lamps whose latest reading reports a fault (lamp, column or lantern)."""
+    return devices_in_fault(M, F.status, ne('"v"', "ok"))
+
+
+PANELS = ServicePanels(Streetlight, BOARD_UID, kpis, sections, maintenance, alerts, condition)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import get_args
 
-from grafana.panels.base import AlertRule, ServicePanels
+from grafana.panels.base import AlertRule, ServicePanels, devices_in_fault
 from grafana.queries import INTERVAL, Fields, eq, ne, unit, where
 from grafana.sdk import influxql
 from grafana.widgets import (
@@ -292,4 +292,10 @@ def alerts() -> list[AlertRule]:
     ]
 
 
-PANELS = ServicePanels(Wastebin, BOARD_UID, kpis, sections, maintenance, alerts)
+def condition() -> str:
+    """Bins whose latest reading reports an alarm: burning, lid open, dropped, moved,
+    vandalized."""
+    return devices_in_fault(M, F.status, ne('"v"', "ok"))
+
+
+PANELS = ServicePanels(Wastebin, BOARD_UID, kpis, sections, maintenance, alerts, condition)
