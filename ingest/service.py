@@ -312,6 +312,8 @@ class Ingester:
                             "client_id": self.client_id,
                         },
                     )
+                    if self.settings.ready_file is not None:
+                        self.settings.ready_file.touch()
                     delay = 0.5
                     if await _first(receiver, self.stopping.wait()) == 1:
                         await self._drain()

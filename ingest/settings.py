@@ -68,6 +68,12 @@ class IngestSettings(MqttSettings, InfluxSettings):
     shutdown_grace: float = Field(
         30.0, ge=0, description="On SIGTERM, how long to keep retrying InfluxDB before spooling."
     )
+    ready_file: Path | None = Field(
+        None,
+        description="File written once the subscriptions are in place (from then on the broker "
+        "session queues every message for the ingester, even while it is away): a readiness "
+        "signal for whatever starts publishers after it, such as smartcity up.",
+    )
     registry_url: str | None = Field(
         None,
         description="Device registry (the API's, e.g. sqlite:///var/registry.db): tag points "

@@ -181,11 +181,17 @@ def _up(settings: UpSettings, stack: ExitStack) -> int:
         "SMARTCITY_API_REGISTRY_URL": registry_url,
     }
     me = [sys.executable, "-m", "smartcity"]
-    children = [("ingester", _spawn(stack, [*me, "ingest"], env))]
+    ready = data / "ingest.ready"
+    ready.unlink(missing_ok=True)
+    ingester = _spawn(stack, [*me, "ingest", "--ready-file", str(ready)], env)
+    children = [("ingester", ingester)]
     if settings.api:
         api = [*me, "api", "--host", "127.0.0.1", "--port", str(settings.api_port)]
         children.append(("API", _spawn(stack, api, env)))
     if settings.simulate:
+        # on a new broker the ingester's session does not exist until it subscribes, and
+        # readings published before that would reach no one
+        _wait_until_ready(ingester, ready)
         sim = [
             *me, "simulate", "--streetlights", str(settings.streetlights), "--bins",
             str(settings.bins), "--chargers", str(settings.chargers), "--seed", str(settings.seed),
@@ -203,6 +209,21 @@ def _up(settings: UpSettings, stack: ExitStack) -> int:
                     "cause and run smartcity up again"
                 )
         time.sleep(1.0)
+
+
+def _wait_until_ready(ingester: subprocess.Popen[bytes], ready: Path, timeout: float = 120) -> None:
+    from smartcity.cli import UserError
+
+    deadline = time.monotonic() + timeout
+    while not ready.exists():
+        if ingester.poll() is not None or time.monotonic() > deadline:
+            exited = ingester.poll() is not None
+            state = "exited" if exited else f"did not subscribe in {timeout:.0f} s"
+            raise UserError(
+                f"the ingester {state}, so the simulator was not started and everything was "
+                "stopped; its messages are above: fix the cause and run smartcity up again"
+            )
+        time.sleep(0.1)
 
 
 def _spawn(stack: ExitStack, argv: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:

@@ -233,7 +233,8 @@ def test_the_api_gets_no_broker_and_shares_its_registry_with_the_ingester(
     )
     assert api_volume == ingest_volume in resolved["volumes"]
     assert api_file == ingest_file
-    assert (api_mode, ingest_mode) == ("rw", "ro")
+    # read-write for both: a SQLite reader in WAL mode writes the shared-memory index
+    assert (api_mode, ingest_mode) == ("rw", "rw")
 
 
 # -- the compose broker configuration on the real Mosquitto ---------------------------------

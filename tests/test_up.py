@@ -179,9 +179,22 @@ def test_readings_of_all_three_types_within_60_s_tagged_by_the_registry(up: Up) 
     # the simulated fleet is registered, so no device is flagged as unregistered, and the API
     # serves the same registry
     assert up.influx.count("device_unregistered", "count") == 0
+    up.wait_for(lambda: listening(up.api_port), "the API", 30)
     with urllib.request.urlopen(f"http://127.0.0.1:{up.api_port}/v1/devices", timeout=10) as r:
         assert json.load(r)["count"] == 10 + 6 + 3
+    # on a new broker nothing before the ingester's subscription is lost: every device's
+    # first reading (seq 0) is stored
+    up.wait_for(lambda: len(first_seqs(up.influx)) == 10 + 6 + 3, "every device", 30)
+    assert set(first_seqs(up.influx).values()) == {0}, first_seqs(up.influx)
     assert up.stop() == 0, up.output()
+
+
+def first_seqs(influx: Influx) -> dict[str, int]:
+    """The lowest ``seq`` stored per device."""
+    rows = influx.query(
+        'SELECT min("seq") FROM "streetlight", "wastebin", "evcharger" GROUP BY "device_id"'
+    )
+    return {str(r["device_id"]): int(r["min"]) for r in rows}  # type: ignore[call-overload]
 
 
 def test_sigterm_stops_every_child_and_exits_0(up: Up) -> None:
