@@ -1,4 +1,5 @@
-"""The device registry: public listing with filters, changes with a write key."""
+"""The device registry: public listing with filters, changes with a write key; every test runs
+on both registry backends, SQLite and PostgreSQL (each a real database of the test's own)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ import httpx
 import pytest
 
 from . import city as c
+from .conftest import ON_EVERY_REGISTRY_BACKEND
 
+pytestmark = ON_EVERY_REGISTRY_BACKEND
 PROBLEM = "application/problem+json"
 
 
