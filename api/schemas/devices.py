@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import datetime
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.schemas.common import DeviceId, DeviceTypeName, Latitude, Longitude, ZoneName
+from api.schemas.common import (
+    DeviceId,
+    DeviceTypeName,
+    IsoDate,
+    Latitude,
+    Longitude,
+    PlainText,
+    ZoneName,
+)
+
+DeviceName = Annotated[PlainText, Field(max_length=200, description="e.g. the street and number.")]
 
 
 class DeviceBase(BaseModel):
@@ -16,8 +27,8 @@ class DeviceBase(BaseModel):
     zone: ZoneName = Field(description="The quartiere the device stands in.")
     lat: Latitude
     lon: Longitude
-    name: str | None = Field(None, max_length=200, description="e.g. the street and number.")
-    installed_on: date | None = None
+    name: DeviceName | None = None
+    installed_on: IsoDate | None = None
 
 
 class DeviceCreate(DeviceBase):
@@ -33,8 +44,8 @@ class DeviceUpdate(BaseModel):
     zone: ZoneName | None = None
     lat: Latitude | None = None
     lon: Longitude | None = None
-    name: str | None = Field(None, max_length=200)
-    installed_on: date | None = None
+    name: DeviceName | None = None
+    installed_on: IsoDate | None = None
 
 
 class DevicePublic(DeviceBase):

@@ -112,6 +112,9 @@ async def test_bad_filters_are_422_problems_naming_the_parameter(
         device("sl-1", lat=91),
         {**device("sl-1"), "lat": "NaN"},
         {**device("sl-1"), "owner": "me"},
+        device("sl-1", lon=False),  # a number, not a boolean
+        device("sl-1", installed_on=0),  # a number is not a date (nor a Unix time)
+        device("sl-1", name="Via Dante\x001"),  # PostgreSQL text cannot hold NUL
     ],
 )
 async def test_invalid_devices_are_refused(
