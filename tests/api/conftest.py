@@ -183,6 +183,7 @@ def admin_key(settings: ApiSettings) -> str:
 class ApiServer:
     url: str
     write_key: str
+    admin_key: str
     settings: ApiSettings
 
 
@@ -196,6 +197,7 @@ def api_server(
     engine = make_engine(settings.registry_url)
     with Session(engine) as session:
         key = create_key(session, "tests", "write")[1]
+        admin = create_key(session, "tests admin", "admin")[1]
         now = datetime.now(UTC)
         sent = city_data.sent
         for d, (lat, lon) in sent.place.items():
@@ -211,6 +213,7 @@ def api_server(
         "SMARTCITY_API_REGISTRY_URL": settings.registry_url,
         "SMARTCITY_API_AS_OF": c.AS_OF.isoformat(),
         "SMARTCITY_API_RATE_LIMIT": "1000000",
+        "SMARTCITY_API_RATE_LIMIT_KEYED": "1000000",
         "SMARTCITY_API_KPI_CACHE_SECONDS": "0",
     }
     log = (workdir / "api.log").open("wb")
@@ -231,7 +234,7 @@ def api_server(
             proc.kill()
             raise AssertionError((workdir / "api.log").read_text())
         time.sleep(0.1)
-    yield ApiServer(url, key, settings)
+    yield ApiServer(url, key, admin, settings)
     proc.send_signal(signal.SIGTERM)
     # uvicorn shuts down cleanly, then re-raises SIGTERM as its exit status
     assert proc.wait(30) in (0, -signal.SIGTERM), (workdir / "api.log").read_text()
