@@ -61,12 +61,11 @@ class CityState:
     #: Answers derived from this state (alerts, the catalogue's JSON...), computed once each.
     derived: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
-    def latest(self, device_id: str) -> DeviceState | None:
-        """The device's latest reading in this state, if it sent one in the look-back window."""
-        index = self.derive(
+    def latest_readings(self) -> dict[str, DeviceState]:
+        """Device id -> its latest reading, for every device heard in the look-back window."""
+        return self.derive(
             "latest", lambda: {d.device_id: d for s in self.snapshots.values() for d in s.devices}
         )
-        return index.get(device_id)
 
     @property
     def offline_before(self) -> datetime:
@@ -95,7 +94,8 @@ async def latest_per_device(
     rows = await db.rows(
         LATEST_PER_DEVICE, {"m": ident(measurement), "from": at(start), "to": at(end)}
     )
-    return snapshot_rows_to_states(rows, also)
+    # thousands of devices: off the event loop, like the decoding of the rows
+    return await asyncio.to_thread(snapshot_rows_to_states, rows, also)
 
 
 async def compute(settings: ApiSettings, db: InfluxReader, engine: Engine) -> CityState:
