@@ -17,6 +17,8 @@ ZoneName = Literal[ZONE_NAMES]  # type: ignore[valid-type]
 # strict: a number, not true/false or text that looks like one (the schema says number)
 Latitude = Annotated[float, Field(ge=-90, le=90, allow_inf_nan=False, strict=True)]
 Longitude = Annotated[float, Field(ge=-180, le=180, allow_inf_nan=False, strict=True)]
+#: A bin's fill level, 0 (empty) to 1 (full).
+FillLevel = Annotated[float, Field(gt=0, le=1, allow_inf_nan=False, strict=True)]
 #: Free text kept in the registry: without NUL, which PostgreSQL text cannot hold.
 PlainText = Annotated[str, StringConstraints(pattern=r"^[^\x00]*$")]
 

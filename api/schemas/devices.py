@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from api.schemas.common import (
     DeviceId,
     DeviceTypeName,
+    FillLevel,
     IsoDate,
     Latitude,
     Longitude,
@@ -18,6 +19,13 @@ from api.schemas.common import (
 )
 
 DeviceName = Annotated[PlainText, Field(max_length=200, description="e.g. the street and number.")]
+Threshold = Annotated[
+    FillLevel,
+    Field(
+        description="Bins only: the fill level (0-1) at which this bin is full, for its alert and "
+        "the bins_full KPI; unset (or null in a PATCH) = the API's --bin-threshold."
+    ),
+]
 
 
 class DeviceBase(BaseModel):
@@ -29,6 +37,7 @@ class DeviceBase(BaseModel):
     lon: Longitude
     name: DeviceName | None = None
     installed_on: IsoDate | None = None
+    threshold: Threshold | None = None
 
 
 class DeviceCreate(DeviceBase):
@@ -46,6 +55,7 @@ class DeviceUpdate(BaseModel):
     lon: Longitude | None = None
     name: DeviceName | None = None
     installed_on: IsoDate | None = None
+    threshold: Threshold | None = None
 
 
 class DevicePublic(DeviceBase):
