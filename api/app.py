@@ -43,12 +43,11 @@ def prepare(state: CityState, catalogue: Catalogue, settings: ApiSettings) -> No
     """Derive the answers most asked for from a new state, before it is served."""
     from api.routers.catalogue import services_json
     from api.routers.page import page_html
-    from api.routers.readings import latest_answers
     from api.zones import zone_summaries
 
     services_json(catalogue, state, settings)
     zone_summaries(state)  # and the alerts it is built from
-    latest_answers(state)  # every device's latest reading, as the bytes each answer sends
+    state.latest_readings()  # the index the latest-reading answers are made from
     for lang in ("it", "en"):
         page_html(state, catalogue, settings, lang)
 

@@ -145,10 +145,7 @@ async def last_wills(db: InfluxReader, start: datetime, end: datetime) -> list[D
 
 def read_registry(engine: Engine) -> dict[str, Registered]:
     with Session(engine) as session:
-        return {
-            d.device_id: Registered(d.device_id, d.device_type, d.zone, d.threshold)
-            for d in crud.all_devices(session)
-        }
+        return {row[0]: Registered(*row) for row in crud.live_state_columns(session)}
 
 
 class StateCache:
