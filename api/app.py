@@ -47,7 +47,7 @@ def prepare(state: CityState, catalogue: Catalogue, settings: ApiSettings) -> No
 
     services_json(catalogue, state, settings)
     zone_summaries(state)  # and the alerts it is built from
-    state.latest("")  # the index of every device's latest reading
+    state.latest_readings()  # the index the latest-reading answers are made from
     for lang in ("it", "en"):
         page_html(state, catalogue, settings, lang)
 

@@ -8,6 +8,7 @@ is ever spliced into InfluxQL text.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -18,8 +19,8 @@ import httpx
 from ingest.influx import InfluxWriter
 from smartcity.settings import InfluxSettings
 
-#: Results with more rows than this are turned into Python objects in a worker thread.
-BIG_RESULT = 500
+#: Answers longer than this (bytes; ~100 rows) are decoded into rows in a worker thread.
+BIG_ANSWER = 32 * 1024
 
 
 class InfluxUnavailable(Exception):
@@ -64,7 +65,7 @@ class InfluxReader:
     async def rows(self, q: str, params: Mapping[str, object] | None = None) -> list[Row]:
         """All rows of the (single-statement) query ``q``."""
         try:
-            body = await self.client.query(q, params, epoch="ms")
+            raw = await self.client.query_bytes(q, params, epoch="ms")
         except httpx.HTTPStatusError as exc:
             text = exc.response.text[:300]
             if exc.response.status_code >= 500:
@@ -72,19 +73,11 @@ class InfluxReader:
             raise QueryFailed(f"InfluxDB refused the query: {text}") from exc
         except httpx.TransportError as exc:
             raise InfluxUnavailable(f"InfluxDB unreachable: {type(exc).__name__}") from exc
-        results: list[dict[str, Any]] = body.get("results", [])  # type: ignore[assignment]
-        if not results:
-            return []
-        result = results[0]
-        if "error" in result:
-            if "database not found" in result["error"]:
-                return []  # nothing ingested yet: an empty city, not an error
-            raise QueryFailed(f"InfluxDB refused the query: {result['error']}")
-        series = result.get("series", [])
-        if sum(len(s["values"]) for s in series) > BIG_RESULT:
-            # thousands of rows: build them off the event loop so requests keep flowing
-            return await asyncio.to_thread(_rows, series)
-        return _rows(series)
+        if len(raw) > BIG_ANSWER:
+            # thousands of rows (a city's snapshot is megabytes): decode them off the event
+            # loop, so requests keep flowing while the live state refreshes
+            return await asyncio.to_thread(_decode, raw)
+        return _decode(raw)
 
     async def ping(self) -> bool:
         try:
@@ -92,6 +85,18 @@ class InfluxReader:
         except httpx.TransportError:
             return False
         return resp.status_code == 204
+
+
+def _decode(raw: bytes) -> list[Row]:
+    results: list[dict[str, Any]] = json.loads(raw).get("results", [])
+    if not results:
+        return []
+    result = results[0]
+    if "error" in result:
+        if "database not found" in result["error"]:
+            return []  # nothing ingested yet: an empty city, not an error
+        raise QueryFailed(f"InfluxDB refused the query: {result['error']}")
+    return _rows(result.get("series", []))
 
 
 def _rows(series: list[dict[str, Any]]) -> list[Row]:

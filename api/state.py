@@ -13,7 +13,7 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
@@ -43,6 +43,7 @@ class Registered:
     device_id: str
     device_type: str
     zone: str
+    threshold: float | None = None
 
 
 @dataclass(frozen=True)
@@ -61,12 +62,11 @@ class CityState:
     #: Answers derived from this state (alerts, the catalogue's JSON...), computed once each.
     derived: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
-    def latest(self, device_id: str) -> DeviceState | None:
-        """The device's latest reading in this state, if it sent one in the look-back window."""
-        index = self.derive(
+    def latest_readings(self) -> dict[str, DeviceState]:
+        """Device id -> its latest reading, for every device heard in the look-back window."""
+        return self.derive(
             "latest", lambda: {d.device_id: d for s in self.snapshots.values() for d in s.devices}
         )
-        return index.get(device_id)
 
     @property
     def offline_before(self) -> datetime:
@@ -95,7 +95,8 @@ async def latest_per_device(
     rows = await db.rows(
         LATEST_PER_DEVICE, {"m": ident(measurement), "from": at(start), "to": at(end)}
     )
-    return snapshot_rows_to_states(rows, also)
+    # thousands of devices: off the event loop, like the decoding of the rows
+    return await asyncio.to_thread(snapshot_rows_to_states, rows, also)
 
 
 async def compute(settings: ApiSettings, db: InfluxReader, engine: Engine) -> CityState:
@@ -104,9 +105,14 @@ async def compute(settings: ApiSettings, db: InfluxReader, engine: Engine) -> Ci
     now = clock(settings)
     since = now - timedelta(hours=settings.lookback_hours)
     fresh_since = now - timedelta(minutes=settings.offline_after_minutes)
+    registry = await asyncio.to_thread(read_registry, engine)
+    limits = {d: r.threshold for d, r in registry.items() if r.threshold is not None}
     snapshots, windows = {}, {}
     for t, module in KPI_MODULES.items():
-        snapshots[t] = Snapshot(await latest_per_device(db, t, since, now), fresh_since)
+        devices = await latest_per_device(db, t, since, now)
+        if module.uses_threshold and limits:
+            devices = [replace(d, threshold=limits.get(d.device_id)) for d in devices]
+        snapshots[t] = Snapshot(devices, fresh_since)
         windows[t] = await module.window(db, now, settings)
     connectors: dict[str, list[DeviceState]] = defaultdict(list)
     for c in await latest_per_device(
@@ -122,7 +128,7 @@ async def compute(settings: ApiSettings, db: InfluxReader, engine: Engine) -> Ci
         health={
             d.device_id: d for d in await latest_per_device(db, HEALTH_MEASUREMENT, since, now)
         },
-        registry=await asyncio.to_thread(read_registry, engine),
+        registry=registry,
         connectors=dict(connectors),
     )
 
@@ -139,10 +145,7 @@ async def last_wills(db: InfluxReader, start: datetime, end: datetime) -> list[D
 
 def read_registry(engine: Engine) -> dict[str, Registered]:
     with Session(engine) as session:
-        return {
-            d.device_id: Registered(d.device_id, d.device_type, d.zone)
-            for d in crud.all_devices(session)
-        }
+        return {row[0]: Registered(*row) for row in crud.live_state_columns(session)}
 
 
 class StateCache:

@@ -3,8 +3,10 @@
     .venv/bin/python bench/api.py [--devices 10000] [--minutes 30] [--concurrency 16]
 
 Starts its own InfluxDB on a free port, fills it with ``--minutes`` of readings from a simulated
-fleet (60 % street lights, 30 % bins, 10 % chargers, written through the ingester's own
-conversion), registers every device, starts ``smartcity api`` as a separate process and sends
+fleet at the devices' own rates (60 % street lights, 30 % bins, 10 % chargers, written through
+the ingester's own conversion), preceded by a sparse history (one reading per device every
+``--history-step`` minutes) back to ``--history-hours`` (24), so the KPIs that sum over 24 h have
+24 h to sum over; registers every device, starts ``smartcity api`` as a separate process and sends
 ``--requests`` requests per endpoint from ``--concurrency`` concurrent clients. Prints p50/p99
 per endpoint and each one's ratio to a baseline measured in the same run (a route that touches
 neither InfluxDB nor the registry: the framework, middleware and client floor). Target: p99 at
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import os
 import random
 import signal
@@ -23,7 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -35,6 +38,7 @@ from api.registry.db import make_engine
 from api.registry.models import Device
 from ingest.convert import message_lines
 from ingest.influx import InfluxWriter
+from simulators.base import SimulatedDevice
 from simulators.fleet import build_fleet, schedule
 from smartcity.contract import Message, Telemetry, Topic
 from smartcity.servers import Influxd, free_port
@@ -43,7 +47,22 @@ from smartcity.settings import InfluxSettings
 TARGET_P99_MS = 100.0
 
 
-async def fill(influx_url: str, devices: int, minutes: float, end: datetime) -> tuple[int, list]:
+def sparse(
+    fleet: list[SimulatedDevice], start: datetime, end: datetime, step: timedelta
+) -> Iterator[tuple[datetime, SimulatedDevice]]:
+    """Every device once per ``step`` from ``start`` until ``end``, in time order."""
+    t = start
+    while t < end:
+        for dev in fleet:
+            yield t, dev
+        t += step
+
+
+async def fill(
+    influx_url: str, devices: int, minutes: float, end: datetime, history: float, step: float
+) -> tuple[int, int, list[SimulatedDevice]]:
+    """``minutes`` of readings at the devices' own rates up to ``end``, preceded by a sparse
+    history (one reading per device every ``step`` minutes) back to ``history`` hours."""
     counts = {
         "streetlight": devices * 6 // 10,
         "wastebin": devices * 3 // 10,
@@ -54,21 +73,22 @@ async def fill(influx_url: str, devices: int, minutes: float, end: datetime) -> 
     writer = InfluxWriter(InfluxSettings(influx_url=influx_url, influx_db="bench"))
     await writer.ensure_database()
     batch: list[str] = []
-    readings = 0
-    for due, dev in schedule(fleet, start):
-        if due >= end:
-            break
-        reading, _ = dev.read(due)
-        body = Telemetry.model_construct(v=1, zone=dev.placement.zone, readings=[reading])
-        where = Topic("cremona", dev.device_type.name, dev.device_id, "telemetry")
-        batch += message_lines(Message(where, body), 0)
-        readings += 1
-        if len(batch) >= 10_000:
-            await writer.write(batch)
-            batch = []
+    readings = [0, 0]  # sparse history, then the dense window
+    dense = itertools.takewhile(lambda due_dev: due_dev[0] < end, schedule(fleet, start))
+    past = sparse(fleet, end - timedelta(hours=history), start, timedelta(minutes=step))
+    for i, part in enumerate((past, dense)):
+        for due, dev in part:
+            reading, _ = dev.read(due)
+            body = Telemetry.model_construct(v=1, zone=dev.placement.zone, readings=[reading])
+            where = Topic("cremona", dev.device_type.name, dev.device_id, "telemetry")
+            batch += message_lines(Message(where, body), 0)
+            readings[i] += 1
+            if len(batch) >= 10_000:
+                await writer.write(batch)
+                batch = []
     await writer.write(batch)
     await writer.aclose()
-    return readings, fleet
+    return readings[0], readings[1], fleet
 
 
 def register(url: str, fleet: list) -> None:
@@ -120,7 +140,14 @@ def pct(values: list[float], q: float) -> float:
 async def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--devices", type=int, default=10_000)
-    ap.add_argument("--minutes", type=float, default=30)
+    ap.add_argument("--minutes", type=float, default=30, help="of readings at full rate")
+    ap.add_argument(
+        "--history-hours",
+        type=float,
+        default=24,
+        help="before those, a sparse history back this far, so 24 h KPIs sum over 24 h",
+    )
+    ap.add_argument("--history-step", type=float, default=15, help="minutes, in the history")
     ap.add_argument("--requests", type=int, default=2000, help="per endpoint")
     ap.add_argument(
         "--concurrency",
@@ -136,9 +163,13 @@ async def main() -> int:
     try:
         end = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=1)
         t0 = time.monotonic()
-        readings, fleet = await fill(db.url, args.devices, args.minutes, end)
-        print(f"data: {args.devices:,} devices, {readings:,} readings over {args.minutes:g} min, "
-              f"written in {time.monotonic() - t0:.0f} s")  # fmt: skip
+        history, readings, fleet = await fill(
+            db.url, args.devices, args.minutes, end, args.history_hours, args.history_step
+        )
+        took = time.monotonic() - t0
+        print(f"data: {args.devices:,} devices, {readings:,} readings over {args.minutes:g} min "
+              f"after {history:,} over the {args.history_hours:g} h before (one per device "
+              f"every {args.history_step:g} min), written in {took:.0f} s")  # fmt: skip
         registry = f"sqlite:///{work}/registry.db"
         register(registry, fleet)
         port = free_port()

@@ -57,6 +57,13 @@ class InfluxWriter:
         A param may be a typed dict such as ``{"identifier": "activePower"}`` or
         ``{"duration": "5m"}``; ``epoch`` ("ms", "ns"...) returns times as integers.
         """
+        body: dict[str, object] = json.loads(await self.query_bytes(q, params, epoch))
+        return body
+
+    async def query_bytes(
+        self, q: str, params: Mapping[str, object] | None = None, epoch: str | None = None
+    ) -> bytes:
+        """``query``'s answer as InfluxDB sent it, for callers that decode it elsewhere."""
         data = {"q": q, "db": self.settings.influx_db}
         if params:
             data["params"] = json.dumps(params)
@@ -64,8 +71,7 @@ class InfluxWriter:
             data["epoch"] = epoch
         resp = await self.client.post("/query", data=data)
         resp.raise_for_status()
-        body: dict[str, object] = resp.json()
-        return body
+        return resp.content
 
     async def ensure_database(self, keep_trying: Callable[[], bool] = lambda: True) -> None:
         """Create the database if missing (idempotent), waiting for InfluxDB to come up."""

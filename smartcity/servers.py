@@ -1,18 +1,22 @@
 """Mosquitto and InfluxDB as child processes with their config and data in one folder.
 
 ``smartcity up`` runs the whole pipeline on them and the tests start fresh ones on free ports, so
-both run the very configuration documented in ``docs/operations.md``.
+both run the very configuration documented in ``docs/operations.md``. The tests also start a
+PostgreSQL of their own, to run the registry on it as well as on SQLite.
 """
 
 from __future__ import annotations
 
 import getpass
+import glob
 import os
+import pwd
 import re
 import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -20,8 +24,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 #: Debian package that provides each server binary.
-PACKAGES = {"mosquitto": "mosquitto", "influxd": "influxdb", "mosquitto_sub": "mosquitto-clients"}
+PACKAGES = {
+    "mosquitto": "mosquitto",
+    "influxd": "influxdb",
+    "mosquitto_sub": "mosquitto-clients",
+    "initdb": "postgresql",
+    "postgres": "postgresql",
+    "pg_isready": "postgresql",
+}
 _SBIN = ("/usr/sbin", "/usr/local/sbin", "/sbin")
+
+
+def _postgresql_bins() -> list[str]:
+    """Debian's /usr/lib/postgresql/<version>/bin folders, newest version first (off PATH)."""
+    found = glob.glob("/usr/lib/postgresql/[0-9]*/bin")
+    return sorted(found, key=lambda d: int(Path(d).parent.name), reverse=True)
 
 
 class ServerError(RuntimeError):
@@ -30,7 +47,8 @@ class ServerError(RuntimeError):
 
 def find_binary(name: str) -> str:
     found = shutil.which(name) or next(
-        (f"{d}/{name}" for d in _SBIN if os.access(f"{d}/{name}", os.X_OK)), None
+        (f"{d}/{name}" for d in (*_SBIN, *_postgresql_bins()) if os.access(f"{d}/{name}", os.X_OK)),
+        None,
     )
     if found is None:
         package = PACKAGES.get(name, name)
@@ -87,6 +105,10 @@ class ChildServer:
     def command(self) -> list[str]:
         raise NotImplementedError
 
+    def run_as(self) -> dict[str, object]:
+        """Extra ``subprocess.Popen`` arguments for the server process (e.g. its user)."""
+        return {}
+
     def write_config(self) -> None:
         raise NotImplementedError
 
@@ -107,7 +129,11 @@ class ChildServer:
         self.write_config()
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            self.command(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            self.command(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            **self.run_as(),  # type: ignore[call-overload]
         )
         log.close()
         deadline = time.monotonic() + timeout
@@ -272,6 +298,77 @@ bind-address = "{self.host}:{self.rpc_port}"
   enabled = false
 """
         )
+
+
+@dataclass(kw_only=True)
+class Postgres(ChildServer):
+    """PostgreSQL in a fresh cluster: ``initdb``, then ``postgres`` on a loopback TCP port only.
+
+    The cluster trusts local connections for ``user`` (a throw-away test server) and skips
+    fsync. PostgreSQL refuses to run as root, so as root it runs as the ``postgres`` user that
+    Debian's package creates (else ``nobody``), with its data in a folder of its own under the
+    system's temporary directory (the work folder's parents may be closed to other users).
+    """
+
+    name: str = "postgres"
+    user: str = "smartcity"
+    data_dir: Path | None = None
+
+    def url(self, database: str = "postgres") -> str:
+        return f"postgresql+psycopg://{self.user}@{self.host}:{self.port}/{database}"
+
+    def os_user(self) -> pwd.struct_passwd | None:
+        """The unprivileged account to run as, or None when we are not root."""
+        if os.geteuid() != 0:
+            return None
+        for name in ("postgres", "nobody"):
+            try:
+                return pwd.getpwnam(name)
+            except KeyError:
+                continue
+        raise ServerError("PostgreSQL will not run as root: create a 'postgres' user")
+
+    def run_as(self) -> dict[str, object]:
+        account = self.os_user()
+        if account is None:
+            return {}
+        return {"user": account.pw_uid, "group": account.pw_gid, "extra_groups": [],
+                "cwd": self.data_dir}  # fmt: skip
+
+    def command(self) -> list[str]:
+        return [find_binary("postgres"), "-D", str(self.data_dir)]
+
+    def ready(self) -> bool:
+        probe = [find_binary("pg_isready"), "-q", "-h", self.host, "-p", str(self.port),
+                 "-U", self.user, "-d", "postgres"]  # fmt: skip
+        return subprocess.run(probe, check=False).returncode == 0
+
+    def write_config(self) -> None:
+        if self.data_dir is None:
+            self.data_dir = Path(tempfile.mkdtemp(prefix="smartcity-postgres-"))
+            account = self.os_user()
+            if account is not None:
+                os.chown(self.data_dir, account.pw_uid, account.pw_gid)
+        with self.log_path.open("ab") as log:
+            subprocess.run(
+                [find_binary("initdb"), "-D", str(self.data_dir), "-U", self.user,
+                 "--auth=trust", "--encoding=UTF8", "--locale=C", "--no-sync"],
+                stdout=log, stderr=subprocess.STDOUT, check=True, **self.run_as(),  # type: ignore[call-overload]
+            )  # fmt: skip
+        with (self.data_dir / "postgresql.conf").open("a") as conf:
+            conf.write(
+                "# Written by smartcity: loopback TCP only, no durability needed.\n"
+                f"listen_addresses = '{self.host}'\nport = {self.port}\n"
+                "unix_socket_directories = ''\nfsync = off\nsynchronous_commit = off\n"
+                "full_page_writes = off\n"
+            )
+
+    def stop(self, sig: int = signal.SIGINT, timeout: float = 20.0) -> None:
+        """Fast shutdown (SIGINT): SIGTERM would wait for every client to disconnect."""
+        super().stop(sig, timeout)
+        if self.data_dir is not None:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
+            self.data_dir = None
 
 
 # -- per-device logins and topic ACLs (edge agents) ---------------------------------------------

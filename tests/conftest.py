@@ -1,4 +1,5 @@
-"""Fixtures: a real Mosquitto and a real InfluxDB on free loopback ports with temporary folders.
+"""Fixtures: a real Mosquitto, InfluxDB and PostgreSQL on free loopback ports with temporary
+folders.
 
 Servers are shared by the session; each test gets its own city (topic level) and database, so
 tests never see each other's data. Tests that restart or kill a server start their own.
@@ -21,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from smartcity.servers import Influxd, Mosquitto, free_port
+from smartcity.servers import Influxd, Mosquitto, Postgres, free_port
 
 
 @pytest.fixture(scope="session")
@@ -40,6 +41,17 @@ def influxd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Influxd]:
     db.start()
     yield db
     db.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Postgres]:
+    """Started only by tests that ask for it (the registry on PostgreSQL)."""
+    server = Postgres(
+        workdir=tmp_path_factory.mktemp("postgres"), host="127.0.0.1", port=free_port()
+    )
+    server.start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture

@@ -32,6 +32,8 @@ class DeviceState:
     zone: str
     time: datetime
     fields: dict[str, Any]
+    #: The alert threshold the registry sets for this device, if any (see ``uses_threshold``).
+    threshold: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +92,8 @@ class DeviceKpis(ABC):
     kpi_ids: ClassVar[tuple[str, ...]]
     #: Figures per zone (the zone summary), each a count of fresh devices.
     zone_counts: ClassVar[dict[str, Check]] = {}
+    #: Whether the registry may set a per-device ``threshold`` this type's checks use.
+    uses_threshold: ClassVar[bool] = False
 
     @abstractmethod
     async def window(

@@ -1,5 +1,6 @@
-"""Waste KPIs: bins at or above the threshold by stream and zone, fires, collections, and the
-separate-collection share measured against the plan's 80 % target."""
+"""Waste KPIs: bins at or above their threshold (the registry's for the bin, else the global
+``--bin-threshold``) by stream and zone, fires, collections, and the separate-collection share
+measured against the plan's 80 % target."""
 
 from __future__ import annotations
 
@@ -28,7 +29,9 @@ SHARE_DAYS = 30
 
 
 def full(d: DeviceState, s: ApiSettings) -> bool:
-    return float(d.fields.get("fillingLevel") or 0.0) >= s.bin_threshold
+    """At or above the bin's own threshold from the registry, else the global setting."""
+    limit = d.threshold if d.threshold is not None else s.bin_threshold
+    return float(d.fields.get("fillingLevel") or 0.0) >= limit
 
 
 def burning(d: DeviceState, _s: ApiSettings | None = None) -> bool:
@@ -49,6 +52,7 @@ class WastebinKpis(DeviceKpis):
         "separate_collection_share",
     )
     zone_counts: ClassVar[dict[str, Check]] = {"bins_full": full, "bins_burning": burning}
+    uses_threshold = True
 
     async def window(
         self, db: InfluxReader, end: datetime, settings: ApiSettings

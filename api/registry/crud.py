@@ -47,6 +47,14 @@ def all_devices(session: Session) -> list[Device]:
     return list(session.scalars(select(Device).order_by(Device.device_id)).all())
 
 
+def live_state_columns(session: Session) -> list[tuple[str, str, str, float | None]]:
+    """(device id, type, zone, threshold) of every device, for the live state. Plain rows, not
+    ORM objects: 10,000 devices in ~10 ms of CPU instead of ~150, on every refresh."""
+    columns = (Device.device_id, Device.device_type, Device.zone, Device.threshold)
+    rows = session.execute(select(*columns))
+    return [(r.device_id, r.device_type, r.zone, r.threshold) for r in rows]
+
+
 def get_device(session: Session, device_id: str) -> Device | None:
     return session.get(Device, device_id)
 

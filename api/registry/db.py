@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
@@ -15,7 +15,8 @@ from smartcity.settings import SettingsError
 def make_engine(url: str, create: bool = True) -> Engine:
     """An engine for ``url``; creates the SQLite folder and the tables when ``create``.
 
-    Tables are created if missing (``create_all`` never alters existing ones): the schema is
+    Tables are created if missing, and so are nullable columns a newer version added (e.g.
+    ``devices.threshold``), since ``create_all`` never alters an existing table: the schema is
     small and additive so far; a change that is not additive will need a migration tool.
     """
     try:
@@ -37,7 +38,30 @@ def make_engine(url: str, create: bool = True) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
     if create:
         Base.metadata.create_all(engine)
+        add_missing_columns(engine)
     return engine
+
+
+def add_missing_columns(engine: Engine) -> None:
+    """``ALTER TABLE ... ADD COLUMN`` for each nullable column the models have and a table made
+    by an older version lacks (portable SQL; names from our models, quoted by the dialect)."""
+    inspector = inspect(engine)
+    quote = engine.dialect.identifier_preparer.quote
+    for table in Base.metadata.sorted_tables:
+        present = {c["name"] for c in inspector.get_columns(table.name)}
+        for column in table.columns:
+            if column.name in present:
+                continue
+            if not column.nullable:
+                raise SettingsError(
+                    f"registry table {table.name} lacks the required column {column.name}: "
+                    "this version needs a migration of the registry database"
+                )
+            kind = column.type.compile(dialect=engine.dialect)
+            with engine.begin() as conn:
+                conn.execute(
+                    text(f"ALTER TABLE {quote(table.name)} ADD COLUMN {quote(column.name)} {kind}")
+                )
 
 
 def _sqlite_pragmas(dbapi_conn: object, _record: object) -> None:

@@ -44,6 +44,8 @@ class Device(Base):
     lon: Mapped[float] = mapped_column(Float)
     name: Mapped[str | None] = mapped_column(String(200), default=None)
     installed_on: Mapped[date | None] = mapped_column(Date, default=None)
+    #: Bins: the fill level (0-1) at which this one counts as full; None = the global setting.
+    threshold: Mapped[float | None] = mapped_column(Float, default=None)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
 

@@ -96,10 +96,11 @@ async def list_services(
     return Response(services_json(catalogue, state, settings), media_type="application/json")
 
 
-def services_json(catalogue: Catalogue, state: CityState, settings: ApiSettings) -> str:
+def services_json(catalogue: Catalogue, state: CityState, settings: ApiSettings) -> bytes:
     """The most requested answer: serialised once per state, then served as it is."""
     return state.derive(
-        "services.json", lambda: all_services(catalogue, state, settings).model_dump_json()
+        "services.json",
+        lambda: all_services(catalogue, state, settings).model_dump_json().encode(),
     )
 
 

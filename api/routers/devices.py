@@ -8,6 +8,7 @@ from fastapi import APIRouter, Path, Query, Response
 from sqlalchemy.exc import IntegrityError
 
 from api.deps import CacheDep, SessionDep, Writer
+from api.kpis import KPI_MODULES
 from api.problems import ProblemError
 from api.registry import crud
 from api.registry.models import Device
@@ -31,6 +32,19 @@ def parse_bbox(text: str | None) -> tuple[float, float, float, float] | None:
             errors=[{"loc": ["query", "bbox"], "msg": "not a valid bounding box", "type": "bbox"}],
         )
     return west, south, east, north
+
+
+def check_threshold(device_type: str, threshold: float | None) -> None:
+    """Only types whose alerts and KPIs use a per-device threshold (bins) may carry one."""
+    if threshold is None or KPI_MODULES[device_type].uses_threshold:
+        return
+    kinds = ", ".join(t for t, m in KPI_MODULES.items() if m.uses_threshold)
+    raise ProblemError(
+        422,
+        f"a threshold applies only to {kinds}, not to a {device_type}",
+        errors=[{"loc": ["body", "threshold"], "msg": "not for this device type",
+                 "type": "value_error"}],
+    )  # fmt: skip
 
 
 def _found(session: SessionDep, device_id: str) -> Device:
@@ -70,6 +84,7 @@ def create_device(
 ) -> DevicePublic:
     if crud.get_device(session, new.device_id) is not None:
         raise ProblemError(409, f"device {new.device_id!r} is already registered; PATCH it")
+    check_threshold(new.device_type, new.threshold)
     try:
         device = crud.create_device(session, new)
     except IntegrityError:
@@ -93,7 +108,12 @@ def update_device(
     device_id: DeviceIdPath, change: DeviceUpdate, session: SessionDep, _who: Writer,
     cache: CacheDep,
 ) -> DevicePublic:  # fmt: skip
-    device = crud.update_device(session, _found(session, device_id), change)
+    device = _found(session, device_id)
+    check_threshold(
+        change.device_type or device.device_type,
+        change.threshold if "threshold" in change.model_fields_set else device.threshold,
+    )
+    device = crud.update_device(session, device, change)
     cache.invalidate()
     return DevicePublic.model_validate(device)
 

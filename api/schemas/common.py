@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 
 from smartcity.city import ZONE_NAMES
 from smartcity.contract import DEVICE_ID_PATTERN
@@ -13,8 +14,24 @@ from smartcity.devices import DEVICE_TYPES
 DeviceId = Annotated[str, StringConstraints(pattern=DEVICE_ID_PATTERN)]
 DeviceTypeName = Literal[tuple(DEVICE_TYPES)]  # type: ignore[valid-type]
 ZoneName = Literal[ZONE_NAMES]  # type: ignore[valid-type]
-Latitude = Annotated[float, Field(ge=-90, le=90, allow_inf_nan=False)]
-Longitude = Annotated[float, Field(ge=-180, le=180, allow_inf_nan=False)]
+# strict: a number, not true/false or text that looks like one (the schema says number)
+Latitude = Annotated[float, Field(ge=-90, le=90, allow_inf_nan=False, strict=True)]
+Longitude = Annotated[float, Field(ge=-180, le=180, allow_inf_nan=False, strict=True)]
+#: A bin's fill level, 0 (empty) to 1 (full).
+FillLevel = Annotated[float, Field(gt=0, le=1, allow_inf_nan=False, strict=True)]
+#: Free text kept in the registry: without NUL, which PostgreSQL text cannot hold.
+PlainText = Annotated[str, StringConstraints(pattern=r"^[^\x00]*$")]
+
+
+def _date_as_text(value: object) -> object:
+    # pydantic would read a number as a Unix time; the schema (and JSON) say YYYY-MM-DD text
+    if isinstance(value, int | float):
+        raise ValueError("must be a date as YYYY-MM-DD text")
+    return value
+
+
+#: A calendar date, given as ISO 8601 text.
+IsoDate = Annotated[date, BeforeValidator(_date_as_text)]
 
 
 class Text(BaseModel):

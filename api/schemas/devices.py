@@ -2,11 +2,30 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import datetime
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.schemas.common import DeviceId, DeviceTypeName, Latitude, Longitude, ZoneName
+from api.schemas.common import (
+    DeviceId,
+    DeviceTypeName,
+    FillLevel,
+    IsoDate,
+    Latitude,
+    Longitude,
+    PlainText,
+    ZoneName,
+)
+
+DeviceName = Annotated[PlainText, Field(max_length=200, description="e.g. the street and number.")]
+Threshold = Annotated[
+    FillLevel,
+    Field(
+        description="Bins only: the fill level (0-1) at which this bin is full, for its alert and "
+        "the bins_full KPI; unset (or null in a PATCH) = the API's --bin-threshold."
+    ),
+]
 
 
 class DeviceBase(BaseModel):
@@ -16,8 +35,9 @@ class DeviceBase(BaseModel):
     zone: ZoneName = Field(description="The quartiere the device stands in.")
     lat: Latitude
     lon: Longitude
-    name: str | None = Field(None, max_length=200, description="e.g. the street and number.")
-    installed_on: date | None = None
+    name: DeviceName | None = None
+    installed_on: IsoDate | None = None
+    threshold: Threshold | None = None
 
 
 class DeviceCreate(DeviceBase):
@@ -33,8 +53,9 @@ class DeviceUpdate(BaseModel):
     zone: ZoneName | None = None
     lat: Latitude | None = None
     lon: Longitude | None = None
-    name: str | None = Field(None, max_length=200)
-    installed_on: date | None = None
+    name: DeviceName | None = None
+    installed_on: IsoDate | None = None
+    threshold: Threshold | None = None
 
 
 class DevicePublic(DeviceBase):

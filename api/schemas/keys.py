@@ -7,13 +7,15 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from api.schemas.common import PlainText
+
 Scope = Literal["read", "write", "admin"]
 
 
 class KeyBase(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1, max_length=100, description="Who or what uses the key.")
+    name: PlainText = Field(min_length=1, max_length=100, description="Who or what uses the key.")
     scope: Scope
 
 

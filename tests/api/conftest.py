@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy import create_engine, text
 from sqlalchemy.orm import Session
 
 from api.app import create_app
@@ -29,7 +31,7 @@ from api.security import create_key
 from api.settings import ApiSettings
 from simulators.publisher import AckingPublisher
 from smartcity.contract import Status, encode, encode_telemetry, topic
-from smartcity.servers import Influxd, Mosquitto, free_port
+from smartcity.servers import Influxd, Mosquitto, Postgres, free_port
 
 from ..conftest import Influx, IngesterProcess, run_smartcity, smartcity_env
 from . import city as c
@@ -86,6 +88,32 @@ def city_data(
     return CityData(influx, sent)
 
 
+#: The registry backends a test can run on; parametrize ``registry_url`` indirectly with them.
+REGISTRY_BACKENDS = ("sqlite", "postgresql")
+ON_EVERY_REGISTRY_BACKEND = pytest.mark.parametrize(
+    "registry_url", REGISTRY_BACKENDS, indirect=True
+)
+
+
+@pytest.fixture
+def registry_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """This test's own, empty registry: a SQLite file, or with the ``postgresql`` parameter a
+    fresh database on the session's PostgreSQL server (started on first use)."""
+    backend = getattr(request, "param", "sqlite")
+    if backend == "sqlite":
+        return f"sqlite:///{tmp_path}/registry.db"
+    assert backend == "postgresql", backend
+    server: Postgres = request.getfixturevalue("postgres")
+    database = f"registry_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(server.url(), isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{database}"'))  # a name of our own making
+    finally:
+        admin.dispose()
+    return server.url(database)
+
+
 def api_settings(data: CityData, tmp_path: Path, **overrides: object) -> ApiSettings:
     values: dict[str, object] = {
         "influx_url": data.influx.url,
@@ -102,8 +130,8 @@ def api_settings(data: CityData, tmp_path: Path, **overrides: object) -> ApiSett
 
 
 @pytest.fixture
-def settings(city_data: CityData, tmp_path: Path) -> ApiSettings:
-    return api_settings(city_data, tmp_path)
+def settings(city_data: CityData, tmp_path: Path, registry_url: str) -> ApiSettings:
+    return api_settings(city_data, tmp_path, registry_url=registry_url)
 
 
 @asynccontextmanager
@@ -128,8 +156,12 @@ def sent(city_data: CityData) -> c.Sent:
 
 
 def make_key(settings: ApiSettings, scope: str) -> str:
-    with Session(make_engine(settings.registry_url)) as session:
-        return create_key(session, f"test {scope}", scope)[1]
+    engine = make_engine(settings.registry_url)
+    try:
+        with Session(engine) as session:
+            return create_key(session, f"test {scope}", scope)[1]
+    finally:
+        engine.dispose()  # no connection left open to a PostgreSQL registry
 
 
 @pytest.fixture
@@ -151,6 +183,7 @@ def admin_key(settings: ApiSettings) -> str:
 class ApiServer:
     url: str
     write_key: str
+    admin_key: str
     settings: ApiSettings
 
 
@@ -164,6 +197,7 @@ def api_server(
     engine = make_engine(settings.registry_url)
     with Session(engine) as session:
         key = create_key(session, "tests", "write")[1]
+        admin = create_key(session, "tests admin", "admin")[1]
         now = datetime.now(UTC)
         sent = city_data.sent
         for d, (lat, lon) in sent.place.items():
@@ -179,6 +213,7 @@ def api_server(
         "SMARTCITY_API_REGISTRY_URL": settings.registry_url,
         "SMARTCITY_API_AS_OF": c.AS_OF.isoformat(),
         "SMARTCITY_API_RATE_LIMIT": "1000000",
+        "SMARTCITY_API_RATE_LIMIT_KEYED": "1000000",
         "SMARTCITY_API_KPI_CACHE_SECONDS": "0",
     }
     log = (workdir / "api.log").open("wb")
@@ -199,7 +234,7 @@ def api_server(
             proc.kill()
             raise AssertionError((workdir / "api.log").read_text())
         time.sleep(0.1)
-    yield ApiServer(url, key, settings)
+    yield ApiServer(url, key, admin, settings)
     proc.send_signal(signal.SIGTERM)
     # uvicorn shuts down cleanly, then re-raises SIGTERM as its exit status
     assert proc.wait(30) in (0, -signal.SIGTERM), (workdir / "api.log").read_text()

@@ -122,3 +122,46 @@ async def test_zone_summaries_count_what_each_zone_reported(
     one = (await client.get("/v1/zones/Sant'Ambrogio")).json()
     assert one == zones["Sant'Ambrogio"]
     assert (await client.get("/v1/zones/Atlantis")).status_code == 422
+
+
+async def test_a_bins_own_threshold_overrides_the_global_one(
+    client: httpx.AsyncClient, sent: c.Sent, write_key: str
+) -> None:
+    """Alert, catalogue KPI and zone figure all follow the registry's per-bin threshold."""
+    auth = {"X-API-Key": write_key}
+    bins = c.fresh(sent, "wastebin")
+    full = c.full_bins(sent)
+    # one bin below the global threshold that its own makes full (exactly at it: "at or
+    # above"), and one full bin whose own threshold of 1 (never reached here) makes it not
+    lower = next(d for d, r in sorted(bins.items()) if 0 < r.fillingLevel < c.THRESHOLD)
+    higher = next(d for d, r in sorted(full.items()) if r.fillingLevel < 1)
+    for d, limit in ((lower, bins[lower].fillingLevel), (higher, 1.0)):
+        lat, lon = sent.place[d]
+        body = {"device_id": d, "device_type": "wastebin", "zone": sent.zone[d], "lat": lat,
+                "lon": lon, "threshold": limit}  # fmt: skip
+        r = await client.post("/v1/devices", json=body, headers=auth)
+        assert r.status_code == 201, r.text
+        assert r.json()["threshold"] == limit
+
+    async def bins_full() -> tuple[set[str], int, dict[str, int]]:
+        alerts = (await client.get("/v1/alerts", params={"kind": "bin_full"})).json()["data"]
+        services = (await client.get("/v1/services/waste-collection")).json()["kpis"]
+        kpi = next(k for k in services if k["id"] == "bins_full")
+        zones = (await client.get("/v1/zones")).json()["data"]
+        return (
+            {a["device_id"] for a in alerts},
+            kpi["value"],
+            {z["zone"]: z["figures"]["bins_full"] for z in zones},
+        )
+
+    expected = (set(full) | {lower}) - {higher}
+    alerted, kpi, zones = await bins_full()
+    assert (alerted, kpi) == (expected, len(expected))
+    assert {z: n for z, n in zones.items() if n} == Counter(sent.zone[d] for d in expected)
+    # null in a PATCH clears a bin's threshold: the global setting applies again
+    for d in (lower, higher):
+        r = await client.patch(f"/v1/devices/{d}", json={"threshold": None}, headers=auth)
+        assert r.status_code == 200
+        assert r.json()["threshold"] is None
+    alerted, kpi, _ = await bins_full()
+    assert (alerted, kpi) == (set(full), len(full))

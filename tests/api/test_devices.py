@@ -1,4 +1,5 @@
-"""The device registry: public listing with filters, changes with a write key."""
+"""The device registry: public listing with filters, changes with a write key; every test runs
+on both registry backends, SQLite and PostgreSQL (each a real database of the test's own)."""
 
 from __future__ import annotations
 
@@ -6,9 +7,15 @@ from http import HTTPStatus
 
 import httpx
 import pytest
+from sqlalchemy import inspect, text
+
+from api.registry.db import make_engine
+from api.settings import ApiSettings
 
 from . import city as c
+from .conftest import ON_EVERY_REGISTRY_BACKEND, serve
 
+pytestmark = ON_EVERY_REGISTRY_BACKEND
 PROBLEM = "application/problem+json"
 
 
@@ -109,6 +116,9 @@ async def test_bad_filters_are_422_problems_naming_the_parameter(
         device("sl-1", lat=91),
         {**device("sl-1"), "lat": "NaN"},
         {**device("sl-1"), "owner": "me"},
+        device("sl-1", lon=False),  # a number, not a boolean
+        device("sl-1", installed_on=0),  # a number is not a date (nor a Unix time)
+        device("sl-1", name="Via Dante\x001"),  # PostgreSQL text cannot hold NUL
     ],
 )
 async def test_invalid_devices_are_refused(
@@ -141,3 +151,48 @@ async def test_changes_need_a_key_with_write_scope(
                                  headers={"X-API-Key": read_key})  # fmt: skip
         assert r.status_code == 403, method
     assert (await client.get("/v1/devices/sl-auth")).status_code == 404
+
+
+async def test_a_bin_may_carry_its_own_threshold_and_only_a_bin(
+    client: httpx.AsyncClient, write_key: str
+) -> None:
+    auth = {"X-API-Key": write_key}
+    r = await client.post("/v1/devices", json=device("wb-t1", kind="wastebin"), headers=auth)
+    assert r.json()["threshold"] is None  # unset: the global --bin-threshold applies
+    r = await client.patch("/v1/devices/wb-t1", json={"threshold": 0.65}, headers=auth)
+    assert (r.status_code, r.json()["threshold"]) == (200, 0.65)
+    r = await client.patch("/v1/devices/wb-t1", json={"zone": "Po"}, headers=auth)
+    assert r.json()["threshold"] == 0.65  # kept when not named
+    for bad in (0, 1.01, -0.2, "0.7", True):
+        r = await client.patch("/v1/devices/wb-t1", json={"threshold": bad}, headers=auth)
+        assert r.status_code == 422, bad
+    r = await client.post("/v1/devices", json=device("sl-t1", threshold=0.5), headers=auth)
+    assert r.status_code == 422
+    assert r.headers["content-type"] == PROBLEM
+    assert r.json()["errors"][0]["loc"] == ["body", "threshold"]
+    # a bin with a threshold cannot become a street light unless the threshold goes too
+    r = await client.patch("/v1/devices/wb-t1", json={"device_type": "streetlight"}, headers=auth)
+    assert r.status_code == 422
+    r = await client.patch("/v1/devices/wb-t1", json={"device_type": "streetlight",
+                                                      "threshold": None}, headers=auth)  # fmt: skip
+    assert (r.status_code, r.json()["threshold"]) == (200, None)
+
+
+async def test_a_registry_from_before_thresholds_gains_the_column(
+    settings: ApiSettings, write_key: str
+) -> None:
+    """create_all makes no new columns in an existing table: make_engine adds them."""
+    engine = make_engine(settings.registry_url)
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO devices (device_id, device_type, zone, lat, lon, "
+                          "created_at, updated_at) VALUES ('wb-old', 'wastebin', 'Po', 45.1, "
+                          "10.0, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"))  # fmt: skip
+        conn.execute(text("ALTER TABLE devices DROP COLUMN threshold"))
+    assert "threshold" not in {c["name"] for c in inspect(engine).get_columns("devices")}
+    engine.dispose()
+    async with serve(settings) as client:
+        assert (await client.get("/v1/devices/wb-old")).json()["threshold"] is None
+        r = await client.patch(
+            "/v1/devices/wb-old", json={"threshold": 0.9}, headers={"X-API-Key": write_key}
+        )
+        assert (r.status_code, r.json()["threshold"]) == (200, 0.9)

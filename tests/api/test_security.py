@@ -16,16 +16,21 @@ from api.settings import ApiSettings
 from smartcity.settings import SettingsError
 
 from ..conftest import run_smartcity
-from .conftest import CityData, api_settings, serve
+from .conftest import ON_EVERY_REGISTRY_BACKEND, CityData, api_settings, serve
 
 PROBLEM = "application/problem+json"
 
 
 def stored_keys(settings: ApiSettings) -> list[ApiKey]:
-    with Session(make_engine(settings.registry_url)) as session:
-        return list(session.scalars(select(ApiKey)).all())
+    engine = make_engine(settings.registry_url)
+    try:
+        with Session(engine) as session:
+            return list(session.scalars(select(ApiKey)).all())
+    finally:
+        engine.dispose()
 
 
+@ON_EVERY_REGISTRY_BACKEND
 async def test_admin_manages_keys_and_only_hashes_are_stored(
     client: httpx.AsyncClient, settings: ApiSettings, admin_key: str, write_key: str
 ) -> None:
