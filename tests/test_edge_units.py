@@ -396,6 +396,23 @@ def test_the_agent_needs_only_the_edge_extra() -> None:
     assert out.returncode == 0, out.stderr
 
 
+def test_an_edge_command_line_loads_no_other_component() -> None:
+    """Every module the agent imports stays in its RSS (docs/edge.md, *Footprint*)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from smartcity.cli import build_parser\n"
+        "argv = ['edge', 'run', '--device-type', 'wastebin']\n"
+        "build_parser(argv).parse_args(argv)\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('ingest', 'api', 'grafana')\n"
+        "    or m in ('smartcity.up', 'simulators.cli', 'simulators.settings')))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
 # -- what an installer copies -------------------------------------------------------------------
 
 ROOT = Path(__file__).resolve().parent.parent
