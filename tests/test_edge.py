@@ -322,6 +322,33 @@ def test_commands_round_trip_and_bad_ones_are_rejected_without_disturbing_readin
     assert_every_reading_once(influx, agent)
 
 
+# -- a driver slower than the keepalive ------------------------------------------------------------
+
+
+def test_a_driver_slower_than_the_keepalive_keeps_the_connection_and_every_reading(
+    mosquitto: Mosquitto, influx: Influx, ingester: IngesterProcess, city: str, tmp_path: Path,
+    agents: list,
+) -> None:  # fmt: skip
+    """A read that blocks 8 s, with a 5 s keepalive: the broker drops a client silent for
+    7.5 s, so the MQTT loop must carry on while the driver works."""
+    agent = AgentProcess(
+        smartcity_env(mosquitto.url, influx, city), tmp_path, "sl-slow", "--keepalive", "5",
+        "--driver-options", '{"read_delay": 8}', "--driver-timeout", "1",
+    )  # fmt: skip
+    agents.append(agent.start())
+    agent.wait_log("the slow driver answered", count=2, timeout=60)
+    assert agent.stop() == 0
+    log = agent.log()
+    assert log.count("connected to broker") == 1, log
+    assert "broker connection lost" not in log
+    assert assert_every_reading_once(influx, agent) >= 2
+    # meanwhile the heartbeats kept going and said what held the readings up
+    errors = influx.query(
+        'SELECT "lastError" FROM "device_health" WHERE "device_id" = $d', d=agent.device_id
+    )
+    assert any("driver read still running after 1 s" in (r["lastError"] or "") for r in errors)
+
+
 # -- a device sees only its own commands (per-device logins and ACL) ----------------------------
 
 USERS = {"sl-a": "pass-a", "sl-b": "pass-b", "operator": "op-secret"}
