@@ -528,3 +528,20 @@ def test_driver_options_come_from_the_config_table_and_typos_are_refused(tmp_pat
 
 def driver_for(s: EdgeSettings) -> Driver:
     return DRIVERS[s.driver][s.device_type](s)
+
+
+def test_the_acl_in_the_installers_guide_is_the_deployed_one() -> None:
+    from smartcity.servers import device_acl
+
+    def rules(text: str) -> list[str]:
+        return [line for line in text.splitlines() if line and not line.startswith("#")]
+
+    deployed = rules((ROOT / "deploy/mosquitto/acl").read_text())
+    guide = (ROOT / "docs/edge.md").read_text()
+    block = guide.split("# /etc/mosquitto/acl", 1)[1].split("```", 1)[0]
+    documented = rules(block.split("\n", 1)[1])
+    assert documented
+    assert [line for line in documented if line not in deployed] == []
+    # and the device rules the tests run against a real broker are the deployed ones
+    patterns = [line for line in rules(device_acl()) if line.startswith("pattern")]
+    assert patterns == [line for line in deployed if line.startswith("pattern")]
