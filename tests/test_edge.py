@@ -274,8 +274,18 @@ def ts(value: str) -> datetime:
 
 
 def readings_between(by_id: dict, readings: list[dict], first: str, then: str | None) -> list[dict]:
-    """The readings a device took after command ``first`` was applied and before ``then`` was."""
-    start, end = ts(by_id[first]["ts"]), ts(by_id[then]["ts"]) if then else None
+    """The readings a device took after command ``first`` was applied and before ``then`` was.
+
+    Readings are stamped to the millisecond, results to the microsecond: a reading taken just
+    after a command, in the same millisecond, bears an earlier stamp than the command's result.
+    So both bounds are cut to the millisecond and readings in those very milliseconds left out.
+    """
+
+    def ms(result_id: str) -> datetime:
+        t = ts(by_id[result_id]["ts"])
+        return t.replace(microsecond=t.microsecond // 1000 * 1000)
+
+    start, end = ms(first), ms(then) if then else None
     return [r for r in readings if start < ts(r["ts"]) and (end is None or ts(r["ts"]) < end)]
 
 
@@ -304,7 +314,7 @@ def evcharger_effects(by_id: dict, readings: list[dict]) -> None:
 
     out_of_service, back = first_connector("off-1", "on-1"), first_connector("on-1", None)
     assert out_of_service
-    assert set(out_of_service) == {"Unavailable"}
+    assert set(out_of_service) == {"Unavailable"}, (by_id, readings)
     assert back
     assert "Unavailable" not in back
 
