@@ -1,10 +1,12 @@
 """The agent: read the device on schedule, keep every reading in the outbox, forward it, obey.
 
-One thread runs everything: it reads the driver when due, stores the sample in the outbox, hands
-the oldest rows to paho as batches (at most ``window`` messages awaiting PUBACK), deletes a batch
-when its PUBACK arrives, and drives paho's network loop in between, so paho's callbacks
-(connect, PUBACK, command) run on this same thread. Reconnection is this loop's job too, with
-jittered exponential backoff; paho itself resends what was in flight when a connection dropped.
+One thread runs the agent: it asks the driver for a reading when due, stores the sample in the
+outbox, hands the oldest rows to paho as batches (at most ``window`` messages awaiting PUBACK),
+deletes a batch when its PUBACK arrives, and drives paho's network loop in between, so paho's
+callbacks (connect, PUBACK, command) run on this same thread and the outbox needs no lock.
+Reconnection is this loop's job too, with jittered exponential backoff; paho itself resends
+what was in flight when a connection dropped. The driver alone runs on a thread of its own
+(``edge.drivers.thread``), so a slow device never holds up keepalives or PUBACKs.
 """
 
 from __future__ import annotations
@@ -19,16 +21,27 @@ import paho.mqtt.client as paho
 
 from edge import mqtt
 from edge.commands import CommandHandler
-from edge.drivers import Driver
+from edge.drivers import Driver, DriverError, Sample
+from edge.drivers.thread import Call, DriverThread
 from edge.outbox import Batch, Outbox
 from edge.settings import EdgeSettings
 from smartcity import __version__
-from smartcity.contract import Health, Location, Status, encode, encode_stored, topic
+from smartcity.contract import (
+    CommandResult,
+    Health,
+    Location,
+    Status,
+    encode,
+    encode_stored,
+    topic,
+)
 from smartcity.settings import safe_url
 
 log = logging.getLogger("smartcity.edge")
 #: Longest the loop waits for anything, so a stop request is seen within this time.
 _TICK = 0.5
+#: Longest it waits while a driver call is under way, so its result is taken up promptly.
+_DRIVER_TICK = 0.02
 
 
 class Agent:
@@ -45,6 +58,10 @@ class Agent:
             for ch in ("telemetry", "events", "status", "health", "cmd", "cmd_result")
         }
         self.commands = CommandHandler(settings.device_type, driver, self.topics["cmd"])
+        self.worker = DriverThread(driver)
+        self.reading: Call[Sample] | None = None  # the read under way on the driver thread
+        self.applying: list[Call[CommandResult]] = []  # commands under way, in order
+        self.interval = driver.interval
         self.client = mqtt.new_client(settings, settings.mqtt_client_id)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
@@ -86,7 +103,8 @@ class Agent:
                 self.step()
             self._shutdown()
         finally:
-            self.driver.close()
+            if not self.worker.close(self.settings.driver_timeout):
+                log.warning("the driver did not close in time: leaving it behind")
             log.info(
                 "edge agent stopped",
                 extra={"outbox_depth": self.outbox.depth, "dropped": self.outbox.dropped},
@@ -95,8 +113,10 @@ class Agent:
     def step(self) -> None:
         now = time.monotonic()
         if now >= self.next_read:
-            self._read()
-            self.next_read = max(self.next_read + self.driver.interval, now)
+            if self.reading is None:
+                self.reading = self.worker.submit(self._read_now)
+            self.next_read = max(self.next_read + self.interval, now)
+        self._collect(now)
         if not self.open and now >= self.next_connect:
             self._connect()
         if self.connected:
@@ -109,7 +129,8 @@ class Agent:
         self._wait(min(deadlines) - time.monotonic())
 
     def _wait(self, seconds: float) -> None:
-        seconds = min(max(seconds, 0.0), _TICK)
+        busy = self.reading is not None or self.applying
+        seconds = min(max(seconds, 0.0), _DRIVER_TICK if busy else _TICK)
         if self.open:
             self.client.loop(timeout=seconds)
         else:
@@ -117,14 +138,46 @@ class Agent:
 
     # -- readings ---------------------------------------------------------------------------
 
-    def _read(self) -> None:
+    def _read_now(self) -> Sample:
+        """On the driver thread: the reading is stamped when the device is read, after any
+        command submitted before it has been applied."""
+        return self.driver.read(datetime.now(UTC))
+
+    def _collect(self, now: float) -> None:
+        """Take up what the driver thread finished; report a call that takes too long."""
+        if self.reading is not None and self.reading.done():
+            self._store(self.reading)
+            self.reading = None
+        while self.applying and self.applying[0].done():
+            result = self.applying.pop(0).result()  # commands.apply never raises
+            # paho queues it if the connection dropped meanwhile (the session is persistent)
+            self.client.publish(self.topics["cmd_result"], encode(result), qos=1)
+            if self.driver.interval != self.interval:
+                # a new reporting interval applies from the last reading on
+                self.next_read += self.driver.interval - self.interval
+                self.interval = self.driver.interval
+        for call, what in ((self.reading, "read"), *((c, "command") for c in self.applying[:1])):
+            if call is None or call.began is None or call.reported:
+                continue
+            if now - call.began > self.settings.driver_timeout:
+                call.reported = True
+                self._error(f"driver {what} still running after {self.settings.driver_timeout:g} s")
+                log.warning(
+                    "the driver is slow: MQTT carries on, no new reading until it answers",
+                    extra={"call": what, "timeout_s": self.settings.driver_timeout},
+                )
+
+    def _store(self, call: Call[Sample]) -> None:
         try:
-            sample = self.driver.read(datetime.now(UTC))
+            sample = call.result()
             dropped = self.outbox.store(sample.readings, sample.events)
-        except Exception as exc:  # a driver bug or a full disk must not stop the agent
+        except Exception as exc:  # a device error, a driver bug or a full disk must not stop us
             self._error(f"reading not taken: {type(exc).__name__}: {exc}")
-            log.exception("reading not taken")
+            expected = isinstance(exc, DriverError)  # the device did not answer: no traceback
+            log.error("reading not taken", extra={"error": str(exc)}, exc_info=not expected and exc)
             return
+        if call.reported:
+            log.info("the slow driver answered", extra={"rows": len(sample.readings)})
         if dropped and not self.full:
             log.warning(
                 "outbox full: dropping the oldest readings",
@@ -286,17 +339,11 @@ class Agent:
                 )
 
     def _on_message(self, client: paho.Client, userdata: object, msg: paho.MQTTMessage) -> None:
-        interval = self.driver.interval
-        try:
-            result = self.commands.handle(msg.topic, msg.payload)
-        except Exception:  # a driver bug must not take the agent down
-            log.exception("command handling failed", extra={"topic": msg.topic})
-            return
-        if result is not None:
-            client.publish(self.topics["cmd_result"], encode(result), qos=1)
-        if self.driver.interval != interval:
-            # a new reporting interval applies from the last reading on
-            self.next_read = self.next_read - interval + self.driver.interval
+        decoded = self.commands.decode(msg.topic, msg.payload)
+        if isinstance(decoded, CommandResult):
+            client.publish(self.topics["cmd_result"], encode(decoded), qos=1)
+        elif decoded is not None:  # valid: the driver carries it out on its own thread
+            self.applying.append(self.worker.submit(self.commands.apply, decoded))
 
     # -- stopping ---------------------------------------------------------------------------
 

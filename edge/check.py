@@ -114,13 +114,16 @@ def _check_outbox(settings: EdgeSettings, report: Report) -> Outbox | None:
 def _check_driver(settings: EdgeSettings, report: Report) -> Reading | None:
     try:
         driver = DRIVERS[settings.driver][settings.device_type](settings)
-        sample = driver.read(datetime.now(UTC))
-        driver.close()
+        try:
+            driver.start()
+            sample = driver.read(datetime.now(UTC))
+        finally:
+            driver.close()
     except Exception as exc:  # whatever the device did, the installer needs to see it
         report.fail(
             "driver",
             f"reading the device failed: {type(exc).__name__}: {exc}",
-            "check the device's wiring, address and power, and the driver settings",
+            "check the device's wiring, address and power, and [edge.driver_options]",
         )
         return None
     if not sample.readings:

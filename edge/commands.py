@@ -3,6 +3,7 @@
 The agent subscribes to its own ``cmd`` topic only; a message that arrives on any other topic
 (a stale subscription in an old session, a broker misconfiguration) is ignored, never applied.
 Bad input is answered with the reason and never raised: publishing carries on regardless.
+Decoding runs on the agent's thread; ``apply`` on the driver's (see ``edge.drivers.thread``).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from datetime import UTC, datetime
 
 from edge.drivers import CommandRejected, Driver
 from smartcity.contract import MAX_PAYLOAD_BYTES, CommandResult, InvalidMessage, decode_command
-from smartcity.devices.base import COMMAND_ID_PATTERN
+from smartcity.devices.base import COMMAND_ID_PATTERN, Command
 
 log = logging.getLogger("smartcity.edge")
 _ID_RE = re.compile(COMMAND_ID_PATTERN)
@@ -30,17 +31,28 @@ class CommandHandler:
 
     def handle(self, topic: str, payload: bytes) -> CommandResult | None:
         """The result to send back, or None for a message that is not this device's command."""
+        command = self.decode(topic, payload)
+        return self.apply(command) if isinstance(command, Command) else command
+
+    def decode(self, topic: str, payload: bytes) -> Command | CommandResult | None:
+        """The validated command; or its rejection; or None for a message that is not ours."""
         if topic != self.topic:
             log.warning("ignored a message on a topic that is not ours", extra={"topic": topic})
             return None
         try:
-            command = decode_command(self.device_type, payload)
+            return decode_command(self.device_type, payload)
         except InvalidMessage as exc:
             return self._rejected(_best_effort_id(payload), f"{exc.code}: {exc.reason}")
+
+    def apply(self, command: Command) -> CommandResult:
+        """Carry a validated command out on the driver (the agent calls it on the driver thread)."""
         try:
             self.driver.apply(command)
         except CommandRejected as exc:
             return self._rejected(command.id, exc.reason)
+        except Exception as exc:  # the device failed, or a driver bug: the sender hears why
+            log.exception("command failed in the driver", extra={"id": command.id})
+            return self._rejected(command.id, f"the device failed: {type(exc).__name__}: {exc}")
         self.accepted += 1
         log.info(
             "command applied",

@@ -6,9 +6,11 @@ installer's typo fails at start-up with the name of the key to fix.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 
 from smartcity.contract import DEVICE_ID_PATTERN, ZONE_MAX_LENGTH, ZONE_PATTERN
 from smartcity.devices import DEVICE_TYPES
@@ -27,6 +29,17 @@ class EdgeSettings(MqttSettings):
     )
     driver: str = Field(
         description="How the device is read: 'simulated' (real protocols come as drivers)."
+    )
+    driver_options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="The driver's own settings: the [edge.driver_options] table of the config "
+        "file, or JSON (see docs/edge.md for each driver's keys).",
+    )
+    driver_timeout: float = Field(
+        10.0,
+        gt=0,
+        le=3600,
+        description="Seconds a driver read or command may take before it is reported in lastError.",
     )
     interval: float | None = Field(
         None,
@@ -102,12 +115,31 @@ class EdgeSettings(MqttSettings):
             raise ValueError(f"must be one of {', '.join(sorted(DRIVERS))}")
         return name
 
+    @field_validator("driver_options", mode="before")
+    @classmethod
+    def _options_json(cls, value: Any) -> Any:
+        """A flag or a variable gives the table as JSON."""
+        if not isinstance(value, str):
+            return value
+        try:
+            return json.loads(value)
+        except ValueError as exc:
+            raise ValueError(f"not a JSON object: {exc}") from None
+
     @model_validator(mode="after")
     def _consistent(self) -> EdgeSettings:
         from edge.drivers import DRIVERS
 
         if self.device_type not in DRIVERS[self.driver]:
             raise ValueError(f"driver {self.driver!r} cannot read a {self.device_type}")
+        options = DRIVERS[self.driver][self.device_type].Options
+        try:
+            options.model_validate(self.driver_options)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors(include_url=False)
+            )
+            raise ValueError(f"driver_options for {self.driver!r}: {problems}") from None
         if (self.lat is None) != (self.lon is None):
             raise ValueError("give both lat and lon, or neither")
         if self.reconnect_min_delay > self.reconnect_max_delay:

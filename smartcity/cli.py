@@ -15,15 +15,16 @@ from collections.abc import Sequence
 from smartcity import __version__, logs
 from smartcity.settings import CONFIG_ENV, SettingsError
 
-#: Modules with a ``register(subparsers, common)`` function, in the order ``--help`` lists them.
-COMMAND_MODULES = (
-    "smartcity.up",
-    "simulators.cli",
-    "ingest.cli",
-    "edge.cli",
-    "api.cli",
-    "grafana.cli",
-)
+#: Each command's module, with a ``register(subparsers, common)`` function, in the order
+#: ``--help`` lists them.
+COMMAND_MODULES = {
+    "up": "smartcity.up",
+    "simulate": "simulators.cli",
+    "ingest": "ingest.cli",
+    "edge": "edge.cli",
+    "api": "api.cli",
+    "grafana": "grafana.cli",
+}
 
 
 class UserError(Exception):
@@ -45,7 +46,9 @@ def common_options() -> argparse.ArgumentParser:
     return common
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
+    """The parser; for a command line naming a command, only that command's module is imported
+    (an edge agent then never loads the other components' settings)."""
     parser = argparse.ArgumentParser(
         prog="smartcity",
         description="Cremona smart-city data platform: edge agents, ingester, API, dashboards, "
@@ -54,7 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"smartcity {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     common = common_options()
-    for name in COMMAND_MODULES:
+    chosen = [COMMAND_MODULES[argv[0]]] if argv and argv[0] in COMMAND_MODULES else None
+    for name in chosen or COMMAND_MODULES.values():
         try:
             module = importlib.import_module(name)
         except ModuleNotFoundError as exc:
@@ -68,7 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     import os
 
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     if args.config is None:
         args.config = os.environ.get(CONFIG_ENV)

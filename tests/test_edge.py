@@ -15,7 +15,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 
@@ -24,7 +24,9 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from edge.outbox import Outbox
+from simulators.base import local_hour
 from smartcity.contract import topic
+from smartcity.devices import DEVICE_TYPES
 from smartcity.servers import Mosquitto, device_acl, free_port, mosquitto_auth_config
 
 from .conftest import Influx, IngesterProcess, run_smartcity, smartcity_env
@@ -47,6 +49,7 @@ class AgentProcess:
         ]  # fmt: skip
         if "--device-type" not in args:
             self.args += ["--device-type", "streetlight"]
+        self.device_type = self.args[self.args.index("--device-type") + 1]
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, *extra: str) -> AgentProcess:
@@ -101,9 +104,15 @@ def seq_stats(influx: Influx, device_id: str, measurement: str = "streetlight") 
     return (rows[0]["count"], rows[0]["min"], rows[0]["max"]) if rows else (0, None, None)
 
 
-def wait_for_readings(influx: Influx, device_id: str, at_least: int, timeout: float = 60) -> None:
+def wait_for_readings(
+    influx: Influx,
+    device_id: str,
+    at_least: int,
+    timeout: float = 60,
+    measurement: str = "streetlight",
+) -> None:
     deadline = time.monotonic() + timeout
-    while seq_stats(influx, device_id)[0] < at_least:
+    while seq_stats(influx, device_id, measurement)[0] < at_least:
         assert time.monotonic() < deadline, f"fewer than {at_least} readings of {device_id}"
         time.sleep(0.1)
 
@@ -113,8 +122,8 @@ def assert_every_reading_once(influx: Influx, agent: AgentProcess, first: int = 
     produced, waiting, _ = agent.produced()
     assert waiting == 0, "a clean stop sends everything that waits in the outbox"
     expected = produced - first
-    assert influx.wait_for_count("streetlight", expected) == expected
-    assert seq_stats(influx, agent.device_id) == (expected, first, produced - 1)
+    assert influx.wait_for_count(agent.device_type, expected) == expected
+    assert seq_stats(influx, agent.device_id, agent.device_type) == (expected, first, produced - 1)
     return expected
 
 
@@ -264,62 +273,191 @@ def ts(value: str) -> datetime:
     return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
-def test_commands_round_trip_and_bad_ones_are_rejected_without_disturbing_readings(
-    mosquitto: Mosquitto, influx: Influx, ingester: IngesterProcess, city: str, tmp_path: Path,
-    agents: list,
-) -> None:  # fmt: skip
-    agent = AgentProcess(smartcity_env(mosquitto.url, influx, city), tmp_path, "sl-cmd")
-    cmd = topic("streetlight", agent.device_id, "cmd", city)
-    result_topic = topic("streetlight", agent.device_id, "cmd_result", city)
-    op = Operator(mosquitto)
-    try:
-        op.watch(result_topic, topic("streetlight", agent.device_id, "telemetry", city))
-        agents.append(agent.start())
-        agent.wait_log("connected to broker")
-        sent = [
-            b'{"v":1,"id":"on","action":"switch","state":"on"}',
-            b"this is not json",
-            b'{"v":1,"id":"too-bright","action":"dim","level":7}',
-            b'{"v":1,"id":"off","action":"switch","state":"off"}',
-            b'{"v":1,"id":"unknown","action":"explode"}',
-            b'{"v":1,"id":"extra","action":"switch","state":"on","force":true}',
-            b'{"v":1,"id":"on-again","action":"switch","state":"on"}',
-            b'{"v":1,"id":"dim","action":"dim","level":0.3}',
-        ]
-        for payload in sent:
-            op.send(cmd, payload)
-            time.sleep(0.2)
-        results = op.wait_results(result_topic, len(sent))
-        time.sleep(0.5)
-        assert agent.stop() == 0
-    finally:
-        op.close()
-    by_id = {r.get("id"): r for r in results}
-    assert len(results) == len(sent)
-    accepted = ("on", "off", "on-again", "dim")
-    assert [by_id[i]["status"] for i in accepted] == ["accepted"] * 4
-    assert by_id[None]["status"] == "rejected"
-    assert "bad_json" in by_id[None]["reason"]
-    assert "dim.level" in by_id["too-bright"]["reason"]
-    assert "explode" in by_id["unknown"]["reason"]
-    assert "force" in by_id["extra"]["reason"]
-    # each accepted command took effect from the next reading on, day or night
+def readings_between(by_id: dict, readings: list[dict], first: str, then: str | None) -> list[dict]:
+    """The readings a device took after command ``first`` was applied and before ``then`` was.
 
-    def between(first: str, then: str | None) -> list[dict]:
-        start, end = ts(by_id[first]["ts"]), ts(by_id[then]["ts"]) if then else None
-        return [
-            r for r in op.readings if start < ts(r["ts"]) and (end is None or ts(r["ts"]) < end)
-        ]
+    Readings are stamped to the millisecond, results to the microsecond: a reading taken just
+    after a command, in the same millisecond, bears an earlier stamp than the command's result.
+    So both bounds are cut to the millisecond and readings in those very milliseconds left out.
+    """
 
-    lit, dark, dimmed = between("on", "off"), between("off", "on-again"), between("dim", None)
+    def ms(result_id: str) -> datetime:
+        t = ts(by_id[result_id]["ts"])
+        return t.replace(microsecond=t.microsecond // 1000 * 1000)
+
+    start, end = ms(first), ms(then) if then else None
+    return [r for r in readings if start < ts(r["ts"]) and (end is None or ts(r["ts"]) < end)]
+
+
+def streetlight_effects(by_id: dict, readings: list[dict]) -> None:
+    lit = readings_between(by_id, readings, "on", "off")
+    dark = readings_between(by_id, readings, "off", "on-again")
+    dimmed = readings_between(by_id, readings, "dim", "schedule")
+    scheduled = readings_between(by_id, readings, "schedule", None)
     assert lit
     assert all(r["powerState"] != "off" for r in lit)
     assert dark
     assert all(r["powerState"] == "off" for r in dark)
     assert dimmed
     assert all(r["illuminanceLevel"] == 0.3 for r in dimmed)
+    assert scheduled  # forced on, so lit day or night, at the level of the local hour's step
+    assert all(
+        r["illuminanceLevel"] == (0.6 if local_hour(ts(r["ts"])) < 12 else 0.4) for r in scheduled
+    )
+
+
+def evcharger_effects(by_id: dict, readings: list[dict]) -> None:
+    def first_connector(first: str, then: str | None) -> list[str]:
+        return [
+            r["connectors"][0]["status"] for r in readings_between(by_id, readings, first, then)
+        ]
+
+    out_of_service, back = first_connector("off-1", "on-1"), first_connector("on-1", None)
+    assert out_of_service
+    assert set(out_of_service) == {"Unavailable"}, (by_id, readings)
+    assert back
+    assert "Unavailable" not in back
+
+
+def wastebin_effects(by_id: dict, readings: list[dict]) -> None:
+    # a reading every 0.05 s until setInterval, then the next one is 10 s after the last
+    assert len(readings_between(by_id, readings, "first", "slow")) >= 3
+    assert len(readings_between(by_id, readings, "slow", None)) <= 1
+
+
+#: Per device type: the commands sent in order, each with the result expected (``accepted``, or
+#: a word of the rejection's reason; a command without a usable id is answered with id None),
+#: the check that the accepted ones changed what the device then read, and how many readings to
+#: wait for after the last answer before stopping (the check needs some, on a loaded machine too).
+ROUND_TRIPS: dict[
+    str, tuple[list[tuple[str | None, bytes, str]], Callable[[dict, list], None], int]
+] = {
+    "streetlight": (
+        [
+            ("on", b'{"v":1,"id":"on","action":"switch","state":"on"}', "accepted"),
+            (None, b"this is not json", "bad_json"),
+            ("too-bright", b'{"v":1,"id":"too-bright","action":"dim","level":7}', "dim.level"),
+            ("off", b'{"v":1,"id":"off","action":"switch","state":"off"}', "accepted"),
+            ("unknown", b'{"v":1,"id":"unknown","action":"explode"}', "explode"),
+            ("extra", b'{"v":1,"id":"extra","action":"switch","state":"on","force":true}', "force"),
+            ("on-again", b'{"v":1,"id":"on-again","action":"switch","state":"on"}', "accepted"),
+            ("dim", b'{"v":1,"id":"dim","action":"dim","level":0.3}', "accepted"),
+            (
+                "schedule",
+                b'{"v":1,"id":"schedule","action":"schedule","steps":'
+                b'[{"start":0,"end":12,"level":0.6},{"start":12,"end":24,"level":0.4}]}',
+                "accepted",
+            ),
+        ],
+        streetlight_effects,
+        3,
+    ),
+    "evcharger": (
+        [
+            (
+                "off-1",
+                b'{"v":1,"id":"off-1","action":"setConnector","connectorId":1,"enabled":false}',
+                "accepted",
+            ),
+            (
+                "no-such",
+                b'{"v":1,"id":"no-such","action":"setConnector","connectorId":8,"enabled":false}',
+                "connectorId 8",
+            ),
+            ("dim", b'{"v":1,"id":"dim","action":"dim","level":0.3}', "dim"),
+            (
+                "on-1",
+                b'{"v":1,"id":"on-1","action":"setConnector","connectorId":1,"enabled":true}',
+                "accepted",
+            ),
+        ],
+        evcharger_effects,
+        3,
+    ),
+    "wastebin": (
+        [
+            ("first", b'{"v":1,"id":"first","action":"setInterval","interval":1}', "interval"),
+            ("slow", b'{"v":1,"id":"slow","action":"setInterval","interval":10}', "accepted"),
+        ],
+        wastebin_effects,
+        0,  # its last command is to report every 10 s
+    ),
+}
+
+
+def test_every_device_type_has_a_round_trip() -> None:
+    assert ROUND_TRIPS.keys() == DEVICE_TYPES.keys()
+
+
+@pytest.mark.parametrize("device_type", sorted(ROUND_TRIPS))
+def test_commands_round_trip_and_bad_ones_are_rejected_without_disturbing_readings(
+    mosquitto: Mosquitto, influx: Influx, ingester: IngesterProcess, city: str, tmp_path: Path,
+    agents: list, device_type: str,
+) -> None:  # fmt: skip
+    commands, effects, settle = ROUND_TRIPS[device_type]
+    agent = AgentProcess(
+        smartcity_env(mosquitto.url, influx, city), tmp_path, f"{device_type[:2]}-cmd",
+        "--device-type", device_type,
+    )  # fmt: skip
+    cmd = topic(device_type, agent.device_id, "cmd", city)
+    result_topic = topic(device_type, agent.device_id, "cmd_result", city)
+    op = Operator(mosquitto)
+    try:
+        op.watch(result_topic, topic(device_type, agent.device_id, "telemetry", city))
+        agents.append(agent.start())
+        agent.wait_log("connected to broker")
+        for _, payload, _ in commands:
+            op.send(cmd, payload)
+            time.sleep(0.2)
+        results = op.wait_results(result_topic, len(commands))
+        assert len(results) == len(commands), results
+        by_id = {r.get("id"): r for r in results}
+        last, deadline = commands[-1][0], time.monotonic() + 20
+        while len(readings_between(by_id, op.readings, last, None)) < settle:  # type: ignore[arg-type]
+            assert time.monotonic() < deadline, f"no readings after {last}"
+            time.sleep(0.05)
+        time.sleep(0.5)
+        assert agent.stop() == 0
+    finally:
+        op.close()
+    for command_id, _, expected in commands:
+        result = by_id[command_id]
+        if expected == "accepted":
+            assert result["status"] == "accepted", result
+        else:
+            assert result["status"] == "rejected", result
+            assert expected in result["reason"], result
+    # each accepted command took effect from the next reading on
+    effects(by_id, op.readings)
     # and the stream never stopped
     assert_every_reading_once(influx, agent)
+
+
+# -- a driver slower than the keepalive ------------------------------------------------------------
+
+
+def test_a_driver_slower_than_the_keepalive_keeps_the_connection_and_every_reading(
+    mosquitto: Mosquitto, influx: Influx, ingester: IngesterProcess, city: str, tmp_path: Path,
+    agents: list,
+) -> None:  # fmt: skip
+    """A read that blocks 8 s, with a 5 s keepalive: the broker drops a client silent for
+    7.5 s, so the MQTT loop must carry on while the driver works."""
+    agent = AgentProcess(
+        smartcity_env(mosquitto.url, influx, city), tmp_path, "sl-slow", "--keepalive", "5",
+        "--driver-options", '{"read_delay": 8}', "--driver-timeout", "1",
+    )  # fmt: skip
+    agents.append(agent.start())
+    agent.wait_log("the slow driver answered", count=2, timeout=60)
+    assert agent.stop() == 0
+    log = agent.log()
+    assert log.count("connected to broker") == 1, log
+    assert "broker connection lost" not in log
+    assert assert_every_reading_once(influx, agent) >= 2
+    # meanwhile the heartbeats kept going and said what held the readings up
+    errors = influx.query(
+        'SELECT "lastError" FROM "device_health" WHERE "device_id" = $d', d=agent.device_id
+    )
+    assert any("driver read still running after 1 s" in (r["lastError"] or "") for r in errors)
 
 
 # -- a device sees only its own commands (per-device logins and ACL) ----------------------------

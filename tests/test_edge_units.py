@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from edge.commands import CommandHandler
-from edge.drivers import DRIVERS, CommandRejected, Driver
+from edge.drivers import DRIVERS, CommandRejected, Driver, DriverError, Sample
+from edge.drivers.thread import DriverThread
 from edge.outbox import Outbox, OutboxError
 from edge.settings import EdgeSettings
 from smartcity.contract import (
@@ -396,6 +397,23 @@ def test_the_agent_needs_only_the_edge_extra() -> None:
     assert out.returncode == 0, out.stderr
 
 
+def test_an_edge_command_line_loads_no_other_component() -> None:
+    """Every module the agent imports stays in its RSS (docs/edge.md, *Footprint*)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from smartcity.cli import build_parser\n"
+        "argv = ['edge', 'run', '--device-type', 'wastebin']\n"
+        "build_parser(argv).parse_args(argv)\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('ingest', 'api', 'grafana')\n"
+        "    or m in ('smartcity.up', 'simulators.cli', 'simulators.settings')))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
 # -- what an installer copies -------------------------------------------------------------------
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -425,3 +443,105 @@ def test_the_systemd_unit_runs_the_agent_with_its_state_directory() -> None:
             EdgeSettings, parse("--config", str(ROOT / "deploy/edge/agent.toml"))
         ).outbox_path.parent
     )
+
+
+# -- the driver interface and its thread ----------------------------------------------------------
+
+
+class Recorder(Driver):
+    """A driver that records which hook ran on which thread, and fails to start once."""
+
+    device_type = DEVICE_TYPES["streetlight"]
+
+    def __init__(self, settings: EdgeSettings) -> None:
+        super().__init__(settings)
+        self.calls: list[tuple[str, str]] = []
+        self.start_failures = 1
+
+    def _note(self, what: str) -> None:
+        import threading
+
+        self.calls.append((what, threading.current_thread().name))
+
+    def start(self) -> None:
+        self._note("start")
+        if self.start_failures:
+            self.start_failures -= 1
+            raise DriverError("no answer from 10.0.0.5:502")
+
+    def read(self, now: datetime) -> Sample:
+        self._note("read")
+        return Sample()
+
+    def apply(self, command: object) -> None:
+        self._note("apply")
+
+    def close(self) -> None:
+        self._note("close")
+
+
+def test_the_driver_thread_starts_the_driver_first_retries_a_failed_start_and_closes_it() -> None:
+    drv = Recorder(settings())
+    worker = DriverThread(drv)
+    failed = worker.submit(drv.read, NIGHT)
+    with pytest.raises(DriverError, match="no answer"):
+        failed.result(5)
+    assert worker.submit(drv.read, NIGHT).result(5) == Sample()
+    assert worker.close(5)
+    assert [what for what, _ in drv.calls] == ["start", "start", "read", "close"]
+    assert {thread for _, thread in drv.calls} == {"driver-st-1"}  # never the caller's thread
+
+
+def test_a_call_that_blocks_does_not_block_the_caller() -> None:
+    import threading
+
+    release = threading.Event()
+    drv = driver("streetlight")
+    worker = DriverThread(drv)
+    stuck = worker.submit(release.wait, 30)
+    queued = worker.submit(drv.read, NIGHT)
+    assert not stuck.done()
+    assert not queued.done()  # one call at a time, in order
+    release.set()
+    assert len(queued.result(5).readings) == 1
+    assert worker.close(5)
+
+
+def test_driver_options_come_from_the_config_table_and_typos_are_refused(tmp_path: Path) -> None:
+    cfg = tmp_path / "agent.toml"
+    cfg.write_text(
+        '[edge]\ndevice_type = "wastebin"\ndevice_id = "wb-1"\ndriver = "simulated"\n'
+        "[edge.driver_options]\nread_delay = 0.5\n"
+    )
+    s = load(EdgeSettings, parse("--config", str(cfg)))
+    assert driver_for(s).options.read_delay == 0.5  # type: ignore[attr-defined]
+    s = load(EdgeSettings, parse("--config", str(cfg), "--driver-options", '{"read_delay": 2}'))
+    assert driver_for(s).options.read_delay == 2  # type: ignore[attr-defined]
+    for bad, word in (
+        ('{"read_dealy": 2}', "read_dealy"),
+        ("{oops", "JSON"),
+        ('{"read_delay": -1}', "read_delay"),
+    ):
+        with pytest.raises(SettingsError, match=word):
+            load(EdgeSettings, parse("--config", str(cfg), "--driver-options", bad))
+
+
+def driver_for(s: EdgeSettings) -> Driver:
+    return DRIVERS[s.driver][s.device_type](s)
+
+
+def test_the_acl_in_the_installers_guide_is_the_deployed_one() -> None:
+    from smartcity.servers import device_acl
+
+    def rules(text: str) -> list[str]:
+        return [line for line in text.splitlines() if line and not line.startswith("#")]
+
+    deployed = rules((ROOT / "deploy/mosquitto/acl").read_text())
+    guide = (ROOT / "docs/edge.md").read_text()
+    block = guide.split("# /etc/mosquitto/acl", 1)[1].split("```", 1)[0]
+    documented = rules(block.split("\n", 1)[1])
+    assert documented
+    assert [line for line in documented if line not in deployed] == []
+    # and the device rules the tests run against a real broker are the deployed ones
+    patterns = [line for line in rules(device_acl()) if line.startswith("pattern")]
+    assert patterns == [line for line in deployed if line.startswith("pattern")]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from edge.drivers.base import CommandRejected, Driver, DriverError, Sample
+from edge.drivers.base import CommandRejected, Driver, DriverError, DriverOptions, Sample
 from edge.drivers.simulated.evcharger import SimulatedEvchargerDriver
 from edge.drivers.simulated.streetlight import SimulatedStreetlightDriver
 from edge.drivers.simulated.wastebin import SimulatedWastebinDriver
@@ -14,4 +14,4 @@ DRIVERS: dict[str, dict[str, type[Driver]]] = {
     },
 }
 
-__all__ = ["DRIVERS", "CommandRejected", "Driver", "DriverError", "Sample"]
+__all__ = ["DRIVERS", "CommandRejected", "Driver", "DriverError", "DriverOptions", "Sample"]

@@ -5,6 +5,13 @@ A driver knows one protocol for one device type; the agent around it does everyt
 in a lighting cabinet is polled once per ``read``; an OCPP charger or a LoRaWAN network server
 pushes data, which the driver buffers and hands over at the next ``read`` (zero, one or many
 readings); ``apply`` writes a register, sends an OCPP ChangeAvailability, or queues a downlink.
+
+The agent calls a driver from one thread of its own (``edge.drivers.thread``), never from the
+MQTT loop, one call at a time: ``start`` before the first ``read`` or ``apply`` (again after it
+failed), then ``read`` and ``apply`` as they come, ``close`` on the way out. A driver may block
+(a Modbus timeout, a slow charger) without stalling MQTT keepalives and PUBACKs, and needs no
+locks of its own. Its own settings come from ``[edge.driver_options]``, checked at start-up
+against its ``Options`` model.
 """
 
 from __future__ import annotations
@@ -13,6 +20,8 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, ClassVar
+
+from pydantic import BaseModel, ConfigDict
 
 from smartcity.devices import DeviceType, Event, Reading
 from smartcity.devices.base import Command
@@ -41,15 +50,29 @@ class CommandRejected(Exception):
         self.reason = reason
 
 
+class DriverOptions(BaseModel):
+    """A driver's own settings (``[edge.driver_options]``): subclass it, add fields, and set it as
+    the driver's ``Options``. Unknown keys are refused, so a typo fails at start-up."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
 class Driver(ABC):
     """One device, read every ``interval`` seconds; commands may change what it does."""
 
     device_type: ClassVar[type[DeviceType]]
+    #: The model of this driver's ``[edge.driver_options]`` (an IP address, a Modbus unit id...).
+    Options: ClassVar[type[DriverOptions]] = DriverOptions
 
     def __init__(self, settings: EdgeSettings) -> None:
         self.device_id = settings.device_id
         #: Seconds between reads; a command (a bin's ``setInterval``) may change it.
         self.interval = settings.reading_interval
+        self.options = self.Options.model_validate(settings.driver_options)
+
+    def start(self) -> None:  # noqa: B027 - optional hook, most drivers hold nothing
+        """Connect to the device (open the Modbus TCP socket, start the OCPP listener). Called
+        before the first ``read`` or ``apply``; raise :class:`DriverError` to be retried then."""
 
     @abstractmethod
     def read(self, now: datetime) -> Sample:
@@ -60,4 +83,4 @@ class Driver(ABC):
         """Carry out a validated command, or raise :class:`CommandRejected` saying why not."""
 
     def close(self) -> None:  # noqa: B027 - optional hook, most drivers hold nothing
-        """Release the device connection, if the driver holds one."""
+        """Release the device connection, if the driver holds one (also when ``start`` failed)."""

@@ -7,10 +7,13 @@ fleet does, and commands act on the same state (a forced lamp, a disabled connec
 from __future__ import annotations
 
 import random
+import time
 from datetime import datetime
 from typing import TYPE_CHECKING, ClassVar
 
-from edge.drivers.base import Driver, Sample
+from pydantic import Field
+
+from edge.drivers.base import Driver, DriverOptions, Sample
 from simulators.base import Placement, place
 from smartcity.city import ZONES
 
@@ -19,9 +22,20 @@ if TYPE_CHECKING:
     from simulators.base import SimulatedDevice
 
 
+class SimulatedOptions(DriverOptions):
+    read_delay: float = Field(
+        0.0,
+        ge=0,
+        le=600,
+        description="Seconds each read takes, like a slow field bus (demos and tests).",
+    )
+
+
 class SimulatedDriver(Driver):
     #: The behaviour class from ``simulators/`` this driver runs.
     sim: ClassVar[type[SimulatedDevice]]
+    Options = SimulatedOptions
+    options: SimulatedOptions
 
     def __init__(self, settings: EdgeSettings) -> None:
         super().__init__(settings)
@@ -34,5 +48,7 @@ class SimulatedDriver(Driver):
         self.device = self.sim(placement, rng)
 
     def read(self, now: datetime) -> Sample:
+        if self.options.read_delay:
+            time.sleep(self.options.read_delay)
         reading, events = self.device.read(now)
         return Sample([reading], events)
