@@ -1,16 +1,19 @@
 """Settings for every component, from one place: flag, then ``SMARTCITY_*`` variable, then file.
 
-Each component declares one pydantic-settings model; its fields become command-line flags
-(``batch_size`` -> ``--batch-size``), environment variables (``SMARTCITY_INGEST_BATCH_SIZE``, or
-``SMARTCITY_MQTT_URL`` for the connection settings every component shares) and keys of a TOML
-config file (top-level keys are shared, ``[ingest]`` holds the ingester's own). Settings are
-validated at start-up, before anything connects, so a typo fails fast with the name to fix.
+Each component declares one pydantic model on :class:`ComponentSettings`; its fields become
+command-line flags (``batch_size`` -> ``--batch-size``), environment variables
+(``SMARTCITY_INGEST_BATCH_SIZE``, or ``SMARTCITY_MQTT_URL`` for the connection settings every
+component shares) and keys of a TOML config file (top-level keys are shared, ``[ingest]`` holds
+the ingester's own). Settings are validated at start-up, before anything connects, so a typo
+fails fast with the name to fix.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextvars
+import json
+import os
 import tomllib
 import types
 import typing
@@ -20,9 +23,8 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal, get_args, get_origin
 from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, Field, ValidationError, field_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic.fields import FieldInfo
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 ENV_PREFIX = "SMARTCITY_"
 CONFIG_ENV = "SMARTCITY_CONFIG"
@@ -41,57 +43,122 @@ def shared(default: Any, description: str, name: str) -> Any:
     )
 
 
-class ConfigFileSource(PydanticBaseSettingsSource):
-    """Top-level keys of the TOML file, overlaid with the component's own ``[section]``."""
-
-    def __init__(self, settings_cls: type[BaseSettings]) -> None:
-        super().__init__(settings_cls)
-        path = _config_file.get()
-        self.data: dict[str, Any] = {}
-        if path is None:
-            return
-        try:
-            raw = tomllib.loads(path.read_text())
-        except (OSError, tomllib.TOMLDecodeError) as exc:
-            raise SettingsError(f"cannot read config file {path}: {exc}") from exc
-        section = getattr(settings_cls, "section", "")
-        own = raw.get(section, {}) if section else {}
-        fields = settings_cls.model_fields
-        self.data = {k: v for k, v in raw.items() if k in fields and not isinstance(v, dict)}
-        self.data.update(own if isinstance(own, dict) else {})
-
-    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
-        return self.data.get(field_name), field_name, False
-
-    def __call__(self) -> dict[str, Any]:
-        return dict(self.data)
-
-
 class SettingsError(Exception):
     """Settings that cannot work; the message says which and how to fix it."""
 
 
-class ComponentSettings(BaseSettings):
-    """Base of every component's settings (flag > environment > config file > default)."""
+def _file_values(settings_cls: type[ComponentSettings]) -> dict[str, Any]:
+    """Top-level keys of the TOML file, overlaid with the component's own ``[section]``."""
+    path = _config_file.get()
+    if path is None:
+        return {}
+    try:
+        raw = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise SettingsError(f"cannot read config file {path}: {exc}") from exc
+    section = settings_cls.section
+    own = raw.get(section, {}) if section else {}
+    fields = settings_cls.model_fields
+    data = {k: v for k, v in raw.items() if k in fields and not isinstance(v, dict)}
+    data.update(own if isinstance(own, dict) else {})
+    return data
+
+
+def _is_complex(annotation: Any) -> bool:
+    """Whether a variable's text is JSON for this annotation (a dict, a list, a model)."""
+    kind = get_origin(annotation) or annotation
+    if kind in (types.UnionType, typing.Union):
+        return any(_is_complex(a) for a in get_args(annotation) if a is not type(None))
+    return isinstance(kind, type) and (
+        issubclass(kind, dict | list | set | frozenset | tuple) or issubclass(kind, BaseModel)
+    )
+
+
+def _merge(low: Any, high: Any) -> Any:
+    """``high`` over ``low``; two tables are merged key by key (a variable's JSON over a file's)."""
+    if not (isinstance(low, dict) and isinstance(high, dict)):
+        return high
+    merged = dict(low)
+    for key, value in high.items():
+        merged[key] = _merge(merged[key], value) if key in merged else value
+    return merged
+
+
+def _aliases(info: FieldInfo) -> list[str]:
+    """The other names a field's value may come under (a shared setting's variable names)."""
+    alias = info.validation_alias
+    if isinstance(alias, AliasChoices):
+        return [a for a in alias.choices if isinstance(a, str)]
+    return [alias] if isinstance(alias, str) else []
+
+
+def _gather(settings_cls: type[ComponentSettings], given: dict[str, Any]) -> dict[str, Any]:
+    """The model's input: for each field, the given value, else its variable, else the file's.
+
+    Variables are matched case-insensitively: a shared setting by its own names
+    (``MQTT_URL``, then ``SMARTCITY_MQTT_URL``), then every field by the component's prefix
+    (``SMARTCITY_EDGE_INTERVAL``). A variable for a table or list holds JSON; a table from a
+    variable is merged into the file's, key by key.
+    """
+    environ = {k.lower(): v for k, v in os.environ.items()}
+    in_file = _file_values(settings_cls)
+    prefix = settings_cls.env_prefix()
+    rest = dict(given)
+    values: dict[str, Any] = {}
+    for name, info in settings_cls.model_fields.items():
+        aliases = _aliases(info)
+        names = aliases + ([name] if name not in aliases else [])
+        layers: list[Any] = []  # lowest priority first: file, variable, given
+        if name in in_file:
+            layers.append(in_file.pop(name))
+        for env_name in [a.lower() for a in aliases] + [f"{prefix}{name}".lower()]:
+            if env_name in environ:
+                text = environ[env_name]
+                layers.append(_decode(env_name, text) if _is_complex(info.annotation) else text)
+                break
+        lowered = [n.lower() for n in names]
+        matched = [k for n in lowered for k in rest if k.lower() == n]
+        if matched:
+            layers.append(rest[matched[0]])
+            for k in set(matched):
+                del rest[k]
+        if layers:
+            value = layers[0]
+            for higher in layers[1:]:
+                value = _merge(value, higher)
+            # under the name it was given by, else its first name: the one errors then give
+            key = matched[0] if matched and matched[0] in names else names[0]
+            values[key] = value
+    values.update(in_file)  # a [section]'s unknown keys, which the model then rejects by name
+    values.update(rest)
+    return values
+
+
+def _decode(env_name: str, text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise SettingsError(f"{env_name.upper()}: not valid JSON: {exc}") from None
+
+
+class ComponentSettings(BaseModel):
+    """Base of every component's settings (flag > environment > config file > default).
+
+    Built with keyword arguments (the flags), it reads the ``SMARTCITY_*`` variables and the
+    config file of :func:`config_file` itself, so however a component builds its settings they
+    come from the same places in the same order.
+    """
 
     section: ClassVar[str] = ""
-    model_config = SettingsConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, validate_default=True)
 
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        if cls.section:
-            cls.model_config["env_prefix"] = f"{ENV_PREFIX}{cls.section.upper()}_"
+    def __init__(self, **given: Any) -> None:
+        super().__init__(**_gather(type(self), given))
 
     @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings, env_settings, ConfigFileSource(settings_cls))
+    def env_prefix(cls) -> str:
+        """``SMARTCITY_<SECTION>_``: the prefix of this component's own variables."""
+        return f"{ENV_PREFIX}{cls.section.upper()}_" if cls.section else ""
 
 
 class MqttSettings(ComponentSettings):
@@ -192,7 +259,7 @@ def _env_name(settings_cls: type[ComponentSettings], name: str, info: FieldInfo)
     alias = info.validation_alias
     if isinstance(alias, AliasChoices):
         return str(alias.choices[-1])
-    return f"{settings_cls.model_config.get('env_prefix', ENV_PREFIX)}{name}".upper()
+    return f"{settings_cls.env_prefix() or ENV_PREFIX}{name}".upper()
 
 
 def _argument_kind(annotation: Any) -> Any:

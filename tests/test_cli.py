@@ -57,6 +57,43 @@ def test_flag_beats_environment_beats_file(tmp_path: Path, monkeypatch: pytest.M
     assert (s.influx_db, s.batch_size) == ("from_flag", 33)
 
 
+def test_variables_match_in_any_case_shared_ones_by_their_own_names(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("smartcity_ingest_batch_size", "44")  # any case
+    monkeypatch.setenv("SMARTCITY_INGEST_MQTT_URL", "mqtt://prefixed:1")
+    assert load(IngestSettings, parse()).mqtt_url == "mqtt://prefixed:1"
+    monkeypatch.setenv("SMARTCITY_MQTT_URL", "mqtt://shared:1")  # the shared name comes first
+    s = load(IngestSettings, parse())
+    assert (s.batch_size, s.mqtt_url) == (44, "mqtt://shared:1")
+    # and the settings built directly (tests, benches) read the same variables
+    assert IngestSettings().mqtt_url == "mqtt://shared:1"
+
+
+def test_a_table_from_a_variable_is_json_over_the_file_s(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from edge.settings import EdgeSettings
+
+    cfg = tmp_path / "edge.toml"
+    cfg.write_text(
+        '[edge]\ndevice_type = "streetlight"\ndevice_id = "sl-1"\ndriver = "simulated"\n'
+        "[edge.driver_options]\nread_delay = 2.0\n"
+    )
+    p = argparse.ArgumentParser()
+    p.add_argument("--config")
+    add_arguments(p, EdgeSettings)
+    assert load(EdgeSettings, p.parse_args(["--config", str(cfg)])).driver_options == {
+        "read_delay": 2.0
+    }
+    monkeypatch.setenv("SMARTCITY_EDGE_DRIVER_OPTIONS", '{"read_delay": 1}')
+    s = load(EdgeSettings, p.parse_args(["--config", str(cfg)]))
+    assert s.driver_options == {"read_delay": 1}
+    monkeypatch.setenv("SMARTCITY_EDGE_DRIVER_OPTIONS", "{not json")
+    with pytest.raises(SettingsError, match="SMARTCITY_EDGE_DRIVER_OPTIONS: not valid JSON"):
+        load(EdgeSettings, p.parse_args(["--config", str(cfg)]))
+
+
 def test_bad_settings_fail_at_start_with_the_name_to_fix(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SMARTCITY_MQTT_URL", "http://wrong-scheme:1883")
     with pytest.raises(SettingsError, match="mqtt_url"):

@@ -545,3 +545,18 @@ def test_the_acl_in_the_installers_guide_is_the_deployed_one() -> None:
     # and the device rules the tests run against a real broker are the deployed ones
     patterns = [line for line in rules(device_acl()) if line.startswith("pattern")]
     assert patterns == [line for line in deployed if line.startswith("pattern")]
+
+
+def test_the_agent_imports_neither_pydantic_settings_nor_asyncio() -> None:
+    """Footprint (issue 3): pydantic-settings, and the asyncio it imports, cost 4.6 MB of RSS."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, smartcity.cli, edge.cli, edge.agent, edge.settings\n"
+        "print(sorted(m for m in ('pydantic_settings', 'asyncio', 'dotenv') if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert out.stdout.strip() == "[]"
