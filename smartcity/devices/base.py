@@ -9,9 +9,8 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, NamedTuple
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
@@ -22,6 +21,7 @@ from smartcity.lineprotocol import model_encoder
 MAX_CLOCK_SKEW_S = 300.0
 #: Anything stamped before this is a device whose clock was never set (1970 after a power cut).
 EARLIEST_TS = datetime(2000, 1, 1, tzinfo=UTC)
+_EARLIEST_S = EARLIEST_TS.timestamp()
 
 STRICT = ConfigDict(strict=True, extra="forbid", allow_inf_nan=False, frozen=True)
 
@@ -87,19 +87,20 @@ class Command(BaseModel):
 
 def check_device_clock(ts: datetime) -> datetime:
     """Reject a timestamp from a device whose clock is unset or far ahead."""
-    if ts < EARLIEST_TS:
+    seconds = ts.timestamp()  # one conversion, then float comparisons: this runs per reading
+    if seconds < _EARLIEST_S:
         raise ValueError("timestamp is before 2000-01-01: the device clock is not set")
-    if ts.timestamp() > time.time() + MAX_CLOCK_SKEW_S:
+    if seconds > time.time() + MAX_CLOCK_SKEW_S:
         raise ValueError(
             f"timestamp is more than {MAX_CLOCK_SKEW_S:.0f} s in the future: check the device clock"
         )
     return ts
 
 
-@dataclass(frozen=True, slots=True)
-class Row:
+class Row(NamedTuple):
     """One InfluxDB point of a device: measurement, encoded fields, time, and its own tags
-    (the ingester adds ``device_id``, ``device_type`` and ``zone``)."""
+    (the ingester adds ``device_id``, ``device_type`` and ``zone``). A tuple, as one is made
+    for every reading stored."""
 
     measurement: str
     fields: str
@@ -115,6 +116,9 @@ def point_time_ns(ts: datetime, seq: int | None = None) -> int:
     """
     ms = math.floor(ts.timestamp() * 1000)
     return ms * 1_000_000 + (seq % 1_000_000 if seq is not None else 0)
+
+
+_TS = frozenset({"ts"})
 
 
 class DeviceType:
@@ -144,7 +148,7 @@ class DeviceType:
     @classmethod
     def reading_rows(cls, reading: Reading) -> Iterator[Row]:
         """The reading's own point (the only one that carries ``seq``), then derived points."""
-        encode = model_encoder(type(reading), frozenset({"ts"}))
+        encode = model_encoder(type(reading), _TS)
         yield Row(cls.measurement(), encode(reading), point_time_ns(reading.ts, reading.seq))
 
     @classmethod
