@@ -14,10 +14,10 @@ Three things the ingester needs that aiomqtt 2.x does not offer:
   :data:`READ_AHEAD` bytes at once, cuts them into packets, and hands each PUBLISH's topic and
   payload straight to a callback; every other packet goes to paho's own handlers as before.
 
-Everything here relies on paho 2.1–2.2 internals (``_sock``, ``_in_packet``, ``_packet_handle``,
-``_loop_rc_handle``, ``_packet_queue``), checked at start-up by :func:`_paho`;
-``tests/test_mqtt_ack.py`` exercises each against a real broker, so an upgrade that moves them
-fails there, not in production.
+Everything here relies on paho 2.2 internals (``_sock``, ``_in_packet``, ``_packet_handle``,
+``_loop_rc_handle``, ``_packet_queue``; the ``ingest`` extra pins paho), checked at start-up by
+:func:`_paho`; ``tests/test_mqtt_ack.py`` exercises each against a real broker, so an upgrade
+that moves them fails there, not in production.
 """
 
 from __future__ import annotations
