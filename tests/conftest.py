@@ -19,56 +19,54 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
-from smartcity.servers import Influxd, Mosquitto, Postgres, free_port
+from smartcity.servers import ChildServer, Influxd, Mosquitto, Postgres, free_port
+
+S = TypeVar("S", bound=ChildServer)
+
+
+def running(server: S) -> Iterator[S]:
+    """A fixture's body: the server started, then stopped whatever the test did."""
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture(scope="session")
 def mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mosquitto]:
-    broker = Mosquitto(
-        workdir=tmp_path_factory.mktemp("mosquitto"), host="127.0.0.1", port=free_port()
-    )
-    broker.start()
-    yield broker
-    broker.stop()
+    workdir = tmp_path_factory.mktemp("mosquitto")
+    yield from running(Mosquitto(workdir=workdir, host="127.0.0.1", port=free_port()))
 
 
 @pytest.fixture(scope="session")
 def influxd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Influxd]:
-    db = Influxd(workdir=tmp_path_factory.mktemp("influxd"), host="127.0.0.1", port=free_port())
-    db.start()
-    yield db
-    db.stop()
+    workdir = tmp_path_factory.mktemp("influxd")
+    yield from running(Influxd(workdir=workdir, host="127.0.0.1", port=free_port()))
 
 
 @pytest.fixture(scope="session")
 def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Postgres]:
     """Started only by tests that ask for it (the registry on PostgreSQL)."""
-    server = Postgres(
-        workdir=tmp_path_factory.mktemp("postgres"), host="127.0.0.1", port=free_port()
-    )
-    server.start()
-    yield server
-    server.stop()
+    workdir = tmp_path_factory.mktemp("postgres")
+    yield from running(Postgres(workdir=workdir, host="127.0.0.1", port=free_port()))
 
 
 @pytest.fixture
 def own_mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
     """A broker of this test's own, for tests that restart or stop it."""
-    broker = Mosquitto(workdir=tmp_path / "mosquitto", host="127.0.0.1", port=free_port())
-    broker.start()
-    yield broker
-    broker.stop()
+    yield from running(
+        Mosquitto(workdir=tmp_path / "mosquitto", host="127.0.0.1", port=free_port())
+    )
 
 
 @pytest.fixture
 def own_influxd(tmp_path: Path) -> Iterator[Influxd]:
-    db = Influxd(workdir=tmp_path / "influxd", host="127.0.0.1", port=free_port())
-    db.start()
-    yield db
-    db.stop()
+    yield from running(Influxd(workdir=tmp_path / "influxd", host="127.0.0.1", port=free_port()))
 
 
 @dataclass

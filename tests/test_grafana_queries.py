@@ -44,15 +44,23 @@ import yaml
 from grafana.boards import overview, pipeline
 from simulators.fleet import build_fleet, schedule
 from simulators.publisher import AckingPublisher
-from smartcity.contract import Health, Location, Status, encode, encode_telemetry, topic
+from smartcity.contract import (
+    Health,
+    Location,
+    Status,
+    encode,
+    encode_events,
+    encode_telemetry,
+    topic,
+)
 from smartcity.devices.evcharger import Connector, EvchargerReading, SessionStopped
-from smartcity.devices.streetlight import StreetlightReading
+from smartcity.devices.streetlight import LampStatusChanged, StreetlightReading
 from smartcity.devices.wastebin import BinEmptied, WastebinReading
 from smartcity.lineprotocol import line
 from smartcity.servers import Mosquitto, free_port
 
 from . import grafana_emulation as grafana
-from .conftest import Influx, IngesterProcess, run_smartcity, smartcity_env
+from .conftest import Influx, IngesterProcess, run_smartcity, running, smartcity_env
 
 GRAFANA = Path(__file__).parents[1] / "grafana"
 FLEET = {"streetlight": 10, "wastebin": 60, "evcharger": 6}
@@ -134,6 +142,11 @@ def _publish_known_states(url: str, city: str, now: datetime) -> int:
         for i, s in enumerate((120, 60, 5))
     ]  # fmt: skip
     send("streetlight", FAILED_LAMP, "telemetry", encode_telemetry(lamp, ZONE))
+    # its failure as the lamp reports it: the simulated fleet's own failures depend on the seed
+    # and on the hour the test runs, and some runs have none in the range
+    failure = LampStatusChanged(ts=now - timedelta(seconds=120), kind="statusChanged",
+                                status="defectiveLamp")  # fmt: skip
+    send("streetlight", FAILED_LAMP, "events", encode_events([failure], ZONE))
     bin_readings = [
         WastebinReading(
             ts=now - timedelta(seconds=s), seq=i, fillingLevel=0.97, temperature=85.0,
@@ -214,12 +227,8 @@ def young_mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mosqui
     a 60 s expiry, and again only when they change: on the session's broker, older than that
     and with no drops, a new ingester never learns the drop count the pipeline board shows
     (docs/operations.md)."""
-    broker = Mosquitto(
-        workdir=tmp_path_factory.mktemp("young-mosquitto"), host="127.0.0.1", port=free_port()
-    )
-    broker.start()
-    yield broker
-    broker.stop()
+    workdir = tmp_path_factory.mktemp("young-mosquitto")
+    yield from running(Mosquitto(workdir=workdir, host="127.0.0.1", port=free_port()))
 
 
 @pytest.fixture(scope="module")
