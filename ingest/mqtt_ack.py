@@ -13,6 +13,7 @@ Three things the ingester needs that aiomqtt 2.x does not offer:
   ingester never reads. :func:`take_delivery` gives the client a ``loop_read`` that reads up to
   :data:`READ_AHEAD` bytes at once, cuts them into packets, and hands each PUBLISH's topic and
   payload straight to a callback; every other packet goes to paho's own handlers as before.
+  After a small read it lets the stream gather for a few milliseconds before reading again.
 
 Everything here relies on paho 2.2 internals (``_sock``, ``_in_packet``, ``_packet_handle``,
 ``_loop_rc_handle``, ``_packet_queue``; the ``ingest`` extra pins paho), checked at start-up by
@@ -121,7 +122,8 @@ class PacketReader:
             self.loop.call_later(COALESCE_WAIT, self.watch, sock)
 
     def loop_read(self, max_packets: int = 1) -> paho.MQTTErrorCode:
-        """paho's ``loop_read``, for aiomqtt's reader callback: everything available at once."""
+        """paho's ``loop_read``, reading everything available at once (ours, and aiomqtt's
+        reader callback until ours replaces it, call it)."""
         inner = self.inner
         sock = inner._sock
         if sock is None:
