@@ -209,6 +209,8 @@ class Mosquitto(ChildServer):
 
 #: The broker limits every deployment shares (local run, tests, docker-compose).
 BROKER_LIMITS = Path(__file__).with_name("mosquitto_limits.conf")
+#: Who may do what on the broker, for the local run and docker-compose alike.
+BROKER_ACL = Path(__file__).with_name("mosquitto_acl.conf")
 
 
 def broker_limits(

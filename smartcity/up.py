@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -44,6 +45,15 @@ class UpSettings(MqttSettings, InfluxSettings):
     simulate: bool = Field(True, description="Run the simulated fleet.")
     api: bool = Field(True, description="Serve the API and public page on 127.0.0.1.")
     api_port: int = Field(8000, ge=1, le=65_535, description="Port of the API on 127.0.0.1.")
+    broker_auth: bool = Field(
+        True,
+        description="Broker with passwords and the ACL docker-compose uses "
+        "(smartcity/mosquitto_acl.conf); passwords in DATA_DIR/mosquitto/passwords/.",
+    )
+
+
+#: The accounts `smartcity up` logs in with (every ``user`` of the ACL has a password).
+ACCOUNTS = ("ingest", "simulator", "monitor", "observer")
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -153,7 +163,13 @@ def run(args: argparse.Namespace) -> int:
 def _up(settings: UpSettings, stack: ExitStack) -> int:
     """Start everything, each stop registered on ``stack`` before its start; then watch."""
     from smartcity.cli import UserError
-    from smartcity.servers import Influxd, Mosquitto, install_missing
+    from smartcity.servers import (
+        BROKER_ACL,
+        Influxd,
+        Mosquitto,
+        install_missing,
+        mosquitto_auth_config,
+    )
 
     data = settings.data_dir.resolve()
     registry_url = f"sqlite:///{data}/registry.db"
@@ -163,7 +179,15 @@ def _up(settings: UpSettings, stack: ExitStack) -> int:
         install_missing()
     mqtt_host, mqtt_port = _local_port(settings.mqtt_url, "mosquitto")
     influx_host, influx_port = _local_port(settings.influx_url, "influxd")
-    broker = Mosquitto(workdir=data / "mosquitto", host=mqtt_host, port=mqtt_port)
+    passwords = broker_passwords(data / "mosquitto") if settings.broker_auth else {}
+    auth = (
+        mosquitto_auth_config(data / "mosquitto" / "auth", passwords, BROKER_ACL.read_text())
+        if passwords
+        else ""
+    )
+    broker = Mosquitto(
+        workdir=data / "mosquitto", host=mqtt_host, port=mqtt_port, extra_config=auth
+    )
     db = Influxd(workdir=data / "influxdb", host=influx_host, port=influx_port)
     stack.callback(db.stop)  # stops run last first: the servers go after every client
     stack.callback(broker.stop)
@@ -183,7 +207,9 @@ def _up(settings: UpSettings, stack: ExitStack) -> int:
     me = [sys.executable, "-m", "smartcity"]
     ready = data / "ingest.ready"
     ready.unlink(missing_ok=True)
-    ingester = _spawn(stack, [*me, "ingest", "--ready-file", str(ready)], env)
+    ingester = _spawn(
+        stack, [*me, "ingest", "--ready-file", str(ready)], _as(env, "ingest", passwords)
+    )
     children = [("ingester", ingester)]
     if settings.api:
         api = [*me, "api", "--host", "127.0.0.1", "--port", str(settings.api_port)]
@@ -197,9 +223,9 @@ def _up(settings: UpSettings, stack: ExitStack) -> int:
             str(settings.bins), "--chargers", str(settings.chargers), "--seed", str(settings.seed),
             "--backfill", str(settings.backfill), "--speed", "0", "--no-progress",
         ]  # fmt: skip
-        children.append(("simulator", _spawn(stack, sim, env)))
+        children.append(("simulator", _spawn(stack, sim, _as(env, "simulator", passwords))))
 
-    print(banner(settings, broker, db, registered), flush=True)
+    print(banner(settings, broker, db, registered, passwords), flush=True)
     while True:
         for name, child in children:
             if child.poll() is not None:
@@ -224,6 +250,30 @@ def _wait_until_ready(ingester: subprocess.Popen[bytes], ready: Path, timeout: f
                 "stopped; its messages are above: fix the cause and run smartcity up again"
             )
         time.sleep(0.1)
+
+
+def broker_passwords(workdir: Path) -> dict[str, str]:
+    """A password per account, made on the first run and kept (owner-only files) after it."""
+    folder = workdir / "passwords"
+    folder.mkdir(parents=True, exist_ok=True)
+    folder.chmod(0o700)
+    passwords = {}
+    for account in ACCOUNTS:
+        path = folder / account
+        if not path.exists():
+            path.touch(mode=0o600)
+            path.write_text(secrets.token_urlsafe(24))
+        passwords[account] = path.read_text().strip()
+    return passwords
+
+
+def _as(env: dict[str, str], account: str, passwords: dict[str, str]) -> dict[str, str]:
+    """``env`` with the broker URL carrying ``account``'s login (unchanged without passwords)."""
+    if not passwords:
+        return env
+    url = urlsplit(env["SMARTCITY_MQTT_URL"])
+    netloc = f"{account}:{passwords[account]}@{url.hostname}:{url.port or 1883}"
+    return {**env, "SMARTCITY_MQTT_URL": url._replace(netloc=netloc).geturl()}
 
 
 def _spawn(stack: ExitStack, argv: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
@@ -274,9 +324,20 @@ def _terminate(child: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
             child.wait()
 
 
-def banner(settings: UpSettings, broker: Any, db: Any, registered: int = 0) -> str:
+def banner(
+    settings: UpSettings,
+    broker: Any,
+    db: Any,
+    registered: int = 0,
+    passwords: dict[str, str] | None = None,
+) -> str:
     q = "SELECT count(seq) FROM streetlight, wastebin, evcharger"
     api = f"http://127.0.0.1:{settings.api_port}"
+    login = (
+        f' -u observer -P "$(cat {settings.data_dir}/mosquitto/passwords/observer)"'
+        if passwords
+        else ""
+    )
     return f"""
 Cremona smart-city pipeline is up.
   MQTT broker   {broker.url}   (config {broker.workdir}/mosquitto.conf, log {broker.log_path})
@@ -288,6 +349,6 @@ Cremona smart-city pipeline is up.
 {settings.chargers} chargers, seed {settings.seed}
 Watch it:
   curl -s {db.url}/query --data-urlencode 'db={settings.influx_db}' --data-urlencode 'q={q}'
-  mosquitto_sub -h {broker.host} -p {broker.port} -t 'smartcity/v1/#' -v
+  mosquitto_sub -h {broker.host} -p {broker.port}{login} -t 'smartcity/v1/#' -v
 Stop with Ctrl-C.
 """

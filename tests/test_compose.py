@@ -42,7 +42,7 @@ from smartcity.cli import build_parser
 from smartcity.contract import topic
 from smartcity.devices.base import point_time_ns
 from smartcity.lineprotocol import line
-from smartcity.servers import BROKER_LIMITS, Mosquitto, find_binary, free_port
+from smartcity.servers import BROKER_ACL, BROKER_LIMITS, Mosquitto, find_binary, free_port
 
 from .conftest import Influx, IngesterProcess, run_smartcity, smartcity_env
 from .test_cli import subcommands
@@ -196,7 +196,7 @@ def test_the_broker_runs_the_same_limits_as_the_local_run(resolved: dict[str, An
 
 
 def test_every_service_account_has_a_secret_and_an_acl(resolved: dict[str, Any]) -> None:
-    acl_users = set(re.findall(r"^user (\S+)", (DEPLOY / "acl").read_text(), re.M))
+    acl_users = set(re.findall(r"^user (\S+)", BROKER_ACL.read_text(), re.M))
     script = (DEPLOY / "make-passwd.sh").read_text()
     (accounts,) = re.findall(r"for account in ([\w ]+); do", script)
     assert set(accounts.split()) == acl_users
@@ -216,7 +216,7 @@ def test_the_api_gets_no_broker_and_shares_its_registry_with_the_ingester(
     # the API has no MQTT code: no broker address, account or start-up order
     assert not any("MQTT" in k for k in api["environment"])
     assert "mosquitto" not in api.get("depends_on", {})
-    assert "api" not in set(re.findall(r"^user (\S+)", (DEPLOY / "acl").read_text(), re.M))
+    assert "api" not in set(re.findall(r"^user (\S+)", BROKER_ACL.read_text(), re.M))
 
     def registry_file(service: dict[str, Any], variable: str) -> tuple[str, Path, str]:
         """(named volume, path of the SQLite file inside it, mount mode)."""
@@ -256,7 +256,7 @@ class ComposeBroker(Mosquitto):
         shutil.copy(BROKER_LIMITS, config / "conf.d/limits.conf")
         # no compose service sends commands yet (the API has no MQTT code): a test-only
         # account stands in, so the devices' own ACL rules are still tried
-        acl = (DEPLOY / "acl").read_text()
+        acl = BROKER_ACL.read_text()
         (config / "acl").write_text(
             f"{acl}\nuser {COMMANDER}\ntopic write smartcity/v1/+/+/+/cmd\n"
         )
@@ -281,7 +281,7 @@ class ComposeBroker(Mosquitto):
         (self.workdir / "mosquitto.conf").write_text(text + f"user {getpass.getuser()}\n")
 
 
-PASSWORDS = {a: uuid.uuid4().hex for a in ("ingest", "simulator", "monitor")}
+PASSWORDS = {a: uuid.uuid4().hex for a in ("ingest", "simulator", "monitor", "observer")}
 DEVICE, OTHER = "wb-campo-1", "wb-campo-2"  # not ids the simulator uses
 COMMANDER = "test-commands"
 

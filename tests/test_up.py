@@ -197,6 +197,37 @@ def first_seqs(influx: Influx) -> dict[str, int]:
     return {str(r["device_id"]): int(r["min"]) for r in rows}  # type: ignore[call-overload]
 
 
+def test_the_broker_has_the_compose_logins_and_acl(up: Up) -> None:
+    """The local broker runs with passwords and smartcity/mosquitto_acl.conf, as compose's
+    does: anonymous clients are refused, the read-only observer sees the devices' messages."""
+    up.start()
+    up.wait_up()
+    password = (up.data / "mosquitto" / "passwords" / "observer").read_text().strip()
+    assert "passwords/observer" in up.output(), "the banner says where the login is"
+
+    def sub(*login: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["mosquitto_sub", "-h", "127.0.0.1", "-p", str(up.mqtt_port), *login,
+             "-t", "smartcity/v1/+/+/+/telemetry", "-C", "1", "-W", "20"],
+            capture_output=True, text=True, timeout=30,
+        )  # fmt: skip
+
+    anonymous = sub()
+    assert anonymous.returncode != 0
+    assert "not authori" in anonymous.stderr.lower(), anonymous.stderr
+    observer = sub("-u", "observer", "-P", password)
+    assert observer.returncode == 0, observer.stderr
+    assert json.loads(observer.stdout)["readings"]
+    publish = subprocess.run(
+        ["mosquitto_pub", "-h", "127.0.0.1", "-p", str(up.mqtt_port), "-u", "observer",
+         "-P", password, "-t", "smartcity/v1/cremona/wastebin/wb-x/telemetry", "-m", "{}",
+         "-q", "1", "-V", "mqttv5"],
+        capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert "not authori" in (publish.stdout + publish.stderr).lower(), "the observer only reads"
+    assert up.stop() == 0, up.output()
+
+
 def test_sigterm_stops_every_child_and_exits_0(up: Up) -> None:
     up.start()
     up.wait_up()

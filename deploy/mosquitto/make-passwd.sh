@@ -9,7 +9,7 @@ file="$1"
 shift
 umask 077
 : > "$file"
-for account in ingest simulator monitor; do
+for account in ingest simulator monitor observer; do
   var="MQTT_PASSWORD_$(echo "$account" | tr '[:lower:]' '[:upper:]')"
   eval "secret=\${$var:-}"
   if [ -z "$secret" ]; then
