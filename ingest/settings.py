@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from smartcity.settings import InfluxSettings, MqttSettings
 
@@ -82,3 +82,11 @@ class IngestSettings(MqttSettings, InfluxSettings):
     registry_refresh: float = Field(
         60.0, gt=0, le=86_400, description="Seconds between re-reads of the device registry."
     )
+
+    @field_validator("ready_file")
+    @classmethod
+    def _ready_file_folder_exists(cls, path: Path | None) -> Path | None:
+        # checked at start-up: found only after subscribing, it would stop a running ingester
+        if path is not None and not path.parent.is_dir():
+            raise ValueError(f"the folder {path.parent} does not exist: create it or pick another")
+        return path

@@ -105,6 +105,9 @@ def test_bad_settings_fail_at_start_with_the_name_to_fix(monkeypatch: pytest.Mon
     assert out.returncode == 2
     assert "batch_size" in out.stderr
     assert "Traceback" not in out.stderr
+    # a ready file would only be written after subscribing: its folder is checked at start
+    with pytest.raises(SettingsError, match=r"ready_file.*does not exist"):
+        load(IngestSettings, parse("--ready-file", "/nonexistent-folder/ready"))
 
 
 def test_unreachable_broker_says_what_to_do() -> None:
