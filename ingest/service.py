@@ -234,6 +234,7 @@ class Ingester:
 
     def _new_client(self) -> aiomqtt.Client:
         host, port, tls, user, password = mqtt_endpoint(self.settings.mqtt_url)
+        ca = str(self.settings.ca_file) if self.settings.ca_file else None
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = self.settings.session_expiry
         props.ReceiveMaximum = self.settings.receive_maximum
@@ -246,7 +247,7 @@ class Ingester:
             protocol=aiomqtt.ProtocolVersion.V5,
             clean_start=False,
             properties=props,
-            tls_params=aiomqtt.TLSParameters() if tls else None,
+            tls_params=aiomqtt.TLSParameters(ca_certs=ca) if tls else None,
             keepalive=30,
         )
         mqtt_ack.take_delivery(client, self._on_message)

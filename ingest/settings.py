@@ -68,6 +68,9 @@ class IngestSettings(MqttSettings, InfluxSettings):
     shutdown_grace: float = Field(
         30.0, ge=0, description="On SIGTERM, how long to keep retrying InfluxDB before spooling."
     )
+    ca_file: Path | None = Field(
+        None, description="CA certificate(s) for mqtts:// when the broker's CA is not a public one."
+    )
     ready_file: Path | None = Field(
         None,
         description="File written once the subscriptions are in place (from then on the broker "
@@ -82,6 +85,13 @@ class IngestSettings(MqttSettings, InfluxSettings):
     registry_refresh: float = Field(
         60.0, gt=0, le=86_400, description="Seconds between re-reads of the device registry."
     )
+
+    @field_validator("ca_file")
+    @classmethod
+    def _ca_file_exists(cls, path: Path | None) -> Path | None:
+        if path is not None and not path.is_file():
+            raise ValueError(f"{path} does not exist: give the broker's CA certificate file")
+        return path
 
     @field_validator("ready_file")
     @classmethod

@@ -69,6 +69,26 @@ def own_influxd(tmp_path: Path) -> Iterator[Influxd]:
     yield from running(Influxd(workdir=tmp_path / "influxd", host="127.0.0.1", port=free_port()))
 
 
+@pytest.fixture
+def tls_mosquitto(tmp_path: Path) -> Iterator[tuple[Mosquitto, int, Path]]:
+    """A broker with a TLS listener whose certificate comes from a CA only we know."""
+    work = tmp_path / "tls"
+    work.mkdir()
+    key, cert = work / "key.pem", work / "cert.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+         "-keyout", str(key), "-out", str(cert), "-subj", "/CN=localhost",
+         "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    tls_port = free_port()
+    extra = f"\nlistener {tls_port} 127.0.0.1\ncertfile {cert}\nkeyfile {key}\n"
+    for broker in running(
+        Mosquitto(workdir=work, host="127.0.0.1", port=free_port(), extra_config=extra)
+    ):
+        yield broker, tls_port, cert
+
+
 @dataclass
 class Influx:
     """Queries against one test's database (values always bound as params, never spliced)."""

@@ -605,26 +605,6 @@ def test_check_fails_with_the_next_step(
 # -- TLS ------------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def tls_mosquitto(tmp_path: Path) -> Iterator[tuple[Mosquitto, int, Path]]:
-    """A broker with a TLS listener whose certificate comes from a CA only we know."""
-    work = tmp_path / "tls"
-    work.mkdir()
-    key, cert = work / "key.pem", work / "cert.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-         "-keyout", str(key), "-out", str(cert), "-subj", "/CN=localhost",
-         "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
-        check=True, capture_output=True,
-    )  # fmt: skip
-    tls_port = free_port()
-    extra = f"\nlistener {tls_port} 127.0.0.1\ncertfile {cert}\nkeyfile {key}\n"
-    broker = Mosquitto(workdir=work, host="127.0.0.1", port=free_port(), extra_config=extra)
-    broker.start()
-    yield broker, tls_port, cert
-    broker.stop()
-
-
 def test_tls_with_the_operators_ca_passes_and_without_it_fails_with_advice(
     tls_mosquitto: tuple[Mosquitto, int, Path], city: str, tmp_path: Path, agents: list
 ) -> None:

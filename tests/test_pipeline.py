@@ -7,6 +7,7 @@ import threading
 import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import paho.mqtt.client as paho
 import pytest
@@ -15,6 +16,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from simulators.fleet import build_fleet, schedule
 from simulators.publisher import AckingPublisher
 from smartcity.contract import DEADLETTER_TOPIC, topic
+from smartcity.servers import Mosquitto
 
 from .conftest import Influx, IngesterProcess, run_smartcity, smartcity_env
 
@@ -166,14 +168,41 @@ def test_messages_alone_publishes_history_fast_and_lands_exactly(
         env=smartcity_env(mosquitto.url, influx, city), timeout=120,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
-    deadline = time.monotonic() + 60
-    total = 0
-    while time.monotonic() < deadline:
+    assert settled_total(influx, n) == n
+
+
+def settled_total(influx: Influx, n: int, timeout: float = 60) -> int:
+    """Readings of every type stored, once ``n`` are there (or time is up), and a moment more
+    for any extra to show."""
+
+    def total() -> int:
         rows = influx.query('SELECT count("seq") FROM "streetlight", "wastebin", "evcharger"')
-        total = sum(int(r["count"]) for r in rows)  # type: ignore[call-overload]
-        if total >= n:
-            break
+        return sum(int(r["count"]) for r in rows)  # type: ignore[call-overload]
+
+    deadline = time.monotonic() + timeout
+    while total() < n and time.monotonic() < deadline:
         time.sleep(0.3)
     time.sleep(0.5)
-    rows = influx.query('SELECT count("seq") FROM "streetlight", "wastebin", "evcharger"')
-    assert sum(int(r["count"]) for r in rows) == n  # type: ignore[call-overload]
+    return total()
+
+
+def test_ingester_over_tls_with_the_operators_ca_stores_every_reading(
+    tls_mosquitto: tuple[Mosquitto, int, Path], influx: Influx, city: str, tmp_path: Path
+) -> None:
+    """mqtts:// with --ca-file: the ingester's own packet reader on a TLS socket."""
+    broker, tls_port, ca = tls_mosquitto
+    ingester = IngesterProcess(
+        smartcity_env(f"mqtts://127.0.0.1:{tls_port}", influx, city), tmp_path / "ingest.log",
+        "--client-id", f"ingest-{city}", "--spool-dir", str(tmp_path / "spool"),
+        "--metrics-port", "0", "--ca-file", str(ca),
+    )  # fmt: skip
+    try:
+        ingester.start().wait_subscribed()
+        result = run_smartcity(
+            "simulate", "--messages", "5000", "--no-progress",
+            env=smartcity_env(broker.url, influx, city), timeout=120,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        assert settled_total(influx, 5000) == 5000
+    finally:
+        assert ingester.stop() == 0, ingester.log()
