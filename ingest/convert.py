@@ -30,21 +30,21 @@ DEADLETTER_PAYLOAD_CHARS = 16_384
 def message_lines(msg: Message, received_ns: int, zones: ZoneLookup | None = None) -> list[str]:
     """The points a valid message becomes; with a registry, tagged with the registered zone."""
     body = msg.body
-    zone, registered = zones.zone(msg.topic.device_id, body.zone) if zones else (body.zone, True)
-    tags = {
-        "device_id": msg.topic.device_id,
-        "device_type": msg.topic.device_type,
-        "zone": zone or UNKNOWN_ZONE,
-    }
-    lines = _points(msg, tags, received_ns)
+    where = msg.topic
+    zone, registered = zones.zone(where.device_id, body.zone) if zones else (body.zone, True)
+    common = (  # in sorted order, as tags go to InfluxDB
+        ("device_id", where.device_id),
+        ("device_type", where.device_type),
+        ("zone", zone or UNKNOWN_ZONE),
+    )
+    lines = _points(msg, common, received_ns)
     if not registered:
-        lines.append(line(UNREGISTERED_MEASUREMENT, tags, {"count": 1}, received_ns))
+        lines.append(line(UNREGISTERED_MEASUREMENT, dict(common), {"count": 1}, received_ns))
     return lines
 
 
-def _points(msg: Message, tags: dict[str, str], received_ns: int) -> list[str]:
+def _points(msg: Message, common: tuple[tuple[str, str], ...], received_ns: int) -> list[str]:
     body = msg.body
-    common = tuple(tags.items())  # already in sorted order
     device = msg.device
     if isinstance(body, Telemetry):
         return [row_line(r, common) for x in body.readings for r in device.reading_rows(x)]
@@ -57,7 +57,7 @@ def _points(msg: Message, tags: dict[str, str], received_ns: int) -> list[str]:
         if body.firmware:
             fields["firmware"] = body.firmware
         stamp = point_time_ns(body.ts) if body.ts else received_ns
-        return [line(STATUS_MEASUREMENT, tags, fields, stamp)]
+        return [line(STATUS_MEASUREMENT, dict(common), fields, stamp)]
     assert isinstance(body, Health)
     fields = model_encoder(Health, frozenset({"v", "ts", "zone"}))(body)
     return [f"{HEALTH_MEASUREMENT}{tag_text(common)} {fields} {point_time_ns(body.ts)}"]
