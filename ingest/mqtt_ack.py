@@ -4,9 +4,9 @@ Three things the ingester needs that aiomqtt 2.x does not offer:
 
 * **Acknowledging a message only when we say so.** aiomqtt acknowledges a QoS 1 message as soon
   as it arrives; the ingester must acknowledge only after InfluxDB has stored it, so the broker
-  redelivers anything a crash loses. paho-mqtt underneath supports that (``manual_ack_set`` /
-  ``ack``); :func:`ack_all` sends a whole batch's PUBACKs in one socket write instead of one
-  write per message.
+  redelivers anything a crash loses. paho-mqtt underneath supports that (``manual_ack_set``);
+  :func:`ack_all` then sends a whole batch's PUBACKs in one socket write, where paho's ``ack``
+  would make one write per message.
 * **Receiving without paho's per-message machinery.** aiomqtt's queue costs an asyncio hop and two
   wrapper objects per message; paho reads a packet with three ``recv`` calls, handles one packet
   per event-loop wake-up and builds an MQTT v5 ``Properties`` object per PUBLISH that the
@@ -57,11 +57,6 @@ def _paho(client: aiomqtt.Client) -> paho.Client:
             "uses; pin aiomqtt<3 and paho-mqtt<2.3, or update ingest/mqtt_ack.py"
         )
     return inner
-
-
-def enable_manual_ack(client: aiomqtt.Client) -> None:
-    """Call before connecting: from now on nothing is acknowledged until :func:`ack`."""
-    _paho(client).manual_ack_set(True)
 
 
 def take_delivery(client: aiomqtt.Client, on_message: Delivery) -> None:
@@ -245,13 +240,6 @@ def _properties_size(packet: bytearray, pos: int) -> int:
         shift += 7
         if shift > 21:
             raise ValueError("malformed property length")
-
-
-def ack(client: aiomqtt.Client, mid: int, qos: int) -> bool:
-    """Acknowledge one received message; False if the connection is gone (it will be resent)."""
-    if qos == 0:
-        return True
-    return _paho(client).ack(mid, qos) == paho.MQTT_ERR_SUCCESS
 
 
 def ack_all(client: aiomqtt.Client, mids: Sequence[int]) -> bool:
