@@ -143,7 +143,7 @@ def run(args: argparse.Namespace) -> int:
         with ExitStack() as stack:
             stack.callback(guard.restore)
             try:
-                return _up(settings, stack)
+                return _up(settings, stack, (mqtt_host, mqtt_port), (influx_host, influx_port))
             finally:
                 guard.stopping = True  # from here on, signals cannot interrupt the stopping
                 print(
@@ -160,8 +160,16 @@ def run(args: argparse.Namespace) -> int:
         ) from None
 
 
-def _up(settings: UpSettings, stack: ExitStack) -> int:
-    """Start everything, each stop registered on ``stack`` before its start; then watch."""
+def _up(
+    settings: UpSettings,
+    stack: ExitStack,
+    mqtt: tuple[str, int],
+    influx: tuple[str, int],
+) -> int:
+    """Start everything, each stop registered on ``stack`` before its start; then watch.
+
+    ``mqtt`` and ``influx`` are the (host, port) the servers listen on, checked free by
+    :func:`run`."""
     from smartcity.cli import UserError
     from smartcity.servers import (
         BROKER_ACL,
@@ -177,18 +185,14 @@ def _up(settings: UpSettings, stack: ExitStack) -> int:
     registered = prepare_registry(registry_url, settings)
     if settings.install:
         install_missing()
-    mqtt_host, mqtt_port = _local_port(settings.mqtt_url, "mosquitto")
-    influx_host, influx_port = _local_port(settings.influx_url, "influxd")
     passwords = broker_passwords(data / "mosquitto") if settings.broker_auth else {}
     auth = (
         mosquitto_auth_config(data / "mosquitto" / "auth", passwords, BROKER_ACL.read_text())
         if passwords
         else ""
     )
-    broker = Mosquitto(
-        workdir=data / "mosquitto", host=mqtt_host, port=mqtt_port, extra_config=auth
-    )
-    db = Influxd(workdir=data / "influxdb", host=influx_host, port=influx_port)
+    broker = Mosquitto(workdir=data / "mosquitto", host=mqtt[0], port=mqtt[1], extra_config=auth)
+    db = Influxd(workdir=data / "influxdb", host=influx[0], port=influx[1])
     stack.callback(db.stop)  # stops run last first: the servers go after every client
     stack.callback(broker.stop)
     broker.start()
