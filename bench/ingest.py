@@ -32,9 +32,13 @@ ROOT = Path(__file__).resolve().parent.parent
 # this file is bench/ingest.py: keep it from shadowing the ingest package
 sys.path[0] = str(ROOT)
 
+from ingest.settings import IngestSettings  # noqa: E402
 from simulators.fleet import build_fleet, schedule  # noqa: E402
 from smartcity.contract import encode_telemetry, topic  # noqa: E402
 from smartcity.servers import Influxd, Mosquitto, find_binary, free_port  # noqa: E402
+
+#: (b) writes batches of the size the ingester writes in (c)
+INGEST_BATCH: int = IngestSettings.model_fields["batch_size"].default
 
 
 def build_publisher(workdir: Path) -> str:
@@ -89,7 +93,7 @@ def broker_rate(exe: str, broker: Mosquitto, n: int) -> float:
     return n / elapsed
 
 
-def influx_rate(db: Influxd, n: int, batch: int = 5000) -> float:
+def influx_rate(db: Influxd, n: int, batch: int) -> float:
     database = "bench_limit"
     query(db, database, f'CREATE DATABASE "{database}"')
     base = 1_700_000_000_000_000_000
@@ -322,8 +326,8 @@ def main() -> None:
         row("measure", "value")
         a = broker_rate(exe, broker, args.messages)
         row("(a) broker QoS 1 delivery to a C subscriber, msg/s", f"{a:,.0f}")
-        b = influx_rate(db, args.messages)
-        row("(b) InfluxDB pre-serialized batch writes, points/s", f"{b:,.0f}")
+        b = influx_rate(db, args.messages, INGEST_BATCH)
+        row(f"(b) InfluxDB pre-serialized {INGEST_BATCH:,}-line writes, points/s", f"{b:,.0f}")
         c, _, rss = end_to_end(
             exe, broker, db, work, args.messages, args.devices, 1, args.workers, "e2e"
         )

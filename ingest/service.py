@@ -356,10 +356,20 @@ class Ingester:
     # -- periodic work --------------------------------------------------------------------------
 
     async def _flush_on_time(self) -> None:
-        interval = self.settings.flush_interval
+        """Write a part-full batch once it is ``flush_interval`` old, or as soon as no message
+        came for ``flush_idle``: the end of a burst is then stored at once, not 0.5 s later."""
+        interval, idle = self.settings.flush_interval, self.settings.flush_idle
+        tick = min(interval / 4, idle / 2) if idle else interval / 4
+        seen, quiet_since = self.metrics.received, time.monotonic()
         while True:
-            await asyncio.sleep(interval / 4)
-            if self.batch and time.monotonic() - self.batch.started >= interval:
+            await asyncio.sleep(tick)
+            now = time.monotonic()
+            if self.metrics.received != seen:
+                seen, quiet_since = self.metrics.received, now
+            elif self.batch and idle and now - quiet_since >= idle:
+                self.flush()
+                continue
+            if self.batch and now - self.batch.started >= interval:
                 self.flush()
 
     async def _report(self) -> None:

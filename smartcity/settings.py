@@ -241,7 +241,8 @@ def add_arguments(parser: argparse.ArgumentParser, settings_cls: type[ComponentS
             if info.default in (None, "")
             else f" (default: {info.default})"
         )
-        help_text = f"{info.description or ''}{default} [env {env}]"
+        # argparse expands %-formats in help: a description saying "20%" must stay literal
+        help_text = f"{info.description or ''}{default} [env {env}]".replace("%", "%%")
         kind = _argument_kind(info.annotation)
         if kind is bool:
             parser.add_argument(

@@ -206,3 +206,31 @@ def test_ingester_over_tls_with_the_operators_ca_stores_every_reading(
         assert settled_total(influx, 5000) == 5000
     finally:
         assert ingester.stop() == 0, ingester.log()
+
+
+def test_a_burst_is_stored_once_the_stream_goes_quiet_not_at_the_flush_interval(
+    mosquitto: Mosquitto, influx: Influx, city: str, tmp_path: Path
+) -> None:
+    """--flush-idle: the batch is far from full and --flush-interval is a minute away, so only
+    the idle flush can store the burst within the wait below."""
+    ingester = IngesterProcess(
+        smartcity_env(mosquitto.url, influx, city), tmp_path / "ingest.log",
+        "--client-id", f"ingest-{city}", "--spool-dir", str(tmp_path / "spool"),
+        "--metrics-port", "0", "--batch-size", "50000", "--flush-interval", "60",
+        "--flush-idle", "0.2",
+    )  # fmt: skip
+    try:
+        ingester.start().wait_subscribed()
+        pub = AckingPublisher(mosquitto.url, f"pub-{city}")
+        pub.connect()
+        t0 = datetime.now(UTC) - timedelta(minutes=10)
+        for i in range(50):
+            pub.publish(
+                topic("wastebin", "wb-1", "telemetry", city),
+                good_reading(i, t0 + timedelta(seconds=i)),
+            )
+        assert pub.drain(30)
+        pub.close()
+        assert influx.wait_for_count("wastebin", 50, timeout=30) == 50
+    finally:
+        assert ingester.stop() == 0, ingester.log()
