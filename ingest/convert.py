@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from smartcity.contract import Events, Health, Message, Status, Telemetry
@@ -83,8 +84,9 @@ class DeadLetterClock:
     def __init__(self) -> None:
         self.last = 0
 
-    def __call__(self) -> int:
-        self.last = max(time.time_ns(), self.last + 1)
+    def __call__(self, _now: Callable[[], int] = time.time_ns) -> int:
+        now = _now()
+        self.last = now if now > self.last else self.last + 1
         return self.last
 
 
