@@ -3,7 +3,8 @@
     python bench/ingest.py [--messages 200000] [--devices 2000] [--workers 1] [--repeat 3]
 
 (a) Mosquitto's own QoS 1 delivery rate to a C subscriber that discards messages
-    (``mosquitto_sub -q 1 -C N``), fed by a C publisher that waits for every PUBACK;
+    (``mosquitto_sub -q 1 -C N``), fed by a C publisher that counts every PUBACK
+    (``bench/qos1pub.c``, 1,000 messages in flight);
 (b) InfluxDB's own write rate for pre-serialized line-protocol batches;
 (c) our end-to-end rate: N simulator messages from D devices, published by the same C
     publisher, until every reading is queryable in InfluxDB, checking 0 loss;
@@ -11,7 +12,7 @@
 (e) readings/s when each message carries a batch of readings (an edge backlog).
 (a) and (c) run ``--repeat`` times (3), in turns; the last line is
 ``end-to-end/limit ratio: X.XX`` = median (c) / min(median (a), b).
-Needs gcc and libmosquitto-dev (installed from Debian packages when missing, as root).
+Needs gcc (installed from Debian packages when missing, as root).
 """
 
 from __future__ import annotations
@@ -44,14 +45,13 @@ INGEST_BATCH: int = IngestSettings.model_fields["batch_size"].default
 
 
 def build_publisher(workdir: Path) -> str:
-    if not Path("/usr/include/mosquitto.h").exists():
+    if shutil.which("gcc") is None:
         if os.geteuid() != 0:
-            sys.exit("needs libmosquitto-dev: sudo apt-get install libmosquitto-dev gcc")
-        subprocess.run(["apt-get", "install", "-y", "-qq", "libmosquitto-dev"], check=True)
+            sys.exit("needs a C compiler: sudo apt-get install gcc")
+        subprocess.run(["apt-get", "install", "-y", "-qq", "gcc", "libc6-dev"], check=True)
     exe = workdir / "qos1pub"
     subprocess.run(
-        ["gcc", "-O2", "-o", str(exe), str(ROOT / "bench" / "qos1pub.c"), "-lmosquitto"],
-        check=True,
+        ["gcc", "-O2", "-Wall", "-o", str(exe), str(ROOT / "bench" / "qos1pub.c")], check=True
     )
     return str(exe)
 
