@@ -59,10 +59,10 @@ def _paho(client: aiomqtt.Client) -> paho.Client:
     return inner
 
 
-def take_delivery(client: aiomqtt.Client, on_message: Delivery) -> None:
+def take_delivery(client: aiomqtt.Client, on_message: Delivery) -> PacketReader:
     """Call before connecting: manual acknowledgement, and every PUBLISH straight to
     ``on_message`` in the event loop (``client.messages`` then only tells when the connection
-    drops)."""
+    drops). The returned reader can :meth:`~PacketReader.pause` receiving."""
     inner = _paho(client)
     inner.manual_ack_set(True)
     loop = asyncio.get_running_loop()
@@ -79,6 +79,7 @@ def take_delivery(client: aiomqtt.Client, on_message: Delivery) -> None:
         loop.call_soon_threadsafe(reader.watch, sock)
 
     inner.on_socket_open = on_socket_open
+    return reader
 
 
 class PacketReader:
@@ -98,21 +99,57 @@ class PacketReader:
         self.loop = loop
         self.buffer = bytearray()
         self.last_read = 0
+        self.paused = False
+
+    def pause(self) -> None:
+        """Stop delivering, from the next packet on: the rest waits in our buffer, the socket,
+        then the broker's queue.
+
+        For backpressure while the consumer is behind. Paho's keepalive still runs, so a pause
+        longer than about two keepalive intervals ends in a reconnect, and unacknowledged
+        messages come again: nothing is lost either way.
+        """
+        self.paused = True
+        sock = self.inner._sock
+        if sock is not None:
+            self.loop.remove_reader(sock.fileno())
+
+    def resume(self) -> None:
+        sock = self.inner._sock
+        if self.paused:
+            self.paused = False
+            if sock is not None:
+                self.loop.call_soon(self._continue, sock)
+
+    def _continue(self, sock: Any) -> None:
+        """After a pause: the packets left in the buffer first, then the socket again."""
+        if self.paused or self.inner._sock is not sock:
+            return
+        if self.buffer and self._deliver() != paho.MQTTErrorCode.MQTT_ERR_SUCCESS:
+            return
+        if not self.paused:
+            self.watch(sock)
+            # a TLS socket may already hold decrypted bytes: the selector would not wake
+            self._readable(sock)
 
     def watch(self, sock: Any) -> None:
         """Read ``sock`` whenever it is readable, unless it is no longer the connection's."""
-        if self.inner._sock is sock:
+        if self.inner._sock is not sock:
+            return
+        if self.paused:  # also takes aiomqtt's reader off a new connection's socket
+            self.loop.remove_reader(sock.fileno())
+        else:
             self.loop.add_reader(sock.fileno(), self._readable, sock)
 
     def _readable(self, sock: Any) -> None:
         got = 0
-        while True:
+        while not self.paused:
             self.loop_read()
             got += self.last_read
             # a TLS socket may hold decrypted bytes the selector cannot see (as aiomqtt does)
             if self.inner._sock is not sock or not getattr(sock, "pending", lambda: 0)():
                 break
-        if self.inner._sock is sock and 0 < got < COALESCE_BELOW:
+        if self.inner._sock is sock and not self.paused and 0 < got < COALESCE_BELOW:
             self.loop.remove_reader(sock.fileno())
             self.loop.call_later(COALESCE_WAIT, self.watch, sock)
 
@@ -139,22 +176,25 @@ class PacketReader:
         self.last_read = len(data)
         with inner._msgtime_mutex:
             inner._last_bytes_received = time.monotonic()
-        buffer = self.buffer
-        buffer += data
+        self.buffer += data
+        return self._deliver()
+
+    def _deliver(self) -> paho.MQTTErrorCode:
+        """Handle the complete packets in the buffer, up to a pause; keep the rest."""
         try:
-            rc = self._packets(buffer)
+            rc = self._packets(self.buffer)
         except (IndexError, ValueError, UnicodeDecodeError):
             rc = paho.MQTTErrorCode.MQTT_ERR_PROTOCOL
         if rc != paho.MQTTErrorCode.MQTT_ERR_SUCCESS:
-            buffer.clear()
-            return inner._loop_rc_handle(rc)
+            self.buffer.clear()
+            return self.inner._loop_rc_handle(rc)
         return rc
 
     def _packets(self, buffer: bytearray) -> paho.MQTTErrorCode:
         size = len(buffer)
         pos = 0
         rc = paho.MQTTErrorCode.MQTT_ERR_SUCCESS
-        while pos + 2 <= size:
+        while pos + 2 <= size and not self.paused:
             header = buffer[pos]
             # the fixed header's remaining length: a variable byte integer, at most 4 bytes
             length = shift = 0

@@ -85,6 +85,7 @@ class Ingester:
         self.pending: asyncio.Queue[Batch | None] = asyncio.Queue()
         self._background: set[asyncio.Task[None]] = set()
         self.client: aiomqtt.Client | None = None
+        self.reader: mqtt_ack.PacketReader | None = None
         self.stopping = asyncio.Event()
         self.stamp = DeadLetterClock()
         self.give_up_at = float("inf")
@@ -145,6 +146,17 @@ class Ingester:
             return
         self.pending.put_nowait(batch)
         self.metrics.queue_depth = self.pending.qsize()
+        if self.reader is not None and self._backlogged():
+            self.reader.pause()
+
+    def _backlogged(self) -> bool:
+        """InfluxDB is slow, not down: stop reading until a batch is written (the broker queues
+        meanwhile). While it is down, batches beyond the limit go to the spool instead."""
+        return self.pending.qsize() >= self.settings.max_pending_batches and not self.influx.failing
+
+    def _resume_if_caught_up(self) -> None:
+        if self.reader is not None and self.reader.paused and not self._backlogged():
+            self.reader.resume()
 
     async def _write_batches(self) -> None:
         """Write queued batches, then spooled ones, in order; acknowledge each once stored."""
@@ -158,6 +170,7 @@ class Ingester:
                 continue
             batch = await self.pending.get()
             self.metrics.queue_depth = self.pending.qsize()
+            self._resume_if_caught_up()
             if batch is None:
                 return
             if not await self._store(batch.lines, batch.newest_ts):
@@ -255,7 +268,9 @@ class Ingester:
             tls_params=aiomqtt.TLSParameters(ca_certs=ca) if tls else None,
             keepalive=30,
         )
-        mqtt_ack.take_delivery(client, self._on_message)
+        # a new connection starts reading (its CONNACK and SUBACKs must come in); the next
+        # flush pauses it again if InfluxDB is still behind
+        self.reader = mqtt_ack.take_delivery(client, self._on_message)
         return client
 
     def _filters(self) -> list[str]:
@@ -354,6 +369,8 @@ class Ingester:
         self.flush()
         self.pending.put_nowait(None)
         await self.writer
+        if self.reader is not None:
+            self.reader.resume()  # the barrier's PUBACK must be read
         if self.client is not None:
             with contextlib.suppress(aiomqtt.MqttError):
                 await mqtt_ack.settle(self.client, f"{SYNC_TOPIC_PREFIX}/{self.client_id}")
@@ -368,6 +385,9 @@ class Ingester:
         seen, quiet_since = self.metrics.received, time.monotonic()
         while True:
             await asyncio.sleep(tick)
+            self._resume_if_caught_up()  # InfluxDB may have started failing: spool from now on
+            if self._backlogged():
+                continue  # nothing comes in while paused, and the queue is full
             now = time.monotonic()
             if self.metrics.received != seen:
                 seen, quiet_since = self.metrics.received, now

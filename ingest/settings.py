@@ -33,8 +33,9 @@ class IngestSettings(MqttSettings, InfluxSettings):
         3,
         ge=1,
         le=1000,
-        description="Batches held in memory while InfluxDB is slow; beyond it receiving pauses "
-        "(the broker queues, nothing is lost).",
+        description="Batches waiting in memory for InfluxDB. Beyond it the ingester stops "
+        "reading from the broker while InfluxDB is slow (the broker queues, nothing is lost), "
+        "and spills batches to the disk spool while InfluxDB is down.",
     )
     client_id: str = Field(
         "smartcity-ingest", description="MQTT client id; the persistent session is keyed on it."

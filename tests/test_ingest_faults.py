@@ -6,11 +6,16 @@ broker, per device type, and checks that per device ``seq`` has no gaps and no d
 
 from __future__ import annotations
 
+import contextlib
 import re
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
+import urllib.parse
+import urllib.request
 from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -19,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from simulators.fleet import build_fleet, schedule
-from smartcity.servers import Influxd, Mosquitto
+from smartcity.servers import Influxd, Mosquitto, free_port
 
 from .conftest import Influx, IngesterProcess, smartcity_env
 
@@ -154,6 +159,86 @@ def test_influxdb_down_for_30_s_loses_nothing_and_memory_stays_bounded(
     assert peak < 200, f"ingester RSS reached {peak:.0f} MB during the outage"
     assert ing.stop() == 0
     assert not list((tmp_path / "spool").rglob("*.lp")), "the spool must be drained"
+
+
+class SlowProxy:
+    """A TCP relay in front of the real InfluxDB that holds every chunk a client sends for
+    ``delay`` seconds: a slow database (the writes still reach the real one), not a fake."""
+
+    def __init__(self, upstream: str, delay: float) -> None:
+        parsed = urllib.parse.urlsplit(upstream)
+        self.upstream = (parsed.hostname or "127.0.0.1", parsed.port or 8086)
+        self.delay = delay
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.server.getsockname()[1]}"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.server.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(self.upstream)
+            for src, dst, delay in ((client, upstream, self.delay), (upstream, client, 0.0)):
+                threading.Thread(target=self._pump, args=(src, dst, delay), daemon=True).start()
+
+    @staticmethod
+    def _pump(src: socket.socket, dst: socket.socket, delay: float) -> None:
+        try:
+            while data := src.recv(1 << 20):
+                time.sleep(delay)
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                with contextlib.suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
+
+    def close(self) -> None:
+        self.server.close()
+
+
+def queue_depth(metrics_url: str) -> int:
+    with urllib.request.urlopen(metrics_url, timeout=5) as resp:
+        text = resp.read().decode()
+    match = re.search(r"^smartcity_ingest_queue_batches\{[^}]*\} (\S+)$", text, re.M)
+    assert match, text
+    return int(float(match.group(1)))
+
+
+def test_slow_influxdb_pauses_receiving_at_max_pending_batches_and_loses_nothing(
+    mosquitto: Mosquitto, influx: Influx, city: str, tmp_path: Path
+) -> None:
+    """InfluxDB slow but up: the ingester stops reading from the broker once
+    --max-pending-batches wait, instead of holding all the broker may send (Receive Maximum
+    65,535 messages); the broker queues the rest, and all of it is stored in the end."""
+    n, start, max_pending = 4000, start_time(), 2
+    slow = SlowProxy(influx.url, delay=0.3)
+    metrics_port = free_port()
+    ing = ingester_for(
+        mosquitto, Influx(slow.url, influx.db), city, tmp_path, "--batch-size", "100",
+        "--max-pending-batches", str(max_pending), "--metrics-port", str(metrics_port),
+    ).start().wait_subscribed()  # fmt: skip
+    try:
+        finish(simulate(smartcity_env(mosquitto.url, influx, city), n, start, rate=None))
+        depths = []
+        want = sum(expected(start, n).values())
+        deadline = time.monotonic() + 120
+        while (
+            influx.count("streetlight") + influx.count("wastebin") + influx.count("evcharger")
+            < want
+            and time.monotonic() < deadline
+        ):
+            depths.append(queue_depth(f"http://127.0.0.1:{metrics_port}/metrics"))
+            time.sleep(0.05)
+        assert_all_landed(influx, start, n)
+        # one batch more may fill from the read that was under way when receiving paused
+        assert max(depths) <= max_pending + 1, f"batches waiting in memory: {max(depths)}"
+        assert ing.stop() == 0
+    finally:
+        slow.close()
 
 
 def test_broker_restarted_mid_stream_loses_nothing(

@@ -133,6 +133,35 @@ async def test_ack_all_acknowledges_exactly_the_ids_given(mosquitto: Mosquitto, 
     assert await take(mosquitto, city, topic, ack_first=0, idle=0.5) == []
 
 
+async def test_a_paused_reader_delivers_nothing_until_resumed_then_the_rest_in_order(
+    mosquitto: Mosquitto, city: str
+) -> None:
+    """Backpressure: paused from inside a delivery, in the middle of a read."""
+    topic = f"pause/{city}"
+    got: list[tuple[str, bytes, int, int, bool]] = []
+    all_in = asyncio.Event()
+
+    def on_message(*delivery: object) -> None:
+        got.append(delivery)  # type: ignore[arg-type]
+        if len(got) == 10:
+            reader.pause()
+        if len(got) == 500:
+            all_in.set()
+
+    c = client(mosquitto, city)
+    reader = mqtt_ack.take_delivery(c, on_message)
+    async with c:
+        await c.subscribe(topic, qos=1)
+        await asyncio.to_thread(publish, mosquitto, topic, 500)
+        await asyncio.sleep(0.5)
+        assert len(got) == 10, "nothing is delivered while paused"
+        reader.resume()
+        await asyncio.wait_for(all_in.wait(), 20)
+        assert [p for _, p, _, _, _ in got] == [str(i).encode() for i in range(500)]
+        assert mqtt_ack.ack_all(c, [mid for _, _, mid, _, _ in got])
+        await mqtt_ack.settle(c, f"sync/{city}")
+
+
 def publish_packet(topic: str, payload: bytes, mid: int, properties: bytes = b"\0") -> bytes:
     """An MQTT v5 QoS 1 PUBLISH, as a broker sends it."""
     name = topic.encode()
