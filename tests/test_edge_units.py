@@ -492,6 +492,15 @@ def test_the_driver_thread_starts_the_driver_first_retries_a_failed_start_and_cl
     assert {thread for _, thread in drv.calls} == {"driver-st-1"}  # never the caller's thread
 
 
+def test_a_driver_whose_start_failed_is_closed_without_starting_it_again() -> None:
+    drv = Recorder(settings())
+    worker = DriverThread(drv)
+    with pytest.raises(DriverError):
+        worker.submit(drv.read, NIGHT).result(5)
+    assert worker.close(5)
+    assert [what for what, _ in drv.calls] == ["start", "close"]
+
+
 def test_a_call_that_blocks_does_not_block_the_caller() -> None:
     import threading
 

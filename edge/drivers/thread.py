@@ -53,7 +53,8 @@ class DriverThread:
             call.set_running_or_notify_cancel()
             call.began = time.monotonic()
             try:
-                if not self.started and fn is not self.driver.close:
+                # ==, not is: each attribute lookup makes a new bound method
+                if not self.started and fn != self.driver.close:
                     self.driver.start()
                     self.started = True
                 call.set_result(fn(*args))
