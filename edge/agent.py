@@ -129,7 +129,10 @@ class Agent:
         self._wait(min(deadlines) - time.monotonic())
 
     def _wait(self, seconds: float) -> None:
-        busy = self.reading is not None or self.applying
+        # look for a driver result often, unless the driver is already overdue: then it may
+        # stay stuck for long, and each pass queries the outbox
+        calls = [c for c in (self.reading, *self.applying[:1]) if c is not None]
+        busy = calls and not any(c.reported for c in calls)
         seconds = min(max(seconds, 0.0), _DRIVER_TICK if busy else _TICK)
         if self.open:
             self.client.loop(timeout=seconds)
@@ -353,8 +356,10 @@ class Agent:
             return
         deadline = time.monotonic() + self.settings.drain_timeout
         while self.connected and time.monotonic() < deadline:
+            self._collect(time.monotonic())  # a command still being applied is answered
             self._publish_backlog()
-            if not self.inflight and not self.refused and not self.outbox.batch(self.sent_upto, 1):
+            waiting = self.applying or self.inflight or self.refused
+            if not waiting and not self.outbox.batch(self.sent_upto, 1):
                 break
             self.client.loop(timeout=0.1)
         if not self.connected:

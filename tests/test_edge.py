@@ -460,6 +460,34 @@ def test_a_driver_slower_than_the_keepalive_keeps_the_connection_and_every_readi
     assert any("driver read still running after 1 s" in (r["lastError"] or "") for r in errors)
 
 
+def test_a_command_still_being_applied_at_stop_is_answered_before_the_agent_leaves(
+    mosquitto: Mosquitto, influx: Influx, ingester: IngesterProcess, city: str, tmp_path: Path,
+    agents: list,
+) -> None:  # fmt: skip
+    """The command waits on the driver thread behind a 2 s read when SIGTERM comes."""
+    agent = AgentProcess(
+        smartcity_env(mosquitto.url, influx, city), tmp_path, "sl-late",
+        "--driver-options", '{"read_delay": 2}', "--drain-timeout", "10",
+    )  # fmt: skip
+    result_topic = topic("streetlight", agent.device_id, "cmd_result", city)
+    op = Operator(mosquitto)
+    try:
+        op.watch(result_topic)
+        agents.append(agent.start())
+        agent.wait_log("connected to broker")
+        op.send(
+            topic("streetlight", agent.device_id, "cmd", city),
+            b'{"v":1,"id":"late","action":"switch","state":"off"}',
+        )
+        time.sleep(0.3)  # received, and queued behind the read
+        assert op.results.get(result_topic) is None, "the read should still hold the driver"
+        assert agent.stop() == 0
+        results = op.wait_results(result_topic, 1, timeout=5)
+    finally:
+        op.close()
+    assert [(r["id"], r["status"]) for r in results] == [("late", "accepted")]
+
+
 # -- a device sees only its own commands (per-device logins and ACL) ----------------------------
 
 USERS = {"sl-a": "pass-a", "sl-b": "pass-b", "operator": "op-secret"}
