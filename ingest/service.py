@@ -81,7 +81,7 @@ class Ingester:
         self.zones = registry_zones(settings)
         self.connection = 0
         self.batch = Batch(self.connection)
-        # unbounded here: what the broker may send us unacknowledged (Receive Maximum) bounds it
+        # bounded by pausing the reader at max_pending_batches (see flush), not by the queue
         self.pending: asyncio.Queue[Batch | None] = asyncio.Queue()
         self._background: set[asyncio.Task[None]] = set()
         self.client: aiomqtt.Client | None = None
@@ -130,7 +130,7 @@ class Ingester:
         if not self.batch:
             return
         batch, self.batch = self.batch, Batch(self.connection)
-        away = self.pending.qsize() >= self.settings.max_pending_batches and self.influx.failing
+        away = self._queue_full() and self.influx.failing
         if (self.spool.depth or away) and self.spool.has_room(_size(batch.lines)):
             # keep order: once anything is on disk, newer batches follow it there
             self.spool.put(batch.lines)
@@ -149,10 +149,13 @@ class Ingester:
         if self.reader is not None and self._backlogged():
             self.reader.pause()
 
+    def _queue_full(self) -> bool:
+        return self.pending.qsize() >= self.settings.max_pending_batches
+
     def _backlogged(self) -> bool:
         """InfluxDB is slow, not down: stop reading until a batch is written (the broker queues
         meanwhile). While it is down, batches beyond the limit go to the spool instead."""
-        return self.pending.qsize() >= self.settings.max_pending_batches and not self.influx.failing
+        return self._queue_full() and not self.influx.failing
 
     def _resume_if_caught_up(self) -> None:
         if self.reader is not None and self.reader.paused and not self._backlogged():
@@ -333,8 +336,7 @@ class Ingester:
                             "client_id": self.client_id,
                         },
                     )
-                    if self.settings.ready_file is not None:
-                        self.settings.ready_file.touch()
+                    self._mark_ready(True)
                     delay = 0.5
                     if await _first(receiver, self.stopping.wait()) == 1:
                         await self._drain()
@@ -360,8 +362,20 @@ class Ingester:
         on the new connection: the broker resends those messages instead.
         """
         self.connection += 1
+        self._mark_ready(False)
         self.flush()
         self.batch.connection = self.connection
+
+    def _mark_ready(self, ready: bool) -> None:
+        """``--ready-file`` exists exactly while we are subscribed: not from an earlier run (a
+        restarted container keeps its /tmp), nor while reconnecting, nor once stopped."""
+        path = self.settings.ready_file
+        if path is None:
+            return
+        if ready:
+            path.touch()
+        else:
+            path.unlink(missing_ok=True)
 
     async def _drain(self) -> None:
         """Write what was received and acknowledge it, then let the writer finish."""
@@ -446,6 +460,7 @@ class Ingester:
             for t in helpers:
                 t.cancel()
             self.client = None
+            self._mark_ready(False)
             await self.influx.aclose()
             m = self.metrics
             log.info("ingester stopped", extra={"received": m.received, "acked": m.acked})

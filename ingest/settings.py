@@ -56,8 +56,8 @@ class IngestSettings(MqttSettings, InfluxSettings):
         65_535,
         ge=1,
         le=65_535,
-        description="Unacknowledged messages the broker may send us: bounds memory, and must "
-        "exceed a batch (better: several) or throughput stalls.",
+        description="Unacknowledged messages the broker may send us; must exceed a batch (better: "
+        "several) or throughput stalls.",
     )
     workers: int = Field(1, ge=1, le=64, description="Ingester processes on this machine.")
     reconnect_max_delay: float = Field(

@@ -255,6 +255,35 @@ def test_broker_restarted_mid_stream_loses_nothing(
     assert ing.stop() == 0
 
 
+def test_the_ready_file_exists_only_while_subscribed(
+    own_mosquitto: Mosquitto, influx: Influx, city: str, tmp_path: Path
+) -> None:
+    """Not left from an earlier run, gone while the broker is away, back once resubscribed,
+    gone after a stop: what a compose healthcheck or smartcity up may rely on."""
+    ready = tmp_path / "ingest.ready"
+    ready.touch()  # a previous run's
+    ing = ingester_for(own_mosquitto, influx, city, tmp_path, "--ready-file", str(ready))
+
+    def wait_for(exists: bool) -> None:
+        deadline = time.monotonic() + 30
+        while ready.exists() != exists:
+            assert time.monotonic() < deadline, f"ready file exists={ready.exists()}"
+            time.sleep(0.02)
+
+    own_mosquitto.stop()
+    ing.start()
+    wait_for(False)
+    own_mosquitto.start()
+    ing.wait_subscribed()
+    wait_for(True)
+    own_mosquitto.stop()
+    wait_for(False)
+    own_mosquitto.start()
+    wait_for(True)
+    assert ing.stop() == 0
+    assert not ready.exists()
+
+
 def test_two_workers_share_the_load_with_no_loss_and_no_duplicates(
     mosquitto: Mosquitto, influx: Influx, city: str, tmp_path: Path
 ) -> None:
