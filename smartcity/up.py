@@ -291,8 +291,9 @@ def prepare_registry(url: str, settings: UpSettings) -> int:
     """Create the registry, with the simulated fleet registered where the simulator puts it.
 
     The ingester tags points with registered zones and flags unregistered devices, so without
-    this every simulated device would be flagged. Simulated devices are re-registered on every
-    start (the seed and counts may have changed); other devices are left as they are.
+    this every simulated device would be flagged. Simulated devices get their type, zone and
+    place again on every start (the seed and counts may have changed), keeping what an operator
+    set on them (a bin's threshold, a name); other devices are left as they are.
     """
     from sqlalchemy.orm import Session
 

@@ -60,38 +60,48 @@ def get_device(session: Session, device_id: str) -> Device | None:
 
 
 def create_device(session: Session, new: DeviceCreate) -> Device:
-    now = datetime.now(UTC)
-    device = Device(**new.model_dump(), created_at=now, updated_at=now)
+    device = _new_device(new, datetime.now(UTC))
     session.add(device)
     session.commit()
     return device
 
 
 def upsert_devices(session: Session, devices: Iterable[DeviceCreate]) -> int:
-    """Register ``devices`` as given, creating or overwriting each one; returns how many."""
+    """Register ``devices``: create each one, or overwrite the fields it gives (an operator's
+    threshold or name on a device registered again stays); returns how many."""
     now = datetime.now(UTC)
     count = 0
     for new in devices:
         device = session.get(Device, new.device_id)
         if device is None:
-            session.add(Device(**new.model_dump(), created_at=now, updated_at=now))
+            session.add(_new_device(new, now))
         else:
-            for name, value in new.model_dump().items():
-                setattr(device, name, value)
-            device.updated_at = now
+            _change(device, new.model_dump(exclude_unset=True), now)
         count += 1
     session.commit()
     return count
 
 
 def update_device(session: Session, device: Device, change: DeviceUpdate) -> Device:
-    for name, value in change.model_dump(exclude_unset=True).items():
-        if value is None and name in ("device_type", "zone", "lat", "lon"):
-            continue  # required columns: null means "leave as is"
-        setattr(device, name, value)
-    device.updated_at = datetime.now(UTC)
+    values = {
+        name: value
+        for name, value in change.model_dump(exclude_unset=True).items()
+        # required columns: null means "leave as is"
+        if value is not None or name not in ("device_type", "zone", "lat", "lon")
+    }
+    _change(device, values, datetime.now(UTC))
     session.commit()
     return device
+
+
+def _new_device(new: DeviceCreate, now: datetime) -> Device:
+    return Device(**new.model_dump(), created_at=now, updated_at=now)
+
+
+def _change(device: Device, values: dict[str, object], now: datetime) -> None:
+    for name, value in values.items():
+        setattr(device, name, value)
+    device.updated_at = now
 
 
 def delete_device(session: Session, device: Device) -> None:

@@ -8,8 +8,11 @@ from http import HTTPStatus
 import httpx
 import pytest
 from sqlalchemy import inspect, text
+from sqlalchemy.orm import Session
 
+from api.registry.crud import get_device, update_device, upsert_devices
 from api.registry.db import make_engine
+from api.schemas.devices import DeviceCreate, DeviceUpdate
 from api.settings import ApiSettings
 
 from . import city as c
@@ -176,6 +179,30 @@ async def test_a_bin_may_carry_its_own_threshold_and_only_a_bin(
     r = await client.patch("/v1/devices/wb-t1", json={"device_type": "streetlight",
                                                       "threshold": None}, headers=auth)  # fmt: skip
     assert (r.status_code, r.json()["threshold"]) == (200, None)
+
+
+def test_registering_again_overwrites_what_is_given_and_keeps_what_an_operator_set(
+    settings: ApiSettings,
+) -> None:
+    """As smartcity up does on every start for the simulated fleet."""
+
+    def bin_in(zone: str) -> DeviceCreate:
+        return DeviceCreate(device_id="wb-up", device_type="wastebin", zone=zone, lat=45.1,
+                            lon=10.0)  # fmt: skip
+
+    engine = make_engine(settings.registry_url)
+    try:
+        with Session(engine) as session:
+            upsert_devices(session, [bin_in("Po")])
+            device = get_device(session, "wb-up")
+            assert device is not None
+            update_device(session, device, DeviceUpdate(threshold=0.9, name="Via Dante"))
+            assert upsert_devices(session, [bin_in("Centro")]) == 1
+            again = get_device(session, "wb-up")
+            assert again is not None
+            assert (again.zone, again.threshold, again.name) == ("Centro", 0.9, "Via Dante")
+    finally:
+        engine.dispose()
 
 
 async def test_a_registry_from_before_thresholds_gains_the_column(
