@@ -12,8 +12,8 @@ import asyncio
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field, replace
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
@@ -90,13 +90,18 @@ def clock(settings: ApiSettings) -> datetime:
 
 
 async def latest_per_device(
-    db: InfluxReader, measurement: str, start: datetime, end: datetime, also: tuple[str, ...] = ()
+    db: InfluxReader,
+    measurement: str,
+    start: datetime,
+    end: datetime,
+    also: tuple[str, ...] = (),
+    thresholds: Mapping[str, float] | None = None,
 ) -> list[DeviceState]:
     rows = await db.rows(
         LATEST_PER_DEVICE, {"m": ident(measurement), "from": at(start), "to": at(end)}
     )
     # thousands of devices: off the event loop, like the decoding of the rows
-    return await asyncio.to_thread(snapshot_rows_to_states, rows, also)
+    return await asyncio.to_thread(snapshot_rows_to_states, rows, also, thresholds)
 
 
 async def compute(settings: ApiSettings, db: InfluxReader, engine: Engine) -> CityState:
@@ -109,9 +114,9 @@ async def compute(settings: ApiSettings, db: InfluxReader, engine: Engine) -> Ci
     limits = {d: r.threshold for d, r in registry.items() if r.threshold is not None}
     snapshots, windows = {}, {}
     for t, module in KPI_MODULES.items():
-        devices = await latest_per_device(db, t, since, now)
-        if module.uses_threshold and limits:
-            devices = [replace(d, threshold=limits.get(d.device_id)) for d in devices]
+        devices = await latest_per_device(
+            db, t, since, now, thresholds=limits if module.uses_threshold else None
+        )
         snapshots[t] = Snapshot(devices, fresh_since)
         windows[t] = await module.window(db, now, settings)
     connectors: dict[str, list[DeviceState]] = defaultdict(list)

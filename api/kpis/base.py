@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, ClassVar
@@ -158,11 +158,15 @@ def count_by(devices: Iterable[DeviceState], *keys: Callable[[DeviceState], str]
     return out
 
 
-def snapshot_rows_to_states(rows: list[Row], also: tuple[str, ...] = ()) -> list[DeviceState]:
-    """Latest point per device id, or per device and the ``also`` tags (kept as fields).
+def snapshot_rows_to_states(
+    rows: list[Row], also: tuple[str, ...] = (), thresholds: Mapping[str, float] | None = None
+) -> list[DeviceState]:
+    """Latest point per device id, or per device and the ``also`` tags (kept as fields), with
+    the registry's ``thresholds`` per device id.
 
     A device whose zone changed has two series: the newest point wins.
     """
+    limits = thresholds or {}
     latest: dict[tuple[str, ...], DeviceState] = {}
     for r in rows:
         key = (r.tags.get("device_id", ""), *(r.tags.get(t, "") for t in also))
@@ -170,6 +174,6 @@ def snapshot_rows_to_states(rows: list[Row], also: tuple[str, ...] = ()) -> list
             continue
         latest[key] = DeviceState(
             key[0], r.tags.get("device_type", r.measurement), r.tags.get("zone", ""), r.time,
-            {**r.values, **{t: r.tags.get(t, "") for t in also}},
+            {**r.values, **{t: r.tags.get(t, "") for t in also}}, limits.get(key[0]),
         )  # fmt: skip
     return [latest[k] for k in sorted(latest)]
