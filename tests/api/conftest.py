@@ -7,6 +7,7 @@ its own app (own registry file) against that database, with the clock set to the
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -155,13 +156,21 @@ def sent(city_data: CityData) -> c.Sent:
     return city_data.sent
 
 
-def make_key(settings: ApiSettings, scope: str) -> str:
-    engine = make_engine(settings.registry_url)
+@contextlib.contextmanager
+def registry_session(url: str) -> Iterator[Session]:
+    """A session on the registry at ``url``; its engine disposed after, so no connection is
+    left open to a PostgreSQL registry."""
+    engine = make_engine(url)
     try:
         with Session(engine) as session:
-            return create_key(session, f"test {scope}", scope)[1]
+            yield session
     finally:
-        engine.dispose()  # no connection left open to a PostgreSQL registry
+        engine.dispose()
+
+
+def make_key(settings: ApiSettings, scope: str) -> str:
+    with registry_session(settings.registry_url) as session:
+        return create_key(session, f"test {scope}", scope)[1]
 
 
 @pytest.fixture
@@ -194,8 +203,7 @@ def api_server(
     """``smartcity api`` as a real process on a free port, its registry holding the fleet."""
     workdir = tmp_path_factory.mktemp("api-server")
     settings = api_settings(city_data, workdir, rate_limit=1_000_000)
-    engine = make_engine(settings.registry_url)
-    with Session(engine) as session:
+    with registry_session(settings.registry_url) as session:
         key = create_key(session, "tests", "write")[1]
         admin = create_key(session, "tests admin", "admin")[1]
         now = datetime.now(UTC)
@@ -204,7 +212,6 @@ def api_server(
             session.add(Device(device_id=d, device_type=sent.kind[d], zone=sent.zone[d], lat=lat,
                                lon=lon, created_at=now, updated_at=now))  # fmt: skip
         session.commit()
-    engine.dispose()
     port = free_port()
     env = {
         **os.environ,

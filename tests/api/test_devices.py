@@ -8,7 +8,6 @@ from http import HTTPStatus
 import httpx
 import pytest
 from sqlalchemy import inspect, text
-from sqlalchemy.orm import Session
 
 from api.registry.crud import get_device, update_device, upsert_devices
 from api.registry.db import make_engine
@@ -16,7 +15,7 @@ from api.schemas.devices import DeviceCreate, DeviceUpdate
 from api.settings import ApiSettings
 
 from . import city as c
-from .conftest import ON_EVERY_REGISTRY_BACKEND, serve
+from .conftest import ON_EVERY_REGISTRY_BACKEND, registry_session, serve
 
 pytestmark = ON_EVERY_REGISTRY_BACKEND
 PROBLEM = "application/problem+json"
@@ -190,19 +189,15 @@ def test_registering_again_overwrites_what_is_given_and_keeps_what_an_operator_s
         return DeviceCreate(device_id="wb-up", device_type="wastebin", zone=zone, lat=45.1,
                             lon=10.0)  # fmt: skip
 
-    engine = make_engine(settings.registry_url)
-    try:
-        with Session(engine) as session:
-            upsert_devices(session, [bin_in("Po")])
-            device = get_device(session, "wb-up")
-            assert device is not None
-            update_device(session, device, DeviceUpdate(threshold=0.9, name="Via Dante"))
-            assert upsert_devices(session, [bin_in("Centro")]) == 1
-            again = get_device(session, "wb-up")
-            assert again is not None
-            assert (again.zone, again.threshold, again.name) == ("Centro", 0.9, "Via Dante")
-    finally:
-        engine.dispose()
+    with registry_session(settings.registry_url) as session:
+        upsert_devices(session, [bin_in("Po")])
+        device = get_device(session, "wb-up")
+        assert device is not None
+        update_device(session, device, DeviceUpdate(threshold=0.9, name="Via Dante"))
+        assert upsert_devices(session, [bin_in("Centro")]) == 1
+        again = get_device(session, "wb-up")
+        assert again is not None
+        assert (again.zone, again.threshold, again.name) == ("Centro", 0.9, "Via Dante")
 
 
 async def test_a_registry_from_before_thresholds_gains_the_column(

@@ -8,7 +8,6 @@ from pathlib import Path
 import httpx
 import pytest
 from sqlalchemy import select
-from sqlalchemy.orm import Session
 
 from api.registry.db import make_engine
 from api.registry.models import ApiKey
@@ -16,18 +15,20 @@ from api.settings import ApiSettings
 from smartcity.settings import SettingsError
 
 from ..conftest import run_smartcity
-from .conftest import ON_EVERY_REGISTRY_BACKEND, CityData, api_settings, serve
+from .conftest import (
+    ON_EVERY_REGISTRY_BACKEND,
+    CityData,
+    api_settings,
+    registry_session,
+    serve,
+)
 
 PROBLEM = "application/problem+json"
 
 
 def stored_keys(settings: ApiSettings) -> list[ApiKey]:
-    engine = make_engine(settings.registry_url)
-    try:
-        with Session(engine) as session:
-            return list(session.scalars(select(ApiKey)).all())
-    finally:
-        engine.dispose()
+    with registry_session(settings.registry_url) as session:
+        return list(session.scalars(select(ApiKey)).all())
 
 
 @ON_EVERY_REGISTRY_BACKEND
