@@ -13,6 +13,7 @@ from grafana.panels.base import (
     CONDITION_OFFLINE,
     CONDITION_OK,
     DEVICE_TAGS,
+    GROUP_BY_DEVICE,
 )
 from grafana.queries import where
 from grafana.sdk import dashboard, dashboard_models, influxql, text
@@ -37,16 +38,17 @@ def device_positions() -> str:
     return (
         f'SELECT last("lat") AS "lat", last("lon") AS "lon", '
         f'{CONDITION_OFFLINE} - {CONDITION_OFFLINE} * last("online") AS "{CONDITION}" '
-        f"FROM {STATUS} {where(time=False)} GROUP BY {DEVICE_TAGS}"
+        f"FROM {STATUS} {where(time=False)} {GROUP_BY_DEVICE}"
     )
 
 
 def one_row_per_device() -> list[dashboard.DataTransformerConfig]:
     """Grafana merges the position rows and each device type's fault rows into one table,
     then keeps one row per device: its position and its worst condition."""
-    tags = ("device_id", "device_type", "zone")
     aggregate = {"lat": "lastNotNull", "lon": "lastNotNull", CONDITION: "max"}
-    fields: dict[str, object] = {t: {"aggregations": [], "operation": "groupby"} for t in tags}
+    fields: dict[str, object] = {
+        t: {"aggregations": [], "operation": "groupby"} for t in DEVICE_TAGS
+    }
     fields |= {
         f: {"aggregations": [calc], "operation": "aggregate"} for f, calc in aggregate.items()
     }
@@ -74,7 +76,11 @@ def device_map() -> Panel:
         centre=CENTRE,
         zoom=13,
         colour_field=CONDITION,
-        steps=((None, OK), (CONDITION_OFFLINE, WARN), (CONDITION_FAULT, BAD)),
+        # the lowest condition is the base colour, then each worse one from its value on
+        steps=tuple(
+            (None if value == CONDITION_OK else value, colour)
+            for value, (_, colour) in sorted(CONDITIONS.items())
+        ),
         transformations=one_row_per_device(),
         texts=CONDITIONS,
     )

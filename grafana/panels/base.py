@@ -23,16 +23,17 @@ CONDITION_OK, CONDITION_OFFLINE, CONDITION_FAULT = 0, 1, 2
 #: The field carrying it in every query the map merges.
 CONDITION = "condizione"
 #: The tags every such query groups by, so Grafana can merge their rows per device.
-DEVICE_TAGS = '"device_id", "device_type", "zone"'
+DEVICE_TAGS = ("device_id", "device_type", "zone")
+GROUP_BY_DEVICE = "GROUP BY " + ", ".join(f'"{t}"' for t in DEVICE_TAGS)
 
 
 def devices_in_fault(measurement: str, field: str, fault: str) -> str:
     """One row per device whose latest ``field`` in the range meets ``fault`` (written over
     ``"v"``), with ``condizione`` = :data:`CONDITION_FAULT`."""
-    latest = f'SELECT last({field}) AS "v" FROM {measurement} {where()} GROUP BY {DEVICE_TAGS}'
+    latest = f'SELECT last({field}) AS "v" FROM {measurement} {where()} {GROUP_BY_DEVICE}'
     return (
         f'SELECT {CONDITION_FAULT} * count("v") AS "{CONDITION}" FROM ({latest}) '
-        f"WHERE {fault} GROUP BY {DEVICE_TAGS}"
+        f"WHERE {fault} {GROUP_BY_DEVICE}"
     )
 
 
