@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 
-from smartcity.contract import DEVICE_ID_PATTERN, ZONE_MAX_LENGTH, ZONE_PATTERN
+from smartcity.contract import DEVICE_ID_PATTERN, ZONE_MAX_LENGTH, ZONE_PATTERN, describe
 from smartcity.devices import DEVICE_TYPES
 from smartcity.settings import MqttSettings, mqtt_endpoint
 
@@ -136,10 +136,7 @@ class EdgeSettings(MqttSettings):
         try:
             options.model_validate(self.driver_options)
         except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors(include_url=False)
-            )
-            raise ValueError(f"driver_options for {self.driver!r}: {problems}") from None
+            raise ValueError(f"driver_options for {self.driver!r}: {describe(exc)}") from None
         if (self.lat is None) != (self.lon is None):
             raise ValueError("give both lat and lon, or neither")
         if self.reconnect_min_delay > self.reconnect_max_delay:
