@@ -211,6 +211,8 @@ class Mosquitto(ChildServer):
 BROKER_LIMITS = Path(__file__).with_name("mosquitto_limits.conf")
 #: Who may do what on the broker, for the local run and docker-compose alike.
 BROKER_ACL = Path(__file__).with_name("mosquitto_acl.conf")
+#: The platform's own broker accounts: each ``user`` of the ACL (devices have ``pattern`` rules).
+SERVICE_ACCOUNTS = tuple(re.findall(r"^user (\S+)$", BROKER_ACL.read_text(), re.M))
 
 
 def broker_limits(

@@ -52,10 +52,6 @@ class UpSettings(MqttSettings, InfluxSettings):
     )
 
 
-#: The accounts `smartcity up` logs in with (every ``user`` of the ACL has a password).
-ACCOUNTS = ("ingest", "simulator", "monitor", "observer")
-
-
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser(
         "up",
@@ -258,11 +254,13 @@ def _wait_until_ready(ingester: subprocess.Popen[bytes], ready: Path, timeout: f
 
 def broker_passwords(workdir: Path) -> dict[str, str]:
     """A password per account, made on the first run and kept (owner-only files) after it."""
+    from smartcity.servers import SERVICE_ACCOUNTS
+
     folder = workdir / "passwords"
     folder.mkdir(parents=True, exist_ok=True)
     folder.chmod(0o700)
     passwords = {}
-    for account in ACCOUNTS:
+    for account in SERVICE_ACCOUNTS:  # every ``user`` of the ACL has a password
         path = folder / account
         if not path.exists():
             path.touch(mode=0o600)

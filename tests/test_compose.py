@@ -42,7 +42,14 @@ from smartcity.cli import build_parser
 from smartcity.contract import topic
 from smartcity.devices.base import point_time_ns
 from smartcity.lineprotocol import line
-from smartcity.servers import BROKER_ACL, BROKER_LIMITS, Mosquitto, find_binary, free_port
+from smartcity.servers import (
+    BROKER_ACL,
+    BROKER_LIMITS,
+    SERVICE_ACCOUNTS,
+    Mosquitto,
+    find_binary,
+    free_port,
+)
 
 from .conftest import Influx, IngesterProcess, run_smartcity, smartcity_env
 from .test_cli import subcommands
@@ -196,7 +203,7 @@ def test_the_broker_runs_the_same_limits_as_the_local_run(resolved: dict[str, An
 
 
 def test_every_service_account_has_a_secret_and_an_acl(resolved: dict[str, Any]) -> None:
-    acl_users = set(re.findall(r"^user (\S+)", BROKER_ACL.read_text(), re.M))
+    acl_users = set(SERVICE_ACCOUNTS)
     script = (DEPLOY / "make-passwd.sh").read_text()
     (accounts,) = re.findall(r"for account in ([\w ]+); do", script)
     assert set(accounts.split()) == acl_users
@@ -209,6 +216,19 @@ def test_every_service_account_has_a_secret_and_an_acl(resolved: dict[str, Any])
         assert broker_env[f"MQTT_PASSWORD_{user.upper()}"] == password
 
 
+def test_compose_env_writes_every_secret_compose_needs_and_keeps_existing_ones(
+    tmp_path: Path, resolved: dict[str, Any]
+) -> None:
+    env = tmp_path / ".env"
+    env.write_text("MQTT_PASSWORD_INGEST=kept\n")
+    subprocess.run(["bash", str(ROOT / "scripts" / "compose-env"), str(env)], check=True)
+    values = dict(line.split("=", 1) for line in env.read_text().splitlines())
+    assert values["MQTT_PASSWORD_INGEST"] == "kept"
+    assert set(resolved["services"]["mosquitto"]["environment"]) <= set(values)
+    assert "GRAFANA_ADMIN_PASSWORD" in values
+    assert all(values.values())
+
+
 def test_the_api_gets_no_broker_and_shares_its_registry_with_the_ingester(
     resolved: dict[str, Any],
 ) -> None:
@@ -216,7 +236,7 @@ def test_the_api_gets_no_broker_and_shares_its_registry_with_the_ingester(
     # the API has no MQTT code: no broker address, account or start-up order
     assert not any("MQTT" in k for k in api["environment"])
     assert "mosquitto" not in api.get("depends_on", {})
-    assert "api" not in set(re.findall(r"^user (\S+)", BROKER_ACL.read_text(), re.M))
+    assert "api" not in SERVICE_ACCOUNTS
 
     def registry_file(service: dict[str, Any], variable: str) -> tuple[str, Path, str]:
         """(named volume, path of the SQLite file inside it, mount mode)."""
@@ -281,7 +301,7 @@ class ComposeBroker(Mosquitto):
         (self.workdir / "mosquitto.conf").write_text(text + f"user {getpass.getuser()}\n")
 
 
-PASSWORDS = {a: uuid.uuid4().hex for a in ("ingest", "simulator", "monitor", "observer")}
+PASSWORDS = {a: uuid.uuid4().hex for a in SERVICE_ACCOUNTS}
 DEVICE, OTHER = "wb-campo-1", "wb-campo-2"  # not ids the simulator uses
 COMMANDER = "test-commands"
 
