@@ -7,7 +7,7 @@ options to remember.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -72,11 +72,17 @@ NEUTRAL: Steps = ((None, INFO),)
 
 def text_colours(colours: dict[str, str]) -> list[dashboard_models.ValueMap]:
     """Colour string values (a status) in tables and state timelines."""
+    return value_texts({value: (None, colour) for value, colour in colours.items()})
+
+
+def value_texts(texts: Mapping[Any, tuple[str | None, str]]) -> list[dashboard_models.ValueMap]:
+    """Colour values, and name them where a text is given: ``{value: (text, colour)}`` (a
+    device's condition code, shown as words)."""
     return [
         dashboard_models.ValueMap(
             options={
-                value: dashboard_models.ValueMappingResult(color=colour, index=i)
-                for i, (value, colour) in enumerate(colours.items())
+                str(value): dashboard_models.ValueMappingResult(text=name, color=colour, index=i)
+                for i, (value, (name, colour)) in enumerate(texts.items())
             }
         )
     ]
@@ -206,18 +212,6 @@ def state_timeline_panel(
         True
     )
     return Panel(b, w, h)
-
-
-def value_texts(texts: dict[int, tuple[str, str]]) -> list[dashboard_models.ValueMap]:
-    """Name and colour numeric codes (a device's condition): ``{code: (text, colour)}``."""
-    return [
-        dashboard_models.ValueMap(
-            options={
-                str(code): dashboard_models.ValueMappingResult(text=name, color=colour, index=i)
-                for i, (code, (name, colour)) in enumerate(texts.items())
-            }
-        )
-    ]
 
 
 def geomap_panel(
