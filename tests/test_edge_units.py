@@ -540,12 +540,12 @@ def driver_for(s: EdgeSettings) -> Driver:
 
 
 def test_the_acl_in_the_installers_guide_is_the_deployed_one() -> None:
-    from smartcity.servers import device_acl
+    from smartcity.servers import BROKER_ACL, device_acl
 
     def rules(text: str) -> list[str]:
         return [line for line in text.splitlines() if line and not line.startswith("#")]
 
-    deployed = rules((ROOT / "smartcity/mosquitto_acl.conf").read_text())
+    deployed = rules(BROKER_ACL.read_text())
     guide = (ROOT / "docs/edge.md").read_text()
     block = guide.split("# /etc/mosquitto/acl", 1)[1].split("```", 1)[0]
     documented = rules(block.split("\n", 1)[1])
