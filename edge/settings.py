@@ -96,7 +96,11 @@ class EdgeSettings(MqttSettings):
         60.0, gt=0, le=3600, description="Longest wait between reconnection attempts, in seconds."
     )
     drain_timeout: float = Field(
-        5.0, ge=0, le=300, description="On stop, seconds spent sending what is still waiting."
+        5.0,
+        ge=0,
+        le=300,
+        description="On stop, seconds spent sending what is still waiting (and answering a "
+        "command still being applied).",
     )
 
     @field_validator("device_type")
