@@ -17,14 +17,14 @@ from sqlalchemy.orm import Session
 
 from api import catalogue, openapi, problems
 from api.catalogue import Catalogue
-from api.influx import InfluxReader
 from api.ratelimit import RateLimit
-from api.registry.db import make_engine
 from api.routers import ROUTERS
 from api.security import KeyStore, create_key
 from api.settings import ApiSettings
 from api.state import CityState, StateCache, compute
 from smartcity import __version__
+from smartcity.influx import InfluxReader
+from smartcity.registry.db import make_engine
 
 log = logging.getLogger("smartcity.api")
 

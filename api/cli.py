@@ -54,7 +54,7 @@ def serve(args: argparse.Namespace) -> int:
 def _session(args: argparse.Namespace) -> Any:
     from sqlalchemy.orm import Session
 
-    from api.registry.db import make_engine
+    from smartcity.registry.db import make_engine
 
     return Session(make_engine(load(ApiSettings, args).registry_url))
 
@@ -81,7 +81,7 @@ def list_keys(args: argparse.Namespace) -> int:
 
 def revoke_key(args: argparse.Namespace) -> int:
     from api.registry import crud
-    from smartcity.cli import UserError
+    from smartcity.errors import UserError
 
     with _session(args) as session:
         if crud.revoke_key(session, args.key_id) is None:

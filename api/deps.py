@@ -15,11 +15,11 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from api.catalogue import Catalogue
-from api.influx import InfluxReader
 from api.problems import ProblemError
 from api.security import Principal
 from api.settings import ApiSettings
 from api.state import CityState, StateCache
+from smartcity.influx import InfluxReader
 
 api_key = APIKeyHeader(
     name="X-API-Key",

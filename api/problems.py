@@ -11,7 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from api.influx import InfluxUnavailable, QueryFailed
+from smartcity.influx import InfluxUnavailable, QueryFailed
 
 log = logging.getLogger("smartcity.api")
 MEDIA_TYPE = "application/problem+json"

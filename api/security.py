@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from api.registry.models import ApiKey
+from smartcity.registry.models import ApiKey
 
 PREFIX = "sck_"
 ID_HEX = 12

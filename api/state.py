@@ -20,13 +20,13 @@ from typing import Any, TypeVar
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from api.influx import InfluxReader, at, ident
 from api.kpis import KPI_MODULES, DeviceState, Snapshot
 from api.kpis.base import snapshot_rows_to_states
 from api.registry import crud
 from api.settings import ApiSettings
-from ingest.convert import HEALTH_MEASUREMENT, STATUS_MEASUREMENT
 from smartcity.devices.evcharger import Evcharger
+from smartcity.influx import InfluxReader, at, ident
+from smartcity.storage import HEALTH_MEASUREMENT, STATUS_MEASUREMENT
 
 log = logging.getLogger("smartcity.api")
 T = TypeVar("T")

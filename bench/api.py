@@ -34,13 +34,13 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from api.registry.db import make_engine
-from api.registry.models import Device
 from ingest.convert import message_lines
-from ingest.influx import InfluxWriter
 from simulators.base import SimulatedDevice
 from simulators.fleet import build_fleet, schedule
 from smartcity.contract import Message, Telemetry, Topic
+from smartcity.influx import InfluxWriter
+from smartcity.registry.db import make_engine
+from smartcity.registry.models import Device
 from smartcity.servers import Influxd, free_port
 from smartcity.settings import InfluxSettings
 

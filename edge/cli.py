@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
 
     from edge.agent import serve
     from edge.outbox import OutboxError
-    from smartcity.cli import UserError
+    from smartcity.errors import UserError
 
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

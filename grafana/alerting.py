@@ -11,7 +11,7 @@ from typing import Any
 
 from grafana.boards import SERVICES, Folder, alerts, pipeline
 from grafana.panels import PANELS, AlertRule
-from grafana.queries import TIME_FILTER
+from grafana.queries import INGEST_STATS, INGEST_STATS_F, STATUS, STATUS_F, TIME_FILTER
 from grafana.sdk import DATASOURCE_UID, EXPRESSIONS, alerting, alerting_models, expr, influxql
 from grafana.sdk import to_json as sdk_json
 
@@ -29,7 +29,7 @@ def platform_rules() -> list[AlertRule]:
             summary="{{ $labels.device_type }} {{ $labels.device_id }} in {{ $labels.zone }} "
             "is offline (its Last Will fired): check power and network on site.",
             # status is sent on connect and by the Last Will, so the last one ever is the state
-            query='SELECT last("online") FROM "device_status" '
+            query=f"SELECT last({STATUS_F.online}) FROM {STATUS} "
             'GROUP BY "device_id", "device_type", "zone"',
             window_s=600,
             reducer="last",
@@ -44,8 +44,8 @@ def platform_rules() -> list[AlertRule]:
             title="Ingestione ferma",
             summary="The ingesters received no message in 5 minutes, or stopped reporting: "
             "check `smartcity ingest`, the broker and InfluxDB.",
-            query='SELECT sum("m") FROM (SELECT spread("messages_received") AS "m" '
-            f'FROM "ingest_stats" WHERE {TIME_FILTER} GROUP BY "worker")',
+            query=f'SELECT sum("m") FROM (SELECT spread({INGEST_STATS_F.messages_received}) AS "m" '
+            f'FROM {INGEST_STATS} WHERE {TIME_FILTER} GROUP BY "worker")',
             window_s=300,
             reducer="last",
             op="lt",

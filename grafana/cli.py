@@ -61,7 +61,7 @@ def run_build(args: argparse.Namespace) -> int:
 def run_push(args: argparse.Namespace) -> int:
     settings = load(GrafanaSettings, args)
     from grafana.push import GrafanaError, push
-    from smartcity.cli import UserError
+    from smartcity.errors import UserError
 
     try:
         push(settings)

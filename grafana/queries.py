@@ -9,6 +9,17 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
+from smartcity.storage import (
+    BROKER_STATS_MEASUREMENT,
+    DEADLETTER_FIELDS,
+    DEADLETTER_MEASUREMENT,
+    HEALTH_MEASUREMENT,
+    INGEST_STATS_FIELDS,
+    INGEST_STATS_MEASUREMENT,
+    STATUS_FIELDS,
+    STATUS_MEASUREMENT,
+)
+
 TIME_FILTER = "$timeFilter"
 INTERVAL = "$__interval"
 ZONE = '"zone" =~ /^$zone$/'
@@ -57,6 +68,14 @@ def quote(name: str) -> str:
     return '"' + name.replace('"', '\\"') + '"'
 
 
+#: The shared measurements, quoted (names from ``smartcity.storage``).
+STATUS = quote(STATUS_MEASUREMENT)
+HEALTH = quote(HEALTH_MEASUREMENT)
+DEADLETTER = quote(DEADLETTER_MEASUREMENT)
+INGEST_STATS = quote(INGEST_STATS_MEASUREMENT)
+BROKER_STATS = quote(BROKER_STATS_MEASUREMENT)
+
+
 class Fields:
     """Quoted field names of models: ``Fields(StreetlightReading).activePower``.
 
@@ -71,6 +90,12 @@ class Fields:
         if name.startswith("_") or name not in self._names:
             raise AttributeError(f"no field {name!r} in {sorted(self._names)}")
         return quote(name)
+
+
+#: Quoted fields of the status and dead-letter measurements: ``STATUS_F.online``.
+STATUS_F = Fields(extra=STATUS_FIELDS)
+DEADLETTER_F = Fields(extra=DEADLETTER_FIELDS)
+INGEST_STATS_F = Fields(extra=INGEST_STATS_FIELDS)
 
 
 def unit(model: type[BaseModel], field: str) -> str:

@@ -14,16 +14,17 @@ from typing import TYPE_CHECKING
 from smartcity.contract import Events, Health, Message, Status, Telemetry
 from smartcity.devices.base import Row, point_time_ns
 from smartcity.lineprotocol import escape_measurement, line, model_encoder, tag_text
+from smartcity.storage import (
+    DEADLETTER_MEASUREMENT,
+    HEALTH_MEASUREMENT,
+    STATUS_MEASUREMENT,
+    UNKNOWN_ZONE,
+    UNREGISTERED_MEASUREMENT,
+)
 
 if TYPE_CHECKING:
     from ingest.registry import ZoneLookup
 
-DEADLETTER_MEASUREMENT = "deadletter"
-STATUS_MEASUREMENT = "device_status"
-HEALTH_MEASUREMENT = "device_health"
-#: One point (count=1) per message from a device the registry does not know.
-UNREGISTERED_MEASUREMENT = "device_unregistered"
-UNKNOWN_ZONE = "unknown"
 #: InfluxDB 1.x refuses string fields over 64 KiB; the MQTT dead-letter keeps the whole payload.
 DEADLETTER_PAYLOAD_CHARS = 16_384
 

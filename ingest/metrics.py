@@ -15,15 +15,28 @@ from prometheus_client import CollectorRegistry, Histogram, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from smartcity.lineprotocol import line
+from smartcity.storage import (
+    BROKER_STATS_FIELDS,
+    BROKER_STATS_MEASUREMENT,
+    INGEST_STATS_FIELDS,
+    INGEST_STATS_MEASUREMENT,
+    INGEST_STATS_TAG,
+)
 
 log = logging.getLogger("smartcity.ingest.metrics")
 
 #: Mosquitto ``$SYS`` topics copied into ``broker_stats`` (field name -> topic).
-BROKER_TOPICS = {
-    "dropped": "$SYS/broker/publish/messages/dropped",
-    "clients_connected": "$SYS/broker/clients/connected",
-    "messages_stored": "$SYS/broker/store/messages/count",
-}
+BROKER_TOPICS = dict(
+    zip(
+        BROKER_STATS_FIELDS,
+        (
+            "$SYS/broker/publish/messages/dropped",
+            "$SYS/broker/clients/connected",
+            "$SYS/broker/store/messages/count",
+        ),
+        strict=True,
+    )
+)
 _BROKER_FIELDS = {topic: name for name, topic in BROKER_TOPICS.items()}
 
 #: (attribute, Prometheus name, help) of the counters.
@@ -113,18 +126,22 @@ class IngestMetrics:
         then, received_then = self._last_report
         self._last_report = (now, self.received)
         rate = (self.received - received_then) / (now - then) if now > then else 0.0
-        fields: dict[str, float | int | str | bool] = {
-            "messages_received": self.received,
-            "points_written": self.points,
-            "invalid": self.invalid,
-            "retries": self.retries,
-            "queue_depth": self.queue_depth,
-            "spool_depth": self.spool_depth,
-            "lag_seconds": float(self.last_lag),
-            "write_latency_seconds": float(self.last_latency),
-            "rate_messages": float(rate),
-        }
-        out = [line("ingest_stats", {"worker": self.worker}, fields, now_ns)]
+        values: tuple[float | int, ...] = (  # in the order of INGEST_STATS_FIELDS
+            self.received,
+            self.points,
+            self.invalid,
+            self.retries,
+            self.queue_depth,
+            self.spool_depth,
+            float(self.last_lag),
+            float(self.last_latency),
+            float(rate),
+        )
+        fields: dict[str, float | int | str | bool] = dict(
+            zip(INGEST_STATS_FIELDS, values, strict=True)
+        )
+        tags = {INGEST_STATS_TAG: self.worker}
+        out = [line(INGEST_STATS_MEASUREMENT, tags, fields, now_ns)]
         if self.broker:
-            out.append(line("broker_stats", {}, dict(self.broker), now_ns))
+            out.append(line(BROKER_STATS_MEASUREMENT, {}, dict(self.broker), now_ns))
         return out

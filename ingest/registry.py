@@ -30,12 +30,12 @@ class ZoneLookup(Protocol):
 class RegistryZones:
     def __init__(self, url: str, refresh: float = 60.0) -> None:
         try:
-            from api.registry.db import make_engine
+            from smartcity.registry.db import make_engine
         except ModuleNotFoundError:
             from smartcity.settings import SettingsError
 
             raise SettingsError(
-                "--registry-url needs SQLAlchemy: pip install 'smartcity-cremona[api]'"
+                "--registry-url needs SQLAlchemy: pip install 'smartcity-cremona[ingest]'"
             ) from None
         # the API's own engine set-up: a bad URL or a missing driver is a SettingsError saying
         # what to fix, and SQLite waits for the API's writes instead of failing as locked.
@@ -51,7 +51,7 @@ class RegistryZones:
         from sqlalchemy import select
         from sqlalchemy.exc import SQLAlchemyError
 
-        from api.registry.models import Device
+        from smartcity.registry.models import Device
 
         try:
             with self.engine.connect() as conn:

@@ -28,7 +28,6 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from ingest import mqtt_ack
 from ingest.convert import DeadLetterClock, deadletter_line, message_lines
-from ingest.influx import InfluxUnavailable, InfluxWriter
 from ingest.metrics import BROKER_TOPICS, IngestMetrics
 from ingest.registry import registry_zones
 from ingest.settings import IngestSettings
@@ -42,6 +41,7 @@ from smartcity.contract import (
     parse_topic,
     subscription,
 )
+from smartcity.influx import InfluxUnavailable, InfluxWriter
 from smartcity.lineprotocol import LineProtocolError
 from smartcity.settings import mqtt_endpoint, safe_url
 

@@ -28,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
     settings = load(SimulateSettings, args)
     from simulators.publisher import BrokerUnreachable
     from simulators.run import run as simulate
-    from smartcity.cli import UserError
+    from smartcity.errors import UserError
 
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from smartcity import __version__, logs
+from smartcity.errors import UserError
 from smartcity.settings import CONFIG_ENV, SettingsError
 
 #: Each command's module, with a ``register(subparsers, common)`` function, in the order
@@ -25,10 +26,6 @@ COMMAND_MODULES = {
     "api": "api.cli",
     "grafana": "grafana.cli",
 }
-
-
-class UserError(Exception):
-    """A failure the user can fix; printed without a traceback, exit status 1."""
 
 
 def common_options() -> argparse.ArgumentParser:

@@ -69,7 +69,7 @@ def _local_port(url: str, what: str) -> tuple[str, int]:
     parts = urlsplit(url)
     host = parts.hostname or "127.0.0.1"
     if host not in ("127.0.0.1", "localhost", "::1", "0.0.0.0"):
-        from smartcity.cli import UserError
+        from smartcity.errors import UserError
 
         raise UserError(
             f"smartcity up starts {what} on this machine, but the URL names {host}: "
@@ -118,7 +118,7 @@ class StopOnSignal:
 
 def run(args: argparse.Namespace) -> int:
     settings = load(UpSettings, args)
-    from smartcity.cli import UserError
+    from smartcity.errors import UserError
     from smartcity.servers import ServerError, port_in_use
 
     mqtt_host, mqtt_port = _local_port(settings.mqtt_url, "mosquitto")
@@ -166,7 +166,7 @@ def _up(
 
     ``mqtt`` and ``influx`` are the (host, port) the servers listen on, checked free by
     :func:`run`."""
-    from smartcity.cli import UserError
+    from smartcity.errors import UserError
     from smartcity.servers import (
         BROKER_ACL,
         Influxd,
@@ -238,7 +238,7 @@ def _up(
 
 
 def _wait_until_ready(ingester: subprocess.Popen[bytes], ready: Path, timeout: float = 120) -> None:
-    from smartcity.cli import UserError
+    from smartcity.errors import UserError
 
     deadline = time.monotonic() + timeout
     while not ready.exists():
@@ -296,9 +296,9 @@ def prepare_registry(url: str, settings: UpSettings) -> int:
     from sqlalchemy.orm import Session
 
     from api.registry.crud import upsert_devices
-    from api.registry.db import make_engine
     from api.schemas.devices import DeviceCreate
     from simulators.fleet import build_fleet
+    from smartcity.registry.db import make_engine
 
     engine = make_engine(url)  # creates the file and the tables
     if not settings.simulate:

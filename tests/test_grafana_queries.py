@@ -44,6 +44,7 @@ import yaml
 from grafana.boards import overview, pipeline
 from simulators.fleet import build_fleet, schedule
 from simulators.publisher import AckingPublisher
+from smartcity import storage
 from smartcity.contract import (
     Health,
     Location,
@@ -382,8 +383,8 @@ def test_the_pipeline_board_reads_the_fields_the_ingester_writes(filled: Filled)
         m: {row["fieldKey"] for row in filled.influx.query(f'SHOW FIELD KEYS FROM "{m}"')}
         for m in ("ingest_stats", "broker_stats")
     }
-    assert set(pipeline.INGEST_FIELDS) == written["ingest_stats"]
-    assert set(pipeline.BROKER_FIELDS) == written["broker_stats"]
+    assert set(storage.INGEST_STATS_FIELDS) == written["ingest_stats"]
+    assert set(storage.BROKER_STATS_FIELDS) == written["broker_stats"]
     read = {
         name
         for p in boards()[pipeline.UID]["panels"]

@@ -9,12 +9,13 @@ from pathlib import Path
 
 from sqlalchemy.orm import Session
 
-from api.registry.db import make_engine
-from api.registry.models import Device
-from ingest.convert import UNREGISTERED_MEASUREMENT, message_lines
+from ingest.convert import message_lines
 from ingest.registry import RegistryZones
 from simulators.publisher import AckingPublisher
 from smartcity.contract import decode, topic
+from smartcity.registry.db import make_engine
+from smartcity.registry.models import Device
+from smartcity.storage import UNREGISTERED_MEASUREMENT
 
 from .conftest import Influx, IngesterProcess, smartcity_env
 

@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
-from api.influx import InfluxReader, Row, at, ident
 from api.settings import ApiSettings
 from smartcity.devices import DeviceType
+from smartcity.influx import InfluxReader, Row, at, ident
 
 JOULES_PER_KWH = 3.6e6
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import datetime
 from typing import ClassVar
 
-from api.influx import InfluxReader
 from api.kpis.base import (
     AlertDraft,
     Check,
@@ -19,6 +18,7 @@ from api.kpis.base import (
 )
 from api.settings import ApiSettings
 from smartcity.devices.evcharger import Evcharger
+from smartcity.influx import InfluxReader
 
 
 def connectors(d: DeviceState, status: str) -> int:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import datetime
 from typing import ClassVar
 
-from api.influx import InfluxReader, ident
 from api.kpis.base import (
     JOULES_PER_KWH,
     AlertDraft,
@@ -20,6 +19,7 @@ from api.kpis.base import (
 )
 from api.settings import ApiSettings
 from smartcity.devices.streetlight import Streetlight
+from smartcity.influx import InfluxReader, ident
 
 
 def lit(d: DeviceState, _s: ApiSettings | None = None) -> bool:

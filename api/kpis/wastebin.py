@@ -7,7 +7,6 @@ from __future__ import annotations
 from datetime import datetime
 from typing import ClassVar
 
-from api.influx import InfluxReader, ident
 from api.kpis.base import (
     AlertDraft,
     Check,
@@ -21,6 +20,7 @@ from api.kpis.base import (
 )
 from api.settings import ApiSettings
 from smartcity.devices.wastebin import Wastebin
+from smartcity.influx import InfluxReader, ident
 
 #: The stream that is not separately collected.
 RESIDUAL = "residual"

@@ -16,12 +16,12 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from api.influx import InfluxReader, Row, at, ident
 from api.registry import crud
 from smartcity.city import TIMEZONE
 from smartcity.devices.evcharger import Evcharger
 from smartcity.devices.streetlight import Streetlight
 from smartcity.devices.wastebin import Wastebin
+from smartcity.influx import InfluxReader, Row, at, ident
 
 LOCAL = ZoneInfo(TIMEZONE)
 Spatial = Literal["zone", "point"]

@@ -9,8 +9,8 @@ from datetime import UTC, datetime
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
-from api.registry.models import ApiKey, Device
 from api.schemas.devices import DeviceCreate, DeviceUpdate
+from smartcity.registry.models import ApiKey, Device
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,10 +11,10 @@ from api.deps import CacheDep, SessionDep, Writer
 from api.kpis import KPI_MODULES
 from api.problems import ProblemError
 from api.registry import crud
-from api.registry.models import Device
 from api.schemas.common import DeviceTypeName, ZoneName, problem_responses
 from api.schemas.devices import DeviceCreate, DevicePublic, DevicesPublic, DeviceUpdate
 from smartcity.contract import DEVICE_ID_PATTERN
+from smartcity.registry.models import Device
 
 router = APIRouter(prefix="/v1/devices", tags=["devices"])
 DeviceIdPath = Annotated[str, Path(pattern=DEVICE_ID_PATTERN, description="e.g. sl-00001")]

@@ -11,7 +11,6 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from api.deps import EngineDep, InfluxDep, SettingsDep, StateDep
-from api.influx import at, duration, ident
 from api.kpis import DeviceState
 from api.problems import ProblemError
 from api.registry import crud
@@ -28,6 +27,7 @@ from api.state import CityState, clock
 from smartcity.devices import DEVICE_TYPES, DeviceType
 from smartcity.devices.base import EARLIEST_TS
 from smartcity.devices.evcharger import Evcharger
+from smartcity.influx import at, duration, ident
 
 router = APIRouter(prefix="/v1/devices", tags=["readings"])
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from grafana.boards.common import new_board
-from grafana.boards.overview import STATUS
 from grafana.panels import PANELS
-from grafana.queries import where
+from grafana.queries import STATUS, STATUS_F, where
 from grafana.sdk import cogbuilder, dashboard, dashboard_models, influxql
 from grafana.widgets import BAD, Panel, Section, lay_out, table_panel
 from smartcity.city import CITY_NAME
@@ -61,9 +60,9 @@ def offline_devices() -> Panel:
         "Dispositivi non in linea",
         "Devices whose last status is offline: check power and network on site.",
         influxql(
-            'SELECT "online" FROM (SELECT last("online") AS "online" '
+            f"SELECT {STATUS_F.online} FROM (SELECT last({STATUS_F.online}) AS {STATUS_F.online} "
             f'FROM {STATUS} {where(time=False)} GROUP BY "device_id", "device_type", "zone") '
-            'WHERE "online" = 0 GROUP BY "device_id", "device_type", "zone"',
+            f'WHERE {STATUS_F.online} = 0 GROUP BY "device_id", "device_type", "zone"',
             result_format="table",
         ),
         steps=((None, BAD), (1, "green")),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from grafana.queries import STATUS
 from grafana.sdk import DATASOURCE, dashboard, dashboard_models
 from smartcity.city import TIMEZONE
 
@@ -71,7 +72,7 @@ def zone_variable() -> dashboard.QueryVariable:
         .description("City zone (quartiere) the devices stand in")
         .datasource(DATASOURCE)
         .query(
-            'SHOW TAG VALUES FROM "device_status" WITH KEY = "zone" '
+            f'SHOW TAG VALUES FROM {STATUS} WITH KEY = "zone" '
             'WHERE "device_type" =~ /^$device_type$/'
         )
         .refresh(dashboard_models.VariableRefresh.ON_DASHBOARD_LOAD)

@@ -15,13 +15,12 @@ from grafana.panels.base import (
     DEVICE_TAGS,
     GROUP_BY_DEVICE,
 )
-from grafana.queries import where
+from grafana.queries import STATUS, STATUS_F, where
 from grafana.sdk import dashboard, dashboard_models, influxql, text
 from grafana.widgets import BAD, OK, WARN, Panel, Section, geomap_panel, lay_out, stat_panel
 from smartcity.city import CENTRE, CITY_NAME
 
 UID = "cremona-panoramica"
-STATUS = '"device_status"'
 
 
 #: How the map names and colours each condition.
@@ -37,7 +36,7 @@ def device_positions() -> str:
     connect and by the Last Will, so it is read over all time, not only the board's range)."""
     return (
         f'SELECT last("lat") AS "lat", last("lon") AS "lon", '
-        f'{CONDITION_OFFLINE} - {CONDITION_OFFLINE} * last("online") AS "{CONDITION}" '
+        f'{CONDITION_OFFLINE} - {CONDITION_OFFLINE} * last({STATUS_F.online}) AS "{CONDITION}" '
         f"FROM {STATUS} {where(time=False)} {GROUP_BY_DEVICE}"
     )
 
@@ -88,8 +87,9 @@ def device_map() -> Panel:
 
 def devices_by_state(online: int) -> str:
     return (
-        f'SELECT count("online") FROM (SELECT last("online") AS "online" FROM {STATUS} '
-        f'{where(time=False)} GROUP BY "device_id") WHERE "online" = {online}'
+        f"SELECT count({STATUS_F.online}) FROM (SELECT last({STATUS_F.online}) AS "
+        f'{STATUS_F.online} FROM {STATUS} {where(time=False)} GROUP BY "device_id") '
+        f"WHERE {STATUS_F.online} = {online}"
     )
 
 

@@ -11,7 +11,18 @@ from __future__ import annotations
 from grafana.boards.common import new_board
 from grafana.boards.overview import devices_by_state
 from grafana.panels import PANELS
-from grafana.queries import DEVICE_TYPE, INTERVAL, TIME_FILTER, Fields, where
+from grafana.queries import (
+    BROKER_STATS,
+    DEADLETTER,
+    DEADLETTER_F,
+    DEVICE_TYPE,
+    HEALTH,
+    INGEST_STATS,
+    INTERVAL,
+    TIME_FILTER,
+    Fields,
+    where,
+)
 from grafana.sdk import dashboard, influxql
 from grafana.widgets import (
     Section,
@@ -23,27 +34,11 @@ from grafana.widgets import (
 )
 from smartcity.city import CITY_NAME
 from smartcity.contract import Health
+from smartcity.storage import INGEST_STATS_FIELDS
 
 UID = "cremona-pipeline"
-INGEST = '"ingest_stats"'
-BROKER = '"broker_stats"'
-HEALTH = '"device_health"'
-DEADLETTER = '"deadletter"'
 #: The ingester reports every 10 s: no panel interval below that.
 STATS_INTERVAL = "10s"
-#: Fields of ``ingest_stats`` (per worker) and ``broker_stats``.
-INGEST_FIELDS = (
-    "messages_received",
-    "points_written",
-    "invalid",
-    "retries",
-    "queue_depth",
-    "spool_depth",
-    "lag_seconds",
-    "write_latency_seconds",
-    "rate_messages",
-)
-BROKER_FIELDS = ("dropped", "clients_connected", "messages_stored")
 #: Seconds behind the devices before the pipeline is late, then too late.
 LAG_WARN, LAG_BAD = 30.0, 300.0
 LATENCY_WARN, LATENCY_BAD = 0.5, 2.0
@@ -53,10 +48,10 @@ H = Fields(Health)
 
 def per_worker(aggregate: str, field: str, outer: str = "sum") -> str:
     """A figure summed (or maxed) over workers, each worker's own value per interval first."""
-    if field not in INGEST_FIELDS:
-        raise ValueError(f"ingest_stats has no field {field!r}")
+    if field not in INGEST_STATS_FIELDS:
+        raise ValueError(f"{INGEST_STATS} has no field {field!r}")
     inner = (
-        f'SELECT {aggregate}("{field}") AS "v" FROM {INGEST} WHERE {TIME_FILTER} '
+        f'SELECT {aggregate}("{field}") AS "v" FROM {INGEST_STATS} WHERE {TIME_FILTER} '
         f'GROUP BY time({INTERVAL}), "worker"'
     )
     return f'SELECT {outer}("v") FROM ({inner}) WHERE {TIME_FILTER} GROUP BY time({INTERVAL})'
@@ -64,17 +59,17 @@ def per_worker(aggregate: str, field: str, outer: str = "sum") -> str:
 
 def per_second(field: str) -> str:
     """A cumulative counter as a rate per second, summed over workers."""
-    if field not in INGEST_FIELDS:
-        raise ValueError(f"ingest_stats has no field {field!r}")
+    if field not in INGEST_STATS_FIELDS:
+        raise ValueError(f"{INGEST_STATS} has no field {field!r}")
     inner = (
-        f'SELECT non_negative_derivative(last("{field}"), 1s) AS "v" FROM {INGEST} '
+        f'SELECT non_negative_derivative(last("{field}"), 1s) AS "v" FROM {INGEST_STATS} '
         f'WHERE {TIME_FILTER} GROUP BY time({INTERVAL}), "worker"'
     )
     return f'SELECT sum("v") FROM ({inner}) WHERE {TIME_FILTER} GROUP BY time({INTERVAL})'
 
 
 def broker(select: str) -> str:
-    return f"SELECT {select} FROM {BROKER} WHERE {TIME_FILTER} GROUP BY time({INTERVAL})"
+    return f"SELECT {select} FROM {BROKER_STATS} WHERE {TIME_FILTER} GROUP BY time({INTERVAL})"
 
 
 def ingest_section() -> Section:
@@ -228,7 +223,7 @@ def deadletter_section() -> Section:
                 "Messaggi rifiutati per motivo",
                 "Messages refused per interval, by reason code (see docs/protocol.md).",
                 influxql(
-                    f'SELECT count("reason") FROM {DEADLETTER} {dead} '
+                    f"SELECT count({DEADLETTER_F.reason}) FROM {DEADLETTER} {dead} "
                     f'GROUP BY time({INTERVAL}), "reason_code"',
                     alias="$tag_reason_code",
                 ),
@@ -240,7 +235,9 @@ def deadletter_section() -> Section:
                 "Ultimi messaggi rifiutati",
                 "The latest refused messages with the reason and the topic they came on.",
                 influxql(
-                    f'SELECT "reason", "topic", "payload_bytes" FROM {DEADLETTER} {dead} '
+                    f"SELECT {DEADLETTER_F.reason}, {DEADLETTER_F.topic}, "
+                    f"{DEADLETTER_F.payload_bytes} "
+                    f"FROM {DEADLETTER} {dead} "
                     "ORDER BY time DESC LIMIT 50",
                     result_format="table",
                 ),

@@ -26,12 +26,12 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.orm import Session
 
 from api.app import create_app
-from api.registry.db import make_engine
-from api.registry.models import Device
 from api.security import create_key
 from api.settings import ApiSettings
 from simulators.publisher import AckingPublisher
 from smartcity.contract import Status, encode, encode_telemetry, topic
+from smartcity.registry.db import make_engine
+from smartcity.registry.models import Device
 from smartcity.servers import Influxd, Mosquitto, Postgres, free_port
 
 from ..conftest import Influx, IngesterProcess, run_smartcity, smartcity_env

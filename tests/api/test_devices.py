@@ -10,9 +10,9 @@ import pytest
 from sqlalchemy import inspect, text
 
 from api.registry.crud import get_device, update_device, upsert_devices
-from api.registry.db import make_engine
 from api.schemas.devices import DeviceCreate, DeviceUpdate
 from api.settings import ApiSettings
+from smartcity.registry.db import make_engine
 
 from . import city as c
 from .conftest import ON_EVERY_REGISTRY_BACKEND, registry_session, serve

@@ -9,9 +9,9 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from api.registry.db import make_engine
-from api.registry.models import ApiKey
 from api.settings import ApiSettings
+from smartcity.registry.db import make_engine
+from smartcity.registry.models import ApiKey
 from smartcity.settings import SettingsError
 
 from ..conftest import run_smartcity

@@ -16,9 +16,10 @@ from dataclasses import dataclass
 
 import httpx
 
+from smartcity.influx.errors import InfluxUnavailable
 from smartcity.settings import InfluxSettings
 
-log = logging.getLogger("smartcity.ingest.influx")
+log = logging.getLogger("smartcity.influx")
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,10 +28,6 @@ class Rejected:
 
     line: str
     reason: str
-
-
-class InfluxUnavailable(Exception):
-    """InfluxDB did not accept the write and the caller asked to stop retrying."""
 
 
 class InfluxWriter:
@@ -48,6 +45,14 @@ class InfluxWriter:
 
     async def aclose(self) -> None:
         await self.client.aclose()
+
+    async def ping(self) -> bool:
+        """Whether InfluxDB answers its ``/ping`` within 3 s (no retry: a check asks once)."""
+        try:
+            resp = await self.client.get("/ping", timeout=3)
+        except httpx.TransportError:
+            return False
+        return resp.status_code == 204
 
     async def query(
         self, q: str, params: Mapping[str, object] | None = None, epoch: str | None = None

@@ -1,4 +1,4 @@
-"""Reading InfluxDB for the API, through the ingester's client (``ingest.influx``).
+"""Reading InfluxDB (the API, KPIs, open data), through the writer's HTTP client.
 
 Every value reaches InfluxDB as a bound parameter, identifiers and durations included
 (``{"identifier": ...}``, ``{"duration": ...}``, supported since InfluxDB 1.6): no request input
@@ -16,19 +16,12 @@ from typing import Any
 
 import httpx
 
-from ingest.influx import InfluxWriter
+from smartcity.influx.errors import InfluxUnavailable, QueryFailed
+from smartcity.influx.writer import InfluxWriter
 from smartcity.settings import InfluxSettings
 
 #: Answers longer than this (bytes; ~100 rows) are decoded into rows in a worker thread.
 BIG_ANSWER = 32 * 1024
-
-
-class InfluxUnavailable(Exception):
-    """InfluxDB did not answer; the API says 503 and the client may retry."""
-
-
-class QueryFailed(Exception):
-    """InfluxDB refused a query: a bug on our side, never caused by request input."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,11 +73,7 @@ class InfluxReader:
         return _decode(raw)
 
     async def ping(self) -> bool:
-        try:
-            resp = await self.client.client.get("/ping", timeout=3)
-        except httpx.TransportError:
-            return False
-        return resp.status_code == 204
+        return await self.client.ping()
 
 
 def _decode(raw: bytes) -> list[Row]:

@@ -8,7 +8,7 @@ from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
-from api.registry.models import Base
+from smartcity.registry.models import Base
 from smartcity.settings import SettingsError
 
 

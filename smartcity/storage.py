@@ -1,0 +1,44 @@
+"""Every measurement, tag and field name the platform stores beside the device types' own.
+
+A device type's measurements and fields are declared in its module under ``smartcity.devices``;
+the names here are the ones every type shares (status, health, refusals) and the pipeline's own
+health figures. The ingester writes them, the API and the Grafana boards read them: each imports
+the name from here, so a rename is one edit and a typo is an import error, not an empty panel.
+"""
+
+from __future__ import annotations
+
+#: Refused messages, one point each, with the reason (tags ``reason_code``, ``device_type``).
+DEADLETTER_MEASUREMENT = "deadletter"
+DEADLETTER_TAGS = ("reason_code", "device_type")
+DEADLETTER_FIELDS = ("reason", "topic", "payload", "payload_bytes")
+#: Online/offline state and place of each device (the ``status`` channel).
+STATUS_MEASUREMENT = "device_status"
+STATUS_FIELDS = ("state", "online", "lat", "lon", "firmware")
+#: Edge agents' heartbeats (the ``health`` channel); fields from ``smartcity.contract.Health``.
+HEALTH_MEASUREMENT = "device_health"
+#: One point (count=1) per message from a device the registry does not know.
+UNREGISTERED_MEASUREMENT = "device_unregistered"
+
+#: The tags every device point carries, in sorted order (as InfluxDB keys them).
+DEVICE_TAGS = ("device_id", "device_type", "zone")
+#: ``zone`` of a device that sent none and is not in the registry.
+UNKNOWN_ZONE = "unknown"
+
+#: The ingester's health figures, a point per worker (tag ``worker``) every ``stats_interval``.
+INGEST_STATS_MEASUREMENT = "ingest_stats"
+INGEST_STATS_TAG = "worker"
+INGEST_STATS_FIELDS = (
+    "messages_received",
+    "points_written",
+    "invalid",
+    "retries",
+    "queue_depth",
+    "spool_depth",
+    "lag_seconds",
+    "write_latency_seconds",
+    "rate_messages",
+)
+#: Mosquitto's ``$SYS`` counters, copied by the ingester.
+BROKER_STATS_MEASUREMENT = "broker_stats"
+BROKER_STATS_FIELDS = ("dropped", "clients_connected", "messages_stored")
