@@ -86,9 +86,16 @@ def run(admin: Admin, *commands: dict[str, Any]) -> list[dict[str, Any]]:
             state["answers"] = answers
             done.set()
 
+    def on_disconnect(_c: paho.Client, _u: object, _f: object, reason: Any, _p: object) -> None:
+        if not done.is_set() and "connack" in state and not state["connack"].is_failure:
+            # e.g. "Session taken over": another admin connection uses the same client id
+            state["error"] = f"the broker closed the admin's connection: {reason}; try again"
+            done.set()
+
     client.on_connect = on_connect
     client.on_subscribe = on_subscribe
     client.on_message = on_message
+    client.on_disconnect = on_disconnect
     where = safe_url(admin.url)
     try:
         client.connect(host, port, keepalive=30)
