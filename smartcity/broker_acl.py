@@ -24,10 +24,11 @@ another city (``milano``, ``Cremona``) is accepted only to be dropped unread.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Literal
 
-from smartcity.contract import DEADLETTER_TOPIC, topic
+from smartcity.contract import DEADLETTER_TOPIC, DEVICE_ID_PATTERN, ROOT, VERSION
 from smartcity.devices import DEVICE_TYPES
 
 #: What a device sends, and what the ingester stores of it.
@@ -71,8 +72,20 @@ class Account:
 SERVICE_ACCOUNTS = ("ingest", "simulator", "monitor", "observer", ADMIN)
 
 
+def _level(what: str, value: str) -> str:
+    """``value`` as one literal topic level: a ``+``, ``#`` or ``/`` in it would widen a rule."""
+    if not value or any(c in value for c in "+#/\0"):
+        raise ValueError(f"{what} {value!r} must be one topic level, without + # or /")
+    return value
+
+
+def _topic(city: str, device_type: str, device_id: str, channel: str) -> str:
+    return f"{ROOT}/{VERSION}/{city}/{device_type}/{device_id}/{channel}"
+
+
 def service_accounts(city: str) -> tuple[Account, ...]:
     """Every service account with its rules for ``city``."""
+    city = _level("city", city)
     ingest = Account(
         "ingest",
         None,  # see the module's docstring: --workers N shares this login
@@ -88,7 +101,7 @@ def service_accounts(city: str) -> tuple[Account, ...]:
         "simulator",
         "simulator",
         tuple(
-            Rule("write", topic(kind, "+", channel, city))  # type: ignore[arg-type]
+            Rule("write", _topic(city, kind, "+", channel))
             for kind in DEVICE_TYPES
             for channel in INGESTED
         ),
@@ -113,8 +126,11 @@ def device_account(device_type: str, device_id: str, city: str) -> Account:
         raise ValueError(f"unknown device type {device_type!r}; known: {known}")
     if device_id in SERVICE_ACCOUNTS:
         raise ValueError(f"{device_id!r} is a service account's name, not a device id")
-    rules = [Rule("write", topic(device_type, device_id, ch, city)) for ch in DEVICE_SENDS]  # type: ignore[arg-type]
-    rules.append(Rule("read", topic(device_type, device_id, "cmd", city)))
+    if not re.fullmatch(DEVICE_ID_PATTERN, device_id):
+        raise ValueError(f"device id {device_id!r} does not match {DEVICE_ID_PATTERN}")
+    city = _level("city", city)
+    rules = [Rule("write", _topic(city, device_type, device_id, ch)) for ch in DEVICE_SENDS]
+    rules.append(Rule("read", _topic(city, device_type, device_id, "cmd")))
     return Account(device_id, device_id, tuple(rules))
 
 

@@ -265,11 +265,15 @@ def broker_accounts(workdir: Path, passwords: dict[str, str], city: str) -> str:
     The service accounts and their roles are written again on every start (a new city, a
     changed role); devices added to the broker since are kept.
     """
+    from smartcity.cli import UserError
     from smartcity.dynsec import write_config
     from smartcity.servers import dynsec_config
 
     config_file = workdir / "dynamic-security.json"
-    write_config(config_file, passwords, city)
+    try:
+        write_config(config_file, passwords, city)
+    except ValueError as exc:  # a city that is not one topic level
+        raise UserError(f"{exc}: choose another --city") from None
     # the password and ACL files of the versions before the plugin: world-readable hashes
     shutil.rmtree(workdir / "auth", ignore_errors=True)
     return dynsec_config(config_file)

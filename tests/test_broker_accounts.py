@@ -232,6 +232,12 @@ def test_an_existing_account_is_refused_and_nothing_half_made_stays(
     assert not device.publish(topic("streetlight", "sl-x", "telemetry", auth.city)).is_failure
     with pytest.raises(ValueError, match="service account"):
         auth.add_device("streetlight", "observer")
+    # an id with a wildcard would be a role over every street light
+    for wide in ("+", "#", "sl/x", "sl-+"):
+        with pytest.raises(ValueError, match="does not match"):
+            auth.add_device("streetlight", wide)
+    with pytest.raises(ValueError, match="one topic level"):
+        broker_accounts.add_device(auth.admin, "streetlight", "sl-z", "pw", "+")
     bad = broker_accounts.Admin(auth.broker.url, "wrong")
     with pytest.raises(broker_accounts.BrokerAccountError, match="refused the login"):
         broker_accounts.disable_client(bad, "sl-x")
