@@ -2,8 +2,10 @@
 
 It runs what the agent will run, once: settings, outbox, one driver read, broker login, the
 command subscription, and one real reading published and acknowledged. The reading takes the
-next ``seq`` from the outbox, so the device's sequence stays gap-free. It connects as
-``<client id>-check`` with a clean session and no Last Will, so it can run beside a live agent.
+next ``seq`` from the outbox, so the device's sequence stays gap-free. It connects with the
+device's own client id (the broker binds each login to it, and refuses any other), with a clean
+session and no Last Will; so it holds the outbox's lock and runs only while the agent is stopped,
+never disconnecting a live agent or wiping its session.
 """
 
 from __future__ import annotations
@@ -87,6 +89,10 @@ def _check(args: argparse.Namespace, report: Report) -> None:
         f"broker {safe_url(settings.mqtt_url)}",
     )
     outbox = _check_outbox(settings, report)
+    if outbox is None and _agent_running(settings):
+        for step in ("driver", "broker", "commands", "publish"):
+            report.skip(step, "the agent is running: stop it first (its login is this device's)")
+        return
     reading = _check_driver(settings, report)
     _check_broker(settings, report, outbox, reading)
     if outbox is not None:
@@ -96,7 +102,7 @@ def _check(args: argparse.Namespace, report: Report) -> None:
 def _check_outbox(settings: EdgeSettings, report: Report) -> Outbox | None:
     path = settings.outbox_path
     try:
-        outbox = Outbox(path, settings.outbox_max, exclusive=False)
+        outbox = Outbox(path, settings.outbox_max)
     except OutboxError as exc:
         report.fail("outbox", exc.problem, exc.next_step)
         return None
@@ -109,6 +115,15 @@ def _check_outbox(settings: EdgeSettings, report: Report) -> Outbox | None:
     if fs in ("tmpfs", "ramfs"):
         report.warn("outbox", f"{path} is on {fs}: readings waiting there are lost on reboot")
     return outbox
+
+
+def _agent_running(settings: EdgeSettings) -> bool:
+    """Whether an agent holds this device's outbox (so the check must not log in)."""
+    try:
+        Outbox(settings.outbox_path, settings.outbox_max).close()
+    except OutboxError as exc:
+        return "another agent" in exc.problem
+    return False
 
 
 def _check_driver(settings: EdgeSettings, report: Report) -> Reading | None:
@@ -143,7 +158,7 @@ def _check_driver(settings: EdgeSettings, report: Report) -> Reading | None:
 def _check_broker(
     settings: EdgeSettings, report: Report, outbox: Outbox | None, reading: Reading | None
 ) -> None:
-    client = mqtt.new_client(settings, f"{settings.mqtt_client_id}-check", agent=False)
+    client = mqtt.new_client(settings, settings.mqtt_client_id, agent=False)
     answers: dict[str, object] = {}
     client.on_connect = lambda c, u, f, reason, p: answers.setdefault("connack", reason)
     client.on_disconnect = lambda c, u, f, reason, p: answers.setdefault("closed", reason)
@@ -203,8 +218,9 @@ def _login(
         report.fail(
             "broker",
             f"{url} refused the login of user {user!r}: {connack}",
-            "check username and password (the ones given for this device id); if they are "
-            "right, ask the broker operators to enable this user",
+            "check username and password (the ones given for this device id); the broker "
+            "admits a device only with its own device id as client id (leave client_id unset); "
+            "if they are right, ask the broker operators to enable this user",
         )
         return False
     report.ok("broker", f"logged in to {url} as {settings.credentials()[0] or 'anonymous'}")

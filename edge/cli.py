@@ -36,7 +36,8 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         description="Validate the config, open the outbox, read the device once, log in to the "
         "broker with the device's credentials, subscribe to its command topic, publish one "
         "reading and confirm its PUBACK. Prints PASS/FAIL per step with the next step for each "
-        "failure; exits 1 if any step failed. Safe to run beside a running agent.",
+        "failure; exits 1 if any step failed. Stop the agent first: the check logs in as the "
+        "device, and refuses to run while the agent holds the outbox.",
     )
     add_arguments(check_p, EdgeSettings)
     check_p.set_defaults(func=check)

@@ -13,6 +13,7 @@ from simulators.settings import SimulateSettings
 from smartcity.contract import Location, Status, encode, encode_events, encode_telemetry, topic
 from smartcity.devices import Event, Reading
 from smartcity.progress import Progress
+from smartcity.settings import mqtt_endpoint
 
 log = logging.getLogger("smartcity.simulate")
 
@@ -24,7 +25,10 @@ def run(settings: SimulateSettings, stop: threading.Event | None = None) -> int:
     if not fleet:
         raise ValueError("the fleet is empty: give --streetlights, --bins or --chargers")
     start = settings.start_time()
-    pub = AckingPublisher(settings.mqtt_url, f"smartcity-sim-{os.getpid()}", settings.window)
+    # a broker with accounts binds each login to one client id, its username
+    # (smartcity/broker_acl.py); an open broker takes any
+    client_id = mqtt_endpoint(settings.mqtt_url)[3] or f"smartcity-sim-{os.getpid()}"
+    pub = AckingPublisher(settings.mqtt_url, client_id, settings.window)
     pub.connect()
     city = settings.city
     target = settings.messages

@@ -25,6 +25,7 @@ COMMAND_MODULES = {
     "edge": "edge.cli",
     "api": "api.cli",
     "grafana": "grafana.cli",
+    "broker": "smartcity.broker_cli",
 }
 
 

@@ -209,10 +209,6 @@ class Mosquitto(ChildServer):
 
 #: The broker limits every deployment shares (local run, tests, docker-compose).
 BROKER_LIMITS = Path(__file__).with_name("mosquitto_limits.conf")
-#: Who may do what on the broker, for the local run and docker-compose alike.
-BROKER_ACL = Path(__file__).with_name("mosquitto_acl.conf")
-#: The platform's own broker accounts: each ``user`` of the ACL (devices have ``pattern`` rules).
-SERVICE_ACCOUNTS = tuple(re.findall(r"^user (\S+)$", BROKER_ACL.read_text(), re.M))
 
 
 def broker_limits(
@@ -375,48 +371,34 @@ class Postgres(ChildServer):
             self.data_dir = None
 
 
-# -- per-device logins and topic ACLs (edge agents) ---------------------------------------------
+# -- the broker's accounts: the dynamic security plugin ------------------------------------------
+
+#: Where Debian (multiarch) and the eclipse-mosquitto image install the plugin.
+DYNSEC_PLUGIN_PATHS = (
+    "/usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so",
+    "/usr/lib/aarch64-linux-gnu/mosquitto_dynamic_security.so",
+    "/usr/lib/mosquitto_dynamic_security.so",
+)
 
 
-def device_acl(operators: tuple[str, ...] = ()) -> str:
-    """The Mosquitto ACL for edge agents whose username is their device id (docs/edge.md).
-
-    A device may publish only its own data channels and read only its own ``cmd`` topic, so it
-    can neither receive another device's commands nor speak for another device. ``operators``
-    (ingester, API, tools) may read and write every topic, ``$SYS`` included.
-    """
-    lines = ["# Written by smartcity: a device's username is its device id.", ""]
-    for user in operators:
-        lines += [f"user {user}", "topic readwrite smartcity/#", "topic read $SYS/#", ""]
-    lines += [
-        "# every device: its own data channels, and only its own commands",
-        *(
-            f"pattern write smartcity/v1/+/+/%u/{channel}"
-            for channel in ("telemetry", "events", "status", "health", "cmd_result")
-        ),
-        "pattern read smartcity/v1/+/+/%u/cmd",
-        "",
-    ]
-    return "\n".join(lines)
-
-
-def mosquitto_auth_config(workdir: Path, users: dict[str, str], acl: str) -> str:
-    """Config lines refusing anonymous clients, with a password file and an ACL file.
-
-    Pass the result as ``Mosquitto(extra_config=...)``. The password file is made by Mosquitto's
-    own ``mosquitto_passwd``, exactly as an operator would make it.
-    """
-    workdir.mkdir(parents=True, exist_ok=True)
-    passwords, acl_file = workdir / "passwords", workdir / "acl"
-    passwords.unlink(missing_ok=True)
-    tool = find_binary("mosquitto_passwd")
-    for i, (user, password) in enumerate(users.items()):
-        create = ["-c"] if i == 0 else []
-        subprocess.run(
-            [tool, *create, "-b", str(passwords), user, password], check=True, capture_output=True
+def dynsec_plugin() -> str:
+    candidates = (*DYNSEC_PLUGIN_PATHS, *glob.glob("/usr/lib/*/mosquitto_dynamic_security.so"))
+    found = [p for p in candidates if os.path.exists(p)]
+    if not found:
+        raise ServerError(
+            "Mosquitto's dynamic security plugin (mosquitto_dynamic_security.so) is not "
+            "installed: it comes with Mosquitto 2.0 (on Debian/Ubuntu: sudo apt-get install "
+            "mosquitto); or run without broker accounts (smartcity up --no-broker-auth)"
         )
-    acl_file.write_text(acl)
-    return f"\nallow_anonymous false\npassword_file {passwords}\nacl_file {acl_file}\n"
+    return found[0]
 
 
-PACKAGES["mosquitto_passwd"] = "mosquitto"
+def dynsec_config(config_file: Path) -> str:
+    """Config lines refusing anonymous clients and loading the plugin with ``config_file``.
+
+    Pass the result as ``Mosquitto(extra_config=...)``; write the file first
+    (:func:`smartcity.dynsec.write_config`).
+    """
+    return (
+        f"\nallow_anonymous false\nplugin {dynsec_plugin()}\nplugin_opt_config_file {config_file}\n"
+    )

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -47,8 +47,8 @@ class UpSettings(MqttSettings, InfluxSettings):
     api_port: int = Field(8000, ge=1, le=65_535, description="Port of the API on 127.0.0.1.")
     broker_auth: bool = Field(
         True,
-        description="Broker with passwords and the ACL docker-compose uses "
-        "(smartcity/mosquitto_acl.conf); passwords in DATA_DIR/mosquitto/passwords/.",
+        description="Broker with accounts and ACLs (the dynamic security plugin, as "
+        "docker-compose's; smartcity/broker_acl.py); passwords in DATA_DIR/mosquitto/passwords/.",
     )
 
 
@@ -167,13 +167,7 @@ def _up(
     ``mqtt`` and ``influx`` are the (host, port) the servers listen on, checked free by
     :func:`run`."""
     from smartcity.errors import UserError
-    from smartcity.servers import (
-        BROKER_ACL,
-        Influxd,
-        Mosquitto,
-        install_missing,
-        mosquitto_auth_config,
-    )
+    from smartcity.servers import Influxd, Mosquitto, install_missing
 
     data = settings.data_dir.resolve()
     registry_url = f"sqlite:///{data}/registry.db"
@@ -182,11 +176,7 @@ def _up(
     if settings.install:
         install_missing()
     passwords = broker_passwords(data / "mosquitto") if settings.broker_auth else {}
-    auth = (
-        mosquitto_auth_config(data / "mosquitto" / "auth", passwords, BROKER_ACL.read_text())
-        if passwords
-        else ""
-    )
+    auth = broker_accounts(data / "mosquitto", passwords, settings.city) if passwords else ""
     broker = Mosquitto(workdir=data / "mosquitto", host=mqtt[0], port=mqtt[1], extra_config=auth)
     db = Influxd(workdir=data / "influxdb", host=influx[0], port=influx[1])
     stack.callback(db.stop)  # stops run last first: the servers go after every client
@@ -253,20 +243,40 @@ def _wait_until_ready(ingester: subprocess.Popen[bytes], ready: Path, timeout: f
 
 
 def broker_passwords(workdir: Path) -> dict[str, str]:
-    """A password per account, made on the first run and kept (owner-only files) after it."""
-    from smartcity.servers import SERVICE_ACCOUNTS
+    """A password per service account (the admin's too), made on the first run and kept
+    (owner-only files) after it."""
+    from smartcity.broker_acl import SERVICE_ACCOUNTS
+    from smartcity.dynsec import new_password, write_secret
 
     folder = workdir / "passwords"
-    folder.mkdir(parents=True, exist_ok=True)
-    folder.chmod(0o700)
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     passwords = {}
-    for account in SERVICE_ACCOUNTS:  # every ``user`` of the ACL has a password
+    for account in SERVICE_ACCOUNTS:
         path = folder / account
         if not path.exists():
-            path.touch(mode=0o600)
-            path.write_text(secrets.token_urlsafe(24))
+            write_secret(path, new_password())
         passwords[account] = path.read_text().strip()
     return passwords
+
+
+def broker_accounts(workdir: Path, passwords: dict[str, str], city: str) -> str:
+    """The broker's config lines for the dynamic security plugin, its file written first.
+
+    The service accounts and their roles are written again on every start (a new city, a
+    changed role); devices added to the broker since are kept.
+    """
+    from smartcity.dynsec import write_config
+    from smartcity.errors import UserError
+    from smartcity.servers import dynsec_config
+
+    config_file = workdir / "dynamic-security.json"
+    try:
+        write_config(config_file, passwords, city)
+    except ValueError as exc:  # a city that is not one topic level
+        raise UserError(f"{exc}: choose another --city") from None
+    # the password and ACL files of the versions before the plugin: world-readable hashes
+    shutil.rmtree(workdir / "auth", ignore_errors=True)
+    return dynsec_config(config_file)
 
 
 def _as(env: dict[str, str], account: str, passwords: dict[str, str]) -> dict[str, str]:
@@ -337,7 +347,7 @@ def banner(
     q = "SELECT count(seq) FROM streetlight, wastebin, evcharger"
     api = f"http://127.0.0.1:{settings.api_port}"
     login = (
-        f' -u observer -P "$(cat {settings.data_dir}/mosquitto/passwords/observer)"'
+        f' -u observer -P "$(cat {settings.data_dir}/mosquitto/passwords/observer)" -i observer'
         if passwords
         else ""
     )

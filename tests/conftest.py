@@ -23,7 +23,9 @@ from typing import TypeVar
 
 import pytest
 
-from smartcity.servers import ChildServer, Influxd, Mosquitto, Postgres, free_port
+from smartcity import broker_accounts, dynsec
+from smartcity.broker_acl import ADMIN, SERVICE_ACCOUNTS
+from smartcity.servers import ChildServer, Influxd, Mosquitto, Postgres, dynsec_config, free_port
 
 S = TypeVar("S", bound=ChildServer)
 
@@ -87,6 +89,51 @@ def tls_mosquitto(tmp_path: Path) -> Iterator[tuple[Mosquitto, int, Path]]:
         Mosquitto(workdir=work, host="127.0.0.1", port=free_port(), extra_config=extra)
     ):
         yield broker, tls_port, cert
+
+
+@dataclass
+class AuthBroker:
+    """A broker with the platform's accounts (dynamic security plugin) for one test's city."""
+
+    broker: Mosquitto
+    passwords: dict[str, str]
+    city: str
+
+    @property
+    def admin(self) -> broker_accounts.Admin:
+        return broker_accounts.Admin(self.broker.url, self.passwords[ADMIN])
+
+    def url(self, user: str, password: str | None = None) -> str:
+        secret = self.passwords[user] if password is None else password
+        return f"mqtt://{user}:{secret}@{self.broker.host}:{self.broker.port}"
+
+    def add_device(self, device_type: str, device_id: str) -> str:
+        """A device account made as operators make it; its password."""
+        password = dynsec.new_password()
+        broker_accounts.add_device(self.admin, device_type, device_id, password, self.city)
+        return password
+
+
+def auth_broker_at(workdir: Path, city: str, extra: str = "") -> AuthBroker:
+    """An :class:`AuthBroker` in ``workdir``, not started yet."""
+    passwords = {a: dynsec.new_password() for a in SERVICE_ACCOUNTS}
+    config = workdir / "dynamic-security.json"
+    dynsec.write_config(config, passwords, city)
+    broker = Mosquitto(
+        workdir=workdir,
+        host="127.0.0.1",
+        port=free_port(),
+        extra_config=dynsec_config(config) + extra,
+    )
+    return AuthBroker(broker, passwords, city)
+
+
+@pytest.fixture
+def auth_broker(tmp_path: Path, city: str) -> Iterator[AuthBroker]:
+    """A broker of this test's own with the platform's accounts and ACLs for its city."""
+    made = auth_broker_at(tmp_path / "auth-mosquitto", city)
+    for _ in running(made.broker):
+        yield made
 
 
 @dataclass

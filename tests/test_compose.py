@@ -4,9 +4,10 @@
   validates the file and resolves it; the resolved services are then checked against the rest
   of the repository: healthchecks, the shared broker limits, Grafana's provisioning mounts, the
   commands the image runs.
-* The compose broker's own configuration (authentication, ACLs, the password file script) runs
-  on the real Mosquitto here, with the real ingester and simulator logging in as their compose
-  accounts, so the ACLs are shown to let the pipeline through and to keep devices apart.
+* The compose broker's own configuration (its config file, the accounts scripts/compose-env
+  seeds, the script that copies the seed into its volume) runs on the real Mosquitto here, with
+  the real ingester and simulator logging in as their compose accounts, so the ACLs are shown to
+  let the pipeline through and to keep devices apart.
 
 Not checked, for want of an engine: that the images pull and build, that the containers start
 in order and turn healthy, and the compose-only paths inside them.
@@ -14,9 +15,14 @@ in order and turn healthy, and the compose-only paths inside them.
 
 from __future__ import annotations
 
+import base64
 import getpass
+import hashlib
+import json
+import os
 import re
 import shutil
+import stat
 import subprocess
 import sys
 import threading
@@ -38,20 +44,22 @@ from paho.mqtt.enums import CallbackAPIVersion
 from api.settings import DEFAULT_ASSETS, ApiSettings
 from grafana import provisioning
 from ingest.service import SYNC_TOPIC_PREFIX
+from smartcity import broker_accounts, dynsec
+from smartcity.broker_acl import ADMIN, SERVICE_ACCOUNTS
 from smartcity.cli import build_parser
 from smartcity.contract import topic
 from smartcity.devices.base import point_time_ns
 from smartcity.lineprotocol import line
 from smartcity.servers import (
-    BROKER_ACL,
     BROKER_LIMITS,
-    SERVICE_ACCOUNTS,
+    Influxd,
     Mosquitto,
+    dynsec_plugin,
     find_binary,
     free_port,
 )
 
-from .conftest import Influx, IngesterProcess, run_smartcity, smartcity_env
+from .conftest import AuthBroker, Influx, IngesterProcess, run_smartcity, smartcity_env
 from .test_cli import subcommands
 from .test_pipeline import good_reading
 
@@ -68,11 +76,13 @@ def compose_config(env_file: Path) -> subprocess.CompletedProcess[str]:
     )  # fmt: skip
 
 
-def env_file(tmp_path: Path) -> Path:
+def env_file(tmp_path: Path, city: str = "cremona") -> Path:
+    """``scripts/compose-env`` into ``tmp_path``: the .env, and the broker's seed beside it."""
     path = tmp_path / "compose.env"
     out = subprocess.run(
-        [str(ROOT / "scripts/compose-env"), str(path)], capture_output=True, text=True, check=False
-    )
+        [str(ROOT / "scripts/compose-env"), str(path), str(tmp_path / "seed.json")],
+        capture_output=True, text=True, check=False, env={**os.environ, "SMARTCITY_CITY": city},
+    )  # fmt: skip
     assert out.returncode == 0, out.stderr
     return path
 
@@ -202,31 +212,58 @@ def test_the_broker_runs_the_same_limits_as_the_local_run(resolved: dict[str, An
     assert broker["/mosquitto/config/mosquitto.conf"] == DEPLOY / "mosquitto.conf"
 
 
-def test_every_service_account_has_a_secret_and_an_acl(resolved: dict[str, Any]) -> None:
-    acl_users = set(SERVICE_ACCOUNTS)
-    script = (DEPLOY / "make-passwd.sh").read_text()
-    (accounts,) = re.findall(r"for account in ([\w ]+); do", script)
-    assert set(accounts.split()) == acl_users
-    broker_env = resolved["services"]["mosquitto"]["environment"]
-    assert {f"MQTT_PASSWORD_{a.upper()}" for a in acl_users} <= set(broker_env)
+def verifies(entry: dict[str, Any], password: str) -> bool:
+    """Whether a client of the plugin's file has ``password`` (its own hashing, PBKDF2-SHA512)."""
+    digest = hashlib.pbkdf2_hmac(
+        "sha512", password.encode(), base64.b64decode(entry["salt"]), entry["iterations"], 64
+    )
+    return base64.b64encode(digest).decode() == entry["password"]
+
+
+def test_every_service_account_has_a_secret_and_the_broker_its_account(
+    resolved: dict[str, Any],
+) -> None:
+    broker = resolved["services"]["mosquitto"]
+    (seed,) = [v.split(":")[0] for v in broker["volumes"] if "/mosquitto/seed/" in v]
+    values = secrets(Path(seed).with_name("compose.env"))
+    clients = {c["username"]: c for c in json.loads(Path(seed).read_text())["clients"]}
+    assert set(clients) == set(SERVICE_ACCOUNTS)
+    for account in SERVICE_ACCOUNTS:
+        assert verifies(clients[account], values[dynsec.env_name(account)]), account
     for name in ("ingester", "simulator"):
         url = resolved["services"][name]["environment"]["SMARTCITY_MQTT_URL"]
         user, password = re.fullmatch(r"mqtt://(\w+):([^@]+)@mosquitto:1883", url).groups()  # type: ignore[union-attr]
-        assert user in acl_users
-        assert broker_env[f"MQTT_PASSWORD_{user.upper()}"] == password
+        assert user in SERVICE_ACCOUNTS
+        assert values[dynsec.env_name(user)] == password
+    assert broker["environment"]["MQTT_PASSWORD_MONITOR"] == values["MQTT_PASSWORD_MONITOR"]
+    # the image's plugin, and the file the seed script fills
+    conf = (DEPLOY / "mosquitto.conf").read_text()
+    assert "plugin /usr/lib/mosquitto_dynamic_security.so\n" in conf
+    (live,) = re.findall(r"^plugin_opt_config_file (\S+)$", conf, re.M)
+    assert live.startswith("/mosquitto/data/")  # the volume: kept across restarts
+    assert f'live="${{MQTT_DYNSEC_FILE:-{live}}}"' in (DEPLOY / "dynsec-seed.sh").read_text()
 
 
-def test_compose_env_writes_every_secret_compose_needs_and_keeps_existing_ones(
+def test_compose_env_writes_every_secret_compose_needs_owner_only_and_keeps_existing_ones(
     tmp_path: Path, resolved: dict[str, Any]
 ) -> None:
     env = tmp_path / ".env"
     env.write_text("MQTT_PASSWORD_INGEST=kept\n")
-    subprocess.run(["bash", str(ROOT / "scripts" / "compose-env"), str(env)], check=True)
-    values = dict(line.split("=", 1) for line in env.read_text().splitlines())
+    seed = tmp_path / "var" / "seed.json"
+    subprocess.run(["bash", str(ROOT / "scripts" / "compose-env"), str(env), str(seed)], check=True)
+    values = secrets(env)
     assert values["MQTT_PASSWORD_INGEST"] == "kept"
     assert set(resolved["services"]["mosquitto"]["environment"]) <= set(values)
     assert "GRAFANA_ADMIN_PASSWORD" in values
+    assert values["MQTT_DYNSEC_SEED"] == str(seed)
     assert all(values.values())
+    ingest = next(c for c in json.loads(seed.read_text())["clients"] if c["username"] == "ingest")
+    assert verifies(ingest, "kept")
+    admin = seed.with_name(ADMIN).read_text().strip()
+    assert admin == values[dynsec.env_name(ADMIN)]
+    # issue 10 item 10: every secret file owner-only (the .env was 0644 as written above)
+    for path in (env, seed, seed.with_name(ADMIN)):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
 
 
 def test_the_api_gets_no_broker_and_shares_its_registry_with_the_ingester(
@@ -263,10 +300,10 @@ def test_the_api_gets_no_broker_and_shares_its_registry_with_the_ingester(
 @dataclass(kw_only=True)
 class ComposeBroker(Mosquitto):
     """Mosquitto started from deploy/mosquitto/mosquitto.conf, its container paths mapped to
-    a temporary folder laid out as docker-compose mounts it."""
+    a temporary folder laid out as docker-compose mounts it, its accounts seeded by
+    scripts/compose-env and deploy/mosquitto/dynsec-seed.sh."""
 
-    passwords: dict[str, str]
-    devices: dict[str, str]
+    seed: Path
 
     def write_config(self) -> None:
         config = self.workdir / "config"
@@ -274,46 +311,51 @@ class ComposeBroker(Mosquitto):
         (config / "conf.d").mkdir(parents=True, exist_ok=True)
         data.mkdir(exist_ok=True)
         shutil.copy(BROKER_LIMITS, config / "conf.d/limits.conf")
-        # no compose service sends commands yet (the API has no MQTT code): a test-only
-        # account stands in, so the devices' own ACL rules are still tried
-        acl = BROKER_ACL.read_text()
-        (config / "acl").write_text(
-            f"{acl}\nuser {COMMANDER}\ntopic write smartcity/v1/+/+/+/cmd\n"
-        )
-        devices = config / "devices.passwd"
-        devices.touch()
-        for device, password in self.devices.items():
-            subprocess.run(
-                [find_binary("mosquitto_passwd"), "-b", str(devices), device, password],
-                check=True,
-            )
-        env = {f"MQTT_PASSWORD_{k.upper()}": v for k, v in self.passwords.items()}
+        live = data / "dynamic-security.json"
         subprocess.run(
-            ["sh", str(DEPLOY / "make-passwd.sh"), str(data / "passwd")],
-            env={"PATH": "/usr/bin:/bin:/usr/sbin", "MQTT_DEVICES_PASSWD": str(devices), **env},
+            ["sh", str(DEPLOY / "dynsec-seed.sh")],
+            env={"PATH": "/usr/bin:/bin", "MQTT_DYNSEC_SEED_FILE": str(self.seed),
+                 "MQTT_DYNSEC_FILE": str(live)},
             check=True,
-        )
+        )  # fmt: skip
+        assert stat.S_IMODE(live.stat().st_mode) == 0o600
         text = (DEPLOY / "mosquitto.conf").read_text()
         text = text.replace("/mosquitto/config/", f"{config}/").replace(
             "/mosquitto/data/", f"{data}/"
         )
+        text = text.replace("/usr/lib/mosquitto_dynamic_security.so", dynsec_plugin())
         text = text.replace("listener 1883\n", f"listener {self.port} {self.host}\n")
         (self.workdir / "mosquitto.conf").write_text(text + f"user {getpass.getuser()}\n")
 
 
-PASSWORDS = {a: uuid.uuid4().hex for a in SERVICE_ACCOUNTS}
+#: The compose broker's city: a test city of its own (the seed confines writes to one city).
+CITY = f"t{uuid.uuid4().hex[:10]}"
 DEVICE, OTHER = "wb-campo-1", "wb-campo-2"  # not ids the simulator uses
 COMMANDER = "test-commands"
 
 
 @pytest.fixture(scope="module")
-def compose_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ComposeBroker]:
+def compose_secrets(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    folder = tmp_path_factory.mktemp("compose-secrets")
+    values = secrets(env_file(folder, CITY))
+    values["seed"] = str(folder / "seed.json")
+    return values
+
+
+@pytest.fixture(scope="module")
+def passwords(compose_secrets: dict[str, str]) -> dict[str, str]:
+    return {a: compose_secrets[dynsec.env_name(a)] for a in SERVICE_ACCOUNTS}
+
+
+@pytest.fixture(scope="module")
+def compose_broker(
+    tmp_path_factory: pytest.TempPathFactory, compose_secrets: dict[str, str]
+) -> Iterator[ComposeBroker]:
     broker = ComposeBroker(
         workdir=tmp_path_factory.mktemp("compose-broker"),
         host="127.0.0.1",
         port=free_port(),
-        passwords=PASSWORDS,
-        devices={DEVICE: "device-secret", COMMANDER: "commander-secret"},
+        seed=Path(compose_secrets["seed"]),
     )
     broker.start()
     yield broker
@@ -324,8 +366,15 @@ def url(broker: Mosquitto, user: str, password: str) -> str:
     return f"mqtt://{user}:{password}@{broker.host}:{broker.port}"
 
 
-def connect(broker: Mosquitto, user: str | None, password: str | None) -> tuple[paho.Client, Any]:
-    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"c-{uuid.uuid4().hex[:8]}")
+def connect(
+    broker: Mosquitto, user: str | None, password: str | None, client_id: str | None = None
+) -> tuple[paho.Client, Any]:
+    """A connection; each login is bound to one client id, its username (the ingester's: any)."""
+    client = paho.Client(
+        CallbackAPIVersion.VERSION2,
+        client_id=client_id or user or f"c-{uuid.uuid4().hex[:8]}",
+        protocol=paho.MQTTv5,
+    )
     if user:
         client.username_pw_set(user, password)
     answered = threading.Event()
@@ -344,14 +393,14 @@ def connect(broker: Mosquitto, user: str | None, password: str | None) -> tuple[
 
 @pytest.mark.servers
 def test_the_ingester_account_may_publish_its_shutdown_barrier(
-    compose_broker: ComposeBroker,
+    compose_broker: ComposeBroker, passwords: dict[str, str]
 ) -> None:
     """The ingester's clean stop publishes a QoS 1 barrier on its own sync topic; refused by
     the ACL, MQTT 5 still acknowledges it (so the stop looks clean) but with a refusal code."""
     client = paho.Client(
         CallbackAPIVersion.VERSION2, client_id="smartcity-ingest", protocol=paho.MQTTv5
     )
-    client.username_pw_set("ingest", PASSWORDS["ingest"])
+    client.username_pw_set("ingest", passwords["ingest"])
     acked: list[Any] = []
     done = threading.Event()
 
@@ -395,28 +444,44 @@ def test_anonymous_clients_are_refused(compose_broker: ComposeBroker) -> None:
 
 
 @pytest.mark.servers
-def test_the_compose_healthcheck_command_works(compose_broker: ComposeBroker) -> None:
-    out = subprocess.run(
-        [find_binary("mosquitto_sub"), "-h", compose_broker.host, "-p", str(compose_broker.port),
-         "-u", "monitor", "-P", PASSWORDS["monitor"], "-t", "$SYS/broker/uptime", "-C", "1",
-         "-W", "15"],
-        capture_output=True, text=True, check=False, timeout=30,
-    )  # fmt: skip
+def test_the_compose_healthcheck_command_works(
+    compose_broker: ComposeBroker, passwords: dict[str, str], resolved: dict[str, Any]
+) -> None:
+    """The healthcheck's own command line, from the resolved compose file, on the broker."""
+    (command,) = resolved["services"]["mosquitto"]["healthcheck"]["test"][1:]
+    command = command.replace("$$", "$").replace('"$MQTT_PASSWORD_MONITOR"', passwords["monitor"])
+    argv = command.split()
+    argv[0] = find_binary(argv[0])
+    argv[argv.index("-h") + 1 : argv.index("-h") + 4] = [compose_broker.host, "-p",
+                                                         str(compose_broker.port)]  # fmt: skip
+    argv = [a.strip("'") for a in argv]
+    out = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=30)
     assert out.returncode == 0, out.stderr
     assert "seconds" in out.stdout
 
 
 @pytest.mark.servers
 def test_services_and_devices_work_within_their_acls(
-    compose_broker: ComposeBroker, influx: Influx, city: str, tmp_path: Path
+    compose_broker: ComposeBroker, influxd: Influxd, passwords: dict[str, str], tmp_path: Path
 ) -> None:
-    env = smartcity_env(url(compose_broker, "ingest", PASSWORDS["ingest"]), influx, city)
+    influx, city = Influx(influxd.url, f"db_{CITY}_{uuid.uuid4().hex[:6]}"), CITY
+    env = smartcity_env(url(compose_broker, "ingest", passwords["ingest"]), influx, city)
     ingester = IngesterProcess(env, tmp_path / "ingest.log", "--client-id", f"ingest-{city}")
     ingester.start().wait_subscribed()
+    # a device made as docs/edge.md says, and a test-only account that sends commands (no
+    # compose service sends any yet), so the devices' own rules are still tried
+    auth = AuthBroker(compose_broker, passwords, city)
+    secret = auth.add_device("wastebin", DEVICE)
+    commands = [{"acltype": "publishClientSend", "topic": f"smartcity/v1/{city}/+/+/cmd",
+                 "allow": True}]  # fmt: skip
+    broker_accounts.run(
+        auth.admin, {"command": "createRole", "rolename": COMMANDER, "acls": commands}
+    )
+    broker_accounts.create_client(auth.admin, COMMANDER, "commander-secret", COMMANDER, [COMMANDER])
     try:
         sim_env = {
             **env,
-            "SMARTCITY_MQTT_URL": url(compose_broker, "simulator", PASSWORDS["simulator"]),
+            "SMARTCITY_MQTT_URL": url(compose_broker, "simulator", passwords["simulator"]),
         }
         result = run_smartcity(
             "simulate", "--streetlights", "5", "--bins", "5", "--chargers", "2",
@@ -425,15 +490,27 @@ def test_services_and_devices_work_within_their_acls(
         )  # fmt: skip
         assert result.returncode == 0, result.stderr
         assert eventually(lambda: readings(influx) == 300), readings(influx)
-        # a device hears only its own commands, even through a wildcard subscription
-        device, rc = connect(compose_broker, DEVICE, "device-secret")
+        # a device hears only its own commands: a wildcard subscription is refused outright
+        device, rc = connect(compose_broker, DEVICE, secret)
         assert not rc.is_failure
         heard: list[str] = []
+        granted: list[Any] = []
         subscribed = threading.Event()
         device.on_message = lambda c, u, m: heard.append(m.topic)
-        device.on_subscribe = lambda *a: subscribed.set()
-        device.subscribe(f"smartcity/v1/{city}/wastebin/+/cmd", qos=1)
-        assert subscribed.wait(10)
+
+        def on_subscribe(c: paho.Client, u: object, mid: int, reasons: Any, p: object) -> None:
+            granted.append(reasons[0])
+            subscribed.set()
+
+        device.on_subscribe = on_subscribe
+        for wanted in (
+            f"smartcity/v1/{city}/wastebin/+/cmd",
+            topic("wastebin", DEVICE, "cmd", city),
+        ):
+            subscribed.clear()
+            device.subscribe(wanted, qos=1)
+            assert subscribed.wait(10)
+        assert [g.is_failure for g in granted] == [True, False], granted
         commander, rc = connect(compose_broker, COMMANDER, "commander-secret")
         assert not rc.is_failure
         for dev in (OTHER, DEVICE):

@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import paho.mqtt.client as paho
 import pytest
@@ -25,11 +26,21 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from edge.outbox import Outbox
 from simulators.base import local_hour
+from smartcity import broker_accounts
 from smartcity.contract import topic
 from smartcity.devices import DEVICE_TYPES
-from smartcity.servers import Mosquitto, device_acl, free_port, mosquitto_auth_config
+from smartcity.dynsec import new_password
+from smartcity.servers import Mosquitto, free_port
 
-from .conftest import Influx, IngesterProcess, run_smartcity, smartcity_env
+from .conftest import (
+    AuthBroker,
+    Influx,
+    IngesterProcess,
+    auth_broker_at,
+    run_smartcity,
+    running,
+    smartcity_env,
+)
 
 INTERVAL = "0.05"
 
@@ -226,19 +237,32 @@ def test_full_outbox_drops_the_oldest_counts_and_reports_them_and_sends_the_rest
 class Operator:
     """A platform-side client that sends commands and collects results and readings."""
 
-    def __init__(self, broker: Mosquitto, user: str | None = None, password: str | None = None):
+    def __init__(
+        self,
+        broker: Mosquitto,
+        user: str | None = None,
+        password: str | None = None,
+        client_id: str = "",
+    ):
         self.results: dict[str, list[dict]] = {}
         self.readings: list[dict] = []
         self.acks: dict[int, object] = {}
         self.subscribed = threading.Event()
-        self.client = paho.Client(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5)
+        self.suback: Any = None
+        self.client = paho.Client(
+            CallbackAPIVersion.VERSION2, client_id=client_id, protocol=paho.MQTTv5
+        )
         if user:
             self.client.username_pw_set(user, password)
         self.client.on_message = self._on_message
-        self.client.on_subscribe = lambda *a: self.subscribed.set()
+        self.client.on_subscribe = self._on_subscribe
         self.client.on_publish = lambda c, u, mid, reason, p: self.acks.__setitem__(mid, reason)
         self.client.connect(broker.host, broker.port)
         self.client.loop_start()
+
+    def _on_subscribe(self, c: paho.Client, u: object, mid: int, reasons: Any, p: object) -> None:
+        self.suback = reasons[0]
+        self.subscribed.set()
 
     def watch(self, *topics: str) -> None:
         for t in topics:
@@ -490,23 +514,27 @@ def test_a_command_still_being_applied_at_stop_is_answered_before_the_agent_leav
 
 # -- a device sees only its own commands (per-device logins and ACL) ----------------------------
 
-USERS = {"sl-a": "pass-a", "sl-b": "pass-b", "operator": "op-secret"}
-
 
 @pytest.fixture
-def acl_mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
-    """A broker that knows each device by its password and confines it with the ACL."""
-    work = tmp_path / "acl-mosquitto"
-    extra = mosquitto_auth_config(work, USERS, device_acl(operators=("operator",)))
-    broker = Mosquitto(
-        workdir=work,
-        host="127.0.0.1",
-        port=free_port(),
-        extra_config=extra + "log_type subscribe\n",
-    )
-    broker.start()
-    yield broker
-    broker.stop()
+def acl_mosquitto(tmp_path: Path, city: str) -> Iterator[AuthBroker]:
+    """The platform's broker accounts (smartcity/broker_acl.py): devices sl-a, sl-b and sl-c
+    made as operators make them, and a test-only ``operator`` that sends commands (no service
+    of the platform sends any yet)."""
+    auth = auth_broker_at(tmp_path / "acl-mosquitto", city, "log_type subscribe\n")
+    for _ in running(auth.broker):
+        for device in ("sl-a", "sl-b", "sl-c"):
+            auth.passwords[device] = auth.add_device("streetlight", device)
+        auth.passwords["operator"] = new_password()
+        acls = [{"acltype": "publishClientSend", "topic": f"smartcity/v1/{city}/+/+/cmd",
+                 "allow": True}, *(
+                {"acltype": t, "topic": f"smartcity/v1/{city}/+/+/cmd_result", "allow": True}
+                for t in ("subscribePattern", "publishClientReceive"))]  # fmt: skip
+        broker_accounts.run(auth.admin, {"command": "createRole", "rolename": "operator",
+                                         "acls": acls})  # fmt: skip
+        broker_accounts.create_client(
+            auth.admin, "operator", auth.passwords["operator"], "operator", ["operator"]
+        )
+        yield auth
 
 
 def subscriptions(broker: Mosquitto, client_id: str) -> set[str]:
@@ -516,31 +544,34 @@ def subscriptions(broker: Mosquitto, client_id: str) -> set[str]:
 
 
 def test_an_agent_never_receives_another_devices_commands(
-    acl_mosquitto: Mosquitto, city: str, tmp_path: Path, agents: list
+    acl_mosquitto: AuthBroker, city: str, tmp_path: Path, agents: list
 ) -> None:
-    env = agent_env(acl_mosquitto.url, city)
+    auth = acl_mosquitto
+    env = agent_env(auth.broker.url, city)
     for device_id in ("sl-a", "sl-b"):
         agent = AgentProcess(
-            env, tmp_path, device_id, "--username", device_id, "--password", USERS[device_id]
-        )
+            env, tmp_path, device_id, "--username", device_id,
+            "--password", auth.passwords[device_id],
+        )  # fmt: skip
         agents.append(agent.start())
         agent.wait_log("connected to broker")
-    op = Operator(acl_mosquitto, "operator", USERS["operator"])
-    # device A, logged in as itself, tries to listen to B's commands and to speak for B
-    spy = Operator(acl_mosquitto, "sl-a", USERS["sl-a"])
+    op = Operator(auth.broker, "operator", auth.passwords["operator"], "operator")
+    # device C, logged in as itself, tries to listen to B's commands and to speak for B
+    spy = Operator(auth.broker, "sl-c", auth.passwords["sl-c"], "sl-c")
     try:
         cmd = {d: topic("streetlight", d, "cmd", city) for d in ("sl-a", "sl-b")}
         res = {d: topic("streetlight", d, "cmd_result", city) for d in ("sl-a", "sl-b")}
         op.watch(*res.values())
         spy.watch(cmd["sl-b"])
+        assert spy.suback.is_failure, "the broker refuses the subscription itself"
         op.send(cmd["sl-b"], b'{"v":1,"id":"for-b","action":"switch","state":"off"}')
         op.send(cmd["sl-a"], b'{"v":1,"id":"for-a","action":"switch","state":"on"}')
         assert [r["id"] for r in op.wait_results(res["sl-b"], 1)] == ["for-b"]
         assert [r["id"] for r in op.wait_results(res["sl-a"], 1)] == ["for-a"]
         as_b = spy.send(topic("streetlight", "sl-b", "telemetry", city), b"{}")
-        command_b = spy.send(cmd["sl-b"], b'{"v":1,"id":"from-a","action":"switch","state":"on"}')
+        command_b = spy.send(cmd["sl-b"], b'{"v":1,"id":"from-c","action":"switch","state":"on"}')
         time.sleep(1.0)  # time for anything wrongly routed to arrive
-        assert spy.results == {}, "A received B's command"
+        assert spy.results == {}, "C received B's command"
         assert str(spy.acks[as_b]) == "Not authorized"
         assert str(spy.acks[command_b]) == "Not authorized"
         assert op.results.keys() == {res["sl-a"], res["sl-b"]}
@@ -549,8 +580,8 @@ def test_an_agent_never_receives_another_devices_commands(
         op.close()
         spy.close()
     # what each agent itself asked the broker for: its own command topic, nothing else
-    assert subscriptions(acl_mosquitto, "sl-a") == {cmd["sl-a"]}
-    assert subscriptions(acl_mosquitto, "sl-b") == {cmd["sl-b"]}
+    assert subscriptions(auth.broker, "sl-a") == {cmd["sl-a"]}
+    assert subscriptions(auth.broker, "sl-b") == {cmd["sl-b"]}
 
 
 # -- the installer's field check -----------------------------------------------------------------
@@ -599,35 +630,58 @@ def test_check_passes_and_its_test_reading_is_stored(
     assert seq_stats(influx, "sl-check") == (2, 0, 1)
 
 
+def test_check_refuses_to_log_in_beside_a_running_agent(
+    mosquitto: Mosquitto, city: str, tmp_path: Path, agents: list
+) -> None:
+    """The broker binds a device's login to its id, so the check logs in as the device: beside
+    a live agent it would disconnect it (and a clean start would wipe its session)."""
+    config = agent_config(tmp_path / "agent.toml", mosquitto.url, city)
+    agent = AgentProcess(agent_env(mosquitto.url, city), tmp_path, "sl-check")
+    agent.outbox = tmp_path / "check-outbox.sqlite"
+    agent.args[agent.args.index("--outbox") + 1] = str(agent.outbox)
+    agents.append(agent.start())
+    agent.wait_log("connected to broker")
+    out = check(config)
+    assert out.returncode == 1, out.stdout
+    assert "another agent is using the outbox" in out.stdout
+    assert "SKIP  broker" in out.stdout
+    assert agent.log().count("connected to broker") == 1, agent.log()
+
+
 @pytest.mark.parametrize(
     ("problem", "fails", "advice"),
     [
         ("wrong port", "FAIL  broker", "nothing listens there"),
         ("bad password", "FAIL  broker", "check username and password"),
         ("bad config", "FAIL  config", "device_type"),
+        ("other device's id", "FAIL  broker", "its own device id as client id"),
         ("other device's topic", "FAIL  publish", "let user 'sl-a' write"),
     ],
 )
 def test_check_fails_with_the_next_step(
-    acl_mosquitto: Mosquitto, city: str, tmp_path: Path, problem: str, fails: str, advice: str
+    acl_mosquitto: AuthBroker, city: str, tmp_path: Path, problem: str, fails: str, advice: str
 ) -> None:
-    url = f"mqtt://sl-a:{USERS['sl-a']}@127.0.0.1:{acl_mosquitto.port}"
+    secret = acl_mosquitto.passwords["sl-a"]
+    port = acl_mosquitto.broker.port
+    url = f"mqtt://sl-a:{secret}@127.0.0.1:{port}"
     edge = {"device_id": "sl-a"}
     if problem == "wrong port":
-        url = f"mqtt://sl-a:{USERS['sl-a']}@127.0.0.1:{free_port()}"
+        url = f"mqtt://sl-a:{secret}@127.0.0.1:{free_port()}"
     elif problem == "bad password":
-        url = f"mqtt://sl-a:wrong@127.0.0.1:{acl_mosquitto.port}"
+        url = f"mqtt://sl-a:wrong@127.0.0.1:{port}"
     elif problem == "bad config":
         edge["device_type"] = "toaster"
-    else:
-        edge["device_id"] = "sl-b"  # logged in as sl-a, checking sl-b's topics
+    elif problem == "other device's id":
+        edge["device_id"] = "sl-b"  # logged in as sl-a, so with client id sl-b
+    else:  # logged in as sl-a with its own client id, checking sl-b's topics
+        edge |= {"device_id": "sl-b", "client_id": "sl-a"}
     out = check(agent_config(tmp_path / "agent.toml", url, city, **edge))
     assert out.returncode == 1, out.stdout
     assert fails in out.stdout
     assert "next:" in out.stdout
     assert advice in out.stdout
     assert "edge check FAILED" in out.stdout
-    assert USERS["sl-a"] not in out.stdout  # never print the password
+    assert secret not in out.stdout  # never print the password
 
 
 # -- TLS ------------------------------------------------------------------------------------------

@@ -539,21 +539,15 @@ def driver_for(s: EdgeSettings) -> Driver:
     return DRIVERS[s.driver][s.device_type](s)
 
 
-def test_the_acl_in_the_installers_guide_is_the_deployed_one() -> None:
-    from smartcity.servers import BROKER_ACL, device_acl
+def test_the_rules_in_the_installers_guide_are_the_deployed_ones() -> None:
+    """docs/edge.md lists what a device's account allows; the broker gets it from broker_acl."""
+    from smartcity.broker_acl import device_account
 
-    def rules(text: str) -> list[str]:
-        return [line for line in text.splitlines() if line and not line.startswith("#")]
-
-    deployed = rules(BROKER_ACL.read_text())
     guide = (ROOT / "docs/edge.md").read_text()
-    block = guide.split("# /etc/mosquitto/acl", 1)[1].split("```", 1)[0]
-    documented = rules(block.split("\n", 1)[1])
-    assert documented
-    assert [line for line in documented if line not in deployed] == []
-    # and the device rules the tests run against a real broker are the deployed ones
-    patterns = [line for line in rules(device_acl()) if line.startswith("pattern")]
-    assert patterns == [line for line in deployed if line.startswith("pattern")]
+    block = guide.split("# role device-sl-00042", 1)[1].split("\n", 1)[1].split("```", 1)[0]
+    documented = [line.split() for line in block.splitlines() if line.strip()]
+    deployed = device_account("streetlight", "sl-00042", "cremona").rules
+    assert documented == [[rule.access, rule.topic] for rule in deployed]
 
 
 def test_the_agent_imports_neither_pydantic_settings_nor_asyncio() -> None:

@@ -12,6 +12,7 @@ import json
 import os
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -197,17 +198,23 @@ def first_seqs(influx: Influx) -> dict[str, int]:
     return {str(r["device_id"]): int(r["min"]) for r in rows}  # type: ignore[call-overload]
 
 
-def test_the_broker_has_the_compose_logins_and_acl(up: Up) -> None:
-    """The local broker runs with passwords and smartcity/mosquitto_acl.conf, as compose's
-    does: anonymous clients are refused, the read-only observer sees the devices' messages."""
+def test_the_broker_has_the_compose_accounts_kept_owner_only_and_across_restarts(
+    up: Up, tmp_path: Path
+) -> None:
+    """The local broker runs the dynamic security plugin with smartcity/broker_acl.py's roles,
+    as compose's does: anonymous clients are refused, the read-only observer (bound to its
+    client id) sees the devices' messages, every secret file is owner-only (the password file
+    used to be 0644), and a device added at runtime survives the next start (which used to
+    rebuild the password file without it)."""
     up.start()
     up.wait_up()
-    password = (up.data / "mosquitto" / "passwords" / "observer").read_text().strip()
+    broker = up.data / "mosquitto"
+    password = (broker / "passwords" / "observer").read_text().strip()
     assert "passwords/observer" in up.output(), "the banner says where the login is"
 
-    def sub(*login: str) -> subprocess.CompletedProcess[str]:
+    def sub(*login: str, port: int = up.mqtt_port) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            ["mosquitto_sub", "-h", "127.0.0.1", "-p", str(up.mqtt_port), *login,
+            ["mosquitto_sub", "-h", "127.0.0.1", "-p", str(port), *login,
              "-t", "smartcity/v1/+/+/+/telemetry", "-C", "1", "-W", "20"],
             capture_output=True, text=True, timeout=30,
         )  # fmt: skip
@@ -215,17 +222,52 @@ def test_the_broker_has_the_compose_logins_and_acl(up: Up) -> None:
     anonymous = sub()
     assert anonymous.returncode != 0
     assert "not authori" in anonymous.stderr.lower(), anonymous.stderr
-    observer = sub("-u", "observer", "-P", password)
+    observer = sub("-u", "observer", "-P", password, "-i", "observer")
     assert observer.returncode == 0, observer.stderr
     assert json.loads(observer.stdout)["readings"]
+    elsewhere = sub("-u", "observer", "-P", password, "-i", "smartcity-ingest")
+    assert "not authori" in elsewhere.stderr.lower(), "a login is bound to its own client id"
     publish = subprocess.run(
         ["mosquitto_pub", "-h", "127.0.0.1", "-p", str(up.mqtt_port), "-u", "observer",
-         "-P", password, "-t", "smartcity/v1/cremona/wastebin/wb-x/telemetry", "-m", "{}",
-         "-q", "1", "-V", "mqttv5"],
+         "-P", password, "-i", "observer", "-t", "smartcity/v1/cremona/wastebin/wb-x/telemetry",
+         "-m", "{}", "-q", "1", "-V", "mqttv5"],
         capture_output=True, text=True, timeout=30,
     )  # fmt: skip
     assert "not authori" in (publish.stdout + publish.stderr).lower(), "the observer only reads"
+    # every file of the broker's but its config, log and persistence is a secret
+    secrets = [
+        p for p in broker.rglob("*")
+        if p.is_file() and p.name not in ("mosquitto.conf", "mosquitto.log")
+        and p.parent != broker / "data"
+    ]  # fmt: skip
+    assert {p.name for p in secrets} >= {"observer", "smartcity-admin", "dynamic-security.json"}
+    for path in secrets:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+    assert stat.S_IMODE((broker / "passwords").stat().st_mode) == 0o700
+    # an operator adds a device while it runs, as docs/edge.md says
+    env = up.env | {"SMARTCITY_MQTT_URL": f"mqtt://127.0.0.1:{up.mqtt_port}"}
+    added = subprocess.run(
+        [sys.executable, "-m", "smartcity", "broker", "add-device", "streetlight", "sl-kept",
+         "--admin-password-file", str(broker / "passwords" / "smartcity-admin")],
+        env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert added.returncode == 0, added.stderr
+    secret = added.stdout.split()[-1]
     assert up.stop() == 0, up.output()
+    again = Up(tmp_path, "--no-simulate", "--no-api")
+    try:
+        again.start()
+        again.wait_up()
+        device = subprocess.run(
+            ["mosquitto_pub", "-h", "127.0.0.1", "-p", str(again.mqtt_port), "-u", "sl-kept",
+             "-P", secret, "-i", "sl-kept", "-q", "1", "-V", "mqttv5", "-m", "{}",
+             "-t", "smartcity/v1/cremona/streetlight/sl-kept/status"],
+            capture_output=True, text=True, timeout=30,
+        )  # fmt: skip
+        assert device.returncode == 0, device.stderr
+        assert again.stop() == 0, again.output()
+    finally:
+        again.kill_leftovers()
 
 
 def test_sigterm_stops_every_child_and_exits_0(up: Up) -> None:

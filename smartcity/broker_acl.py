@@ -1,0 +1,162 @@
+"""Who may do what on the broker: the one source of its accounts, client ids and ACLs.
+
+The broker runs Mosquitto's dynamic security plugin (``smartcity up``, the tests and
+docker-compose alike); its configuration is generated from this module by
+:mod:`smartcity.dynsec` (the file the broker starts with) and :mod:`smartcity.broker_accounts`
+(devices added while it runs).
+
+Two limits of the plugin in Mosquitto 2.0.11 shape it, both tried on the real broker
+(``tests/test_broker_accounts.py``):
+
+* a client may be bound to **one** client id, and the broker then refuses any other; so every
+  account is bound to its own id, and a device's id is its username. The ingester is the one
+  exception: ``--workers N`` connects N times with one login as ``smartcity-ingest-1`` ...
+  ``-N``, which one binding cannot express. Every other account being bound to an id that is
+  not the ingester's, none of them can take the ingester's ids.
+* ACL topics are literal: ``%u``/``%c`` are not substituted (that came in 2.1). A device's
+  rules therefore name its own id, so each device has a role of its own, made from its
+  kind's channels by :func:`device_account`.
+
+Writes are confined to the configured city: nothing outside ``smartcity/v1/<city>/`` (or the
+ingester's own dead-letter and shutdown-barrier topics) is accepted, so no publish under
+another city (``milano``, ``Cremona``) is accepted only to be dropped unread.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+from smartcity.contract import DEADLETTER_TOPIC, DEVICE_ID_PATTERN, ROOT, VERSION
+from smartcity.devices import DEVICE_TYPES
+
+#: What a device sends, and what the ingester stores of it.
+DEVICE_SENDS = ("telemetry", "events", "status", "health", "cmd_result")
+INGESTED = ("telemetry", "events", "status", "health")
+#: The ingester's shutdown barrier, ``ingest/service.py`` SYNC_TOPIC_PREFIX/<client id> (the
+#: core may not import the ingester; a test checks the two agree).
+INGEST_SYNC = "smartcity/v1/_ingest/sync/+"
+#: The plugin's control topic; only the admin account may use it.
+CONTROL_TOPIC = "$CONTROL/dynamic-security/v1"
+#: The account the project's own code administers the broker with.
+ADMIN = "smartcity-admin"
+#: Role names: ``smartcity-<service account>``, ``device-<device id>``.
+SERVICE_ROLE_PREFIX = "smartcity-"
+DEVICE_ROLE_PREFIX = "device-"
+
+
+@dataclass(frozen=True)
+class Rule:
+    """``read`` (subscribe and receive) or ``write`` (publish) on a topic filter."""
+
+    access: Literal["read", "write"]
+    topic: str
+
+
+@dataclass(frozen=True)
+class Account:
+    username: str
+    #: The only client id the broker accepts for this login; None: any (the ingester only).
+    clientid: str | None
+    rules: tuple[Rule, ...]
+
+    @property
+    def role(self) -> str:
+        prefix = SERVICE_ROLE_PREFIX if self.username in SERVICE_ACCOUNTS else DEVICE_ROLE_PREFIX
+        return prefix + self.username
+
+
+#: The platform's service accounts; each gets a password from ``smartcity up``
+#: (var/mosquitto/passwords/) or from .env (scripts/compose-env).
+SERVICE_ACCOUNTS = ("ingest", "simulator", "monitor", "observer", ADMIN)
+
+
+def _level(what: str, value: str) -> str:
+    """``value`` as one literal topic level: a ``+``, ``#`` or ``/`` in it would widen a rule."""
+    if not value or any(c in value for c in "+#/\0"):
+        raise ValueError(f"{what} {value!r} must be one topic level, without + # or /")
+    return value
+
+
+def _topic(city: str, device_type: str, device_id: str, channel: str) -> str:
+    return f"{ROOT}/{VERSION}/{city}/{device_type}/{device_id}/{channel}"
+
+
+def service_accounts(city: str) -> tuple[Account, ...]:
+    """Every service account with its rules for ``city``."""
+    city = _level("city", city)
+    ingest = Account(
+        "ingest",
+        None,  # see the module's docstring: --workers N shares this login
+        (
+            # every city: the dead-letter of another city's message is the ingester's to make
+            *(Rule("read", f"smartcity/v1/+/+/+/{channel}") for channel in INGESTED),
+            Rule("write", DEADLETTER_TOPIC),
+            Rule("write", INGEST_SYNC),
+            Rule("read", "$SYS/#"),  # the pipeline board's broker figures
+        ),
+    )
+    simulator = Account(  # publishes as every simulated device, in its city only
+        "simulator",
+        "simulator",
+        tuple(
+            Rule("write", _topic(city, kind, "+", channel))
+            for kind in DEVICE_TYPES
+            for channel in INGESTED
+        ),
+    )
+    monitor = Account("monitor", "monitor", (Rule("read", "$SYS/broker/uptime"),))
+    observer = Account(  # people watching the raw messages: read only
+        "observer", "observer", (Rule("read", "smartcity/#"), Rule("read", "$SYS/#"))
+    )
+    admin = Account(
+        ADMIN,
+        ADMIN,
+        (Rule("write", f"{CONTROL_TOPIC}"), Rule("read", f"{CONTROL_TOPIC}/response")),
+    )
+    return ingest, simulator, monitor, observer, admin
+
+
+def device_account(device_type: str, device_id: str, city: str) -> Account:
+    """A field device: username and client id are its id; it publishes only its own channels
+    under its own city and type, and reads only its own commands."""
+    if device_type not in DEVICE_TYPES:
+        known = ", ".join(DEVICE_TYPES)
+        raise ValueError(f"unknown device type {device_type!r}; known: {known}")
+    if device_id in SERVICE_ACCOUNTS:
+        raise ValueError(f"{device_id!r} is a service account's name, not a device id")
+    if not re.fullmatch(DEVICE_ID_PATTERN, device_id):
+        raise ValueError(f"device id {device_id!r} does not match {DEVICE_ID_PATTERN}")
+    city = _level("city", city)
+    rules = [Rule("write", _topic(city, device_type, device_id, ch)) for ch in DEVICE_SENDS]
+    rules.append(Rule("read", _topic(city, device_type, device_id, "cmd")))
+    return Account(device_id, device_id, tuple(rules))
+
+
+def dynsec_acls(account: Account) -> list[dict[str, object]]:
+    """The account's rules as the plugin's ACL entries.
+
+    A read rule allows the subscription, its shared form (``$share/<group>/...``: the plugin
+    checks the filter as sent) and the delivery; a write rule allows publishing.
+    """
+    acls: list[dict[str, object]] = []
+    for rule in account.rules:
+        if rule.access == "write":
+            acls.append({"acltype": "publishClientSend", "topic": rule.topic, "allow": True})
+            continue
+        acls += [
+            {"acltype": "subscribePattern", "topic": rule.topic, "allow": True},
+            {"acltype": "subscribePattern", "topic": f"$share/+/{rule.topic}", "allow": True},
+            {"acltype": "publishClientReceive", "topic": rule.topic, "allow": True},
+        ]
+    return acls
+
+
+#: What an account may do beyond its role's ACL: nothing.
+DEFAULT_ACL_ACCESS = {
+    "publishClientSend": False,
+    "publishClientReceive": False,
+    "subscribe": False,
+    "unsubscribe": True,
+}
