@@ -604,6 +604,7 @@ def test_check_passes_and_its_test_reading_is_stored(
     [
         ("wrong port", "FAIL  broker", "nothing listens there"),
         ("bad password", "FAIL  broker", "check username and password"),
+        ("no credentials", "no broker username and password are set", "SMARTCITY_EDGE_PASSWORD"),
         ("bad config", "FAIL  config", "device_type"),
         ("other device's topic", "FAIL  publish", "let user 'sl-a' write"),
     ],
@@ -617,6 +618,8 @@ def test_check_fails_with_the_next_step(
         url = f"mqtt://sl-a:{USERS['sl-a']}@127.0.0.1:{free_port()}"
     elif problem == "bad password":
         url = f"mqtt://sl-a:wrong@127.0.0.1:{acl_mosquitto.port}"
+    elif problem == "no credentials":
+        url = f"mqtt://127.0.0.1:{acl_mosquitto.port}"
     elif problem == "bad config":
         edge["device_type"] = "toaster"
     else:
