@@ -31,6 +31,23 @@ class UserError(Exception):
     """A failure the user can fix; printed without a traceback, exit status 1."""
 
 
+class CommandParser(argparse.ArgumentParser):
+    """A subcommand's parser, which reports arguments it does not know with its own usage.
+
+    Plain argparse hands a subcommand's unknown arguments up to the top-level parser, which
+    then prints the top-level usage: no help for the command that was mistyped. Subcommands
+    of subcommands get this class too (``add_subparsers`` uses the parent's class).
+    """
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        parsed, unknown = super().parse_known_args(args, namespace)
+        if unknown:
+            self.error(f"unrecognized arguments: {' '.join(unknown)}")
+        return parsed, unknown
+
+
 def common_options() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     group = common.add_argument_group("common options")
@@ -55,7 +72,9 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
         "simulators. Every setting is a flag, a SMARTCITY_* variable or a config-file key.",
     )
     parser.add_argument("--version", action="version", version=f"smartcity {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", parser_class=CommandParser
+    )
     common = common_options()
     chosen = [COMMAND_MODULES[argv[0]]] if argv and argv[0] in COMMAND_MODULES else None
     for name in chosen or COMMAND_MODULES.values():

@@ -146,3 +146,46 @@ def test_a_refused_login_says_so_not_that_the_broker_is_down(tmp_path: Path, log
     assert "cannot reach" not in out.stderr
     assert "wrong" not in out.stderr  # never the password
     assert "Traceback" not in out.stderr
+
+
+def test_a_misspelled_config_key_is_an_error_naming_the_nearest(tmp_path: Path) -> None:
+    cfg = tmp_path / "smartcity.toml"
+    cfg.write_text('mqtt_urll = "mqtt://broker.example:1883"\n')
+    with pytest.raises(SettingsError, match=r"'mqtt_urll' \(did you mean 'mqtt_url'\?\)"):
+        load(IngestSettings, parse("--config", str(cfg)))
+    out = subprocess.run(
+        [sys.executable, "-m", "smartcity", "simulate", "--config", str(cfg), "--messages", "1"],
+        capture_output=True, text=True, check=False, timeout=60,
+    )  # fmt: skip
+    assert out.returncode == 2
+    assert "unknown top-level key 'mqtt_urll'" in out.stderr
+    assert "Traceback" not in out.stderr
+    # a component's own setting at the top level says where it belongs
+    cfg.write_text("batch_size = 10\n")
+    with pytest.raises(SettingsError, match=r"'batch_size' .* put it under \[ingest\]"):
+        load(IngestSettings, parse("--config", str(cfg)))
+    # a typo in a section names the nearest key too; shared keys of other components are fine
+    cfg.write_text('influx_url = "http://influx.example:8086"\n[ingest]\nbatch_sise = 10\n')
+    with pytest.raises(SettingsError, match=r"batch_sise: .* \(did you mean 'batch_size'\?\)"):
+        load(IngestSettings, parse("--config", str(cfg)))
+
+
+@pytest.mark.parametrize("command", ["edge run", "simulate", "up", "api"])
+def test_help_shows_real_defaults_only(command: str) -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "smartcity", *command.split(), "--help"],
+        capture_output=True, text=True, check=False, timeout=60,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert "Undefined" not in out.stdout
+
+
+@pytest.mark.parametrize("command", ["simulate", "edge run", "grafana push", "api"])
+def test_a_wrong_flag_prints_the_subcommands_usage(command: str) -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "smartcity", *command.split(), "--no-such-flag"],
+        capture_output=True, text=True, check=False, timeout=60,
+    )  # fmt: skip
+    assert out.returncode == 2
+    assert out.stderr.startswith(f"usage: smartcity {command} "), out.stderr
+    assert f"smartcity {command}: error: unrecognized arguments: --no-such-flag" in out.stderr
