@@ -26,6 +26,9 @@ COMMAND_MODULES = {
     "grafana": "grafana.cli",
 }
 
+#: The pyproject extra each command needs, where it is not named like the command.
+EXTRAS = {"up": "server"}
+
 
 class UserError(Exception):
     """A failure the user can fix; printed without a traceback, exit status 1."""
@@ -103,9 +106,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"smartcity {args.command}: {exc}", file=sys.stderr)
         return 2 if isinstance(exc, SettingsError) else 1
     except ModuleNotFoundError as exc:
+        extra = EXTRAS.get(args.command, args.command)
         print(
             f"smartcity {args.command}: missing Python package {exc.name!r}; install this "
-            f"component's extra, e.g. pip install 'smartcity-cremona[{args.command}]'",
+            f"command's extra: pip install 'smartcity-cremona[{extra}]' (in a checkout: "
+            f".venv/bin/pip install -e '.[{extra}]')",
             file=sys.stderr,
         )
         return 1

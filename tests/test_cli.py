@@ -189,3 +189,31 @@ def test_a_wrong_flag_prints_the_subcommands_usage(command: str) -> None:
     assert out.returncode == 2
     assert out.stderr.startswith(f"usage: smartcity {command} "), out.stderr
     assert f"smartcity {command}: error: unrecognized arguments: --no-such-flag" in out.stderr
+
+
+@pytest.mark.parametrize(
+    ("command", "package", "extra"),
+    [
+        ("grafana build --check", "grafana_foundation_sdk", "grafana"),
+        ("up", "sqlalchemy", "server"),
+    ],
+)
+def test_a_missing_extra_is_named_with_the_command_that_installs_it(
+    tmp_path: Path, command: str, package: str, extra: str
+) -> None:
+    """As on a machine installed without that extra (./scripts/run installs [server] only)."""
+    from smartcity.servers import free_port
+
+    argv = [*command.split(), "--no-install", "--data-dir", str(tmp_path / "var"),
+            "--mqtt-url", f"mqtt://127.0.0.1:{free_port()}", "--influx-url",
+            f"http://127.0.0.1:{free_port()}", "--api-port", str(free_port()),
+            "--ingest-metrics-port", "0"] if command == "up" else command.split()  # fmt: skip
+    hide = f"import sys; sys.modules[{package!r}] = None"  # the import then fails as if absent
+    run = f"{hide}; from smartcity.cli import main; sys.exit(main({argv!r}))"
+    out = subprocess.run(
+        [sys.executable, "-c", run], capture_output=True, text=True, check=False, timeout=120
+    )
+    assert out.returncode == 1, out.stderr
+    assert f"pip install 'smartcity-cremona[{extra}]'" in out.stderr
+    assert f".venv/bin/pip install -e '.[{extra}]'" in out.stderr
+    assert "Traceback" not in out.stderr
