@@ -66,20 +66,15 @@ def _file_values(settings_cls: type[ComponentSettings]) -> dict[str, Any]:
     return data
 
 
-def _shared_names(settings_cls: type[ComponentSettings]) -> set[str]:
-    """The settings every component shares (``shared(...)``): the file's top-level keys."""
-    return {
-        name
-        for cls in (settings_cls, MqttSettings, InfluxSettings)
-        for name, info in cls.model_fields.items()
-        if isinstance(info.validation_alias, AliasChoices)
-    }
+def _shared_names() -> set[str]:
+    """The connection settings every component shares: the file's top-level keys."""
+    return set(MqttSettings.model_fields) | set(InfluxSettings.model_fields)
 
 
 def _check_top_level(settings_cls: type[ComponentSettings], path: Path, keys: list[str]) -> None:
     """Refuse a top-level key that is no shared setting: a typo would else be ignored silently
     (and the default used), which is worse than any error."""
-    shared_names = _shared_names(settings_cls)
+    shared_names = _shared_names()
     own = set(settings_cls.model_fields) - shared_names
     for key in keys:
         if key in shared_names:
