@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 from sqlalchemy.orm import Session
 
 from api import catalogue, openapi, problems
@@ -27,6 +28,8 @@ from smartcity.influx import InfluxReader
 from smartcity.registry.db import make_engine
 
 log = logging.getLogger("smartcity.api")
+#: Where Swagger UI's and ReDoc's scripts, styles and icon are served.
+DOCS_ASSETS = "/static/docs"
 
 DESCRIPTION = """
 Cremona's catalogue of smart services (mandate plan, line 5.c) with live data from the city's
@@ -74,7 +77,10 @@ def create_app(settings: ApiSettings) -> FastAPI:
             await influx.aclose()
             engine.dispose()
 
-    app = FastAPI(
+    # /docs and /redoc with their scripts served from the installation, not a CDN: they must
+    # work on a machine without internet; under /static/ they are not rate-limited either
+    app = FastAPIOffline(
+        static_url=DOCS_ASSETS,
         title="Cremona smart city API",
         version=__version__,
         description=DESCRIPTION,

@@ -45,7 +45,10 @@ def serve(args: argparse.Namespace) -> int:
         host=settings.host,
         port=settings.port,
         log_config=None,  # keep smartcity's logging set-up
-        proxy_headers=True,
+        # forwarded headers only from the configured proxies: uvicorn's own default trusts
+        # loopback, where anyone on the machine can claim any address to the rate limiter
+        proxy_headers=bool(settings.trusted_proxies),
+        forwarded_allow_ips=settings.trusted_proxies or None,
         server_header=False,
     )
     return 0

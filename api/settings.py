@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 
 from pydantic import AwareDatetime, Field, SecretStr, field_validator
@@ -34,6 +35,12 @@ class ApiSettings(InfluxSettings):
     )
     rate_limit_keyed: int = Field(
         6000, ge=1, le=1_000_000, description="Requests per minute per API key."
+    )
+    trusted_proxies: str = Field(
+        "",
+        description="Reverse proxies whose X-Forwarded-For and X-Forwarded-Proto headers are "
+        "believed, comma-separated addresses or networks (e.g. 10.0.0.5,172.18.0.0/16). None by "
+        "default: a client's own headers never choose the address it is rate-limited by.",
     )
     offline_after_minutes: float = Field(
         15.0,
@@ -83,6 +90,20 @@ class ApiSettings(InfluxSettings):
                 "'smartcity api create-key --scope admin' instead"
             )
         return key
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _addresses(cls, proxies: str) -> str:
+        found = [p.strip() for p in proxies.split(",") if p.strip()]
+        for p in found:
+            try:
+                ipaddress.ip_network(p, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"{p!r} is not an IP address or network; list the proxies' addresses, "
+                    "e.g. 127.0.0.1,10.0.0.0/8"
+                ) from None
+        return ",".join(found)
 
     @field_validator("registry_url")
     @classmethod

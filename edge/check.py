@@ -214,7 +214,20 @@ def _login(
         )
         return False
     if mqtt.failed(connack):
-        user = settings.credentials()[0]
+        user, password = settings.credentials()
+        if user is None or password is None:
+            missing = " and ".join(
+                what for what, value in (("username", user), ("password", password)) if not value
+            )
+            report.fail(
+                "broker",
+                f"{url} refused the login ({connack}): no broker {missing} "
+                f"{'are' if ' and ' in missing else 'is'} set",
+                "set username (usually the device id) and password in the config file's [edge] "
+                "section, or --username / --password, or SMARTCITY_EDGE_USERNAME / "
+                "SMARTCITY_EDGE_PASSWORD, or mqtt://user:password@host:port in mqtt_url",
+            )
+            return False
         report.fail(
             "broker",
             f"{url} refused the login of user {user!r}: {connack}",

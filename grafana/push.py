@@ -41,8 +41,12 @@ class Grafana:
             pair = f"{parts.username}:{parts.password or ''}".encode()
             self.auth = "Basic " + base64.b64encode(pair).decode()
 
-    def request(self, method: str, path: str, body: object = None) -> tuple[int, Any]:
-        """Send one request; returns (status, JSON body) for 2xx and 404, raises otherwise."""
+    def request(
+        self, method: str, path: str, body: object = None, missing_ok: bool = False
+    ) -> tuple[int, Any]:
+        """Send one request; returns (status, JSON body) for a 2xx answer in JSON, or for 404
+        when ``missing_ok``. Anything else raises, with what the server said: a server that is
+        not Grafana (wrong --url) must not pass for one that accepted the change."""
         data = None if body is None else json.dumps(body).encode()
         req = urllib.request.Request(self.base + path, data=data, method=method)
         req.add_header("Authorization", self.auth)
@@ -51,9 +55,9 @@ class Grafana:
             req.add_header("Content-Type", "application/json")
         try:
             with urllib.request.urlopen(req, timeout=self.timeout) as resp:
-                return resp.status, _json(resp.read())
+                status, kind, answer = resp.status, resp.headers.get_content_type(), resp.read()
         except urllib.error.HTTPError as exc:
-            if exc.code == 404:
+            if exc.code == 404 and missing_ok:
                 return 404, _json(exc.read())
             raise GrafanaError(self._explain(exc.code, method, path, _json(exc.read()))) from None
         except (urllib.error.URLError, OSError) as exc:
@@ -62,9 +66,17 @@ class Grafana:
                 f"cannot reach Grafana at {self.base} ({reason}): is it running? "
                 "Check --url / SMARTCITY_GRAFANA_URL."
             ) from None
+        decoded = _json(answer)
+        if not isinstance(decoded, dict | list):  # Grafana answers these calls in JSON
+            raise GrafanaError(
+                f"{self.base} answered {status} ({kind}) to {method} {path} with "
+                f"{_said(decoded)!r}, not Grafana's JSON: is --url / SMARTCITY_GRAFANA_URL "
+                "Grafana's address?"
+            )
+        return status, decoded
 
     def _explain(self, status: int, method: str, path: str, body: Any) -> str:
-        message = body.get("message", "") if isinstance(body, dict) else str(body)[:300]
+        message = _said(body)
         if status == 401:
             return (
                 f"Grafana at {self.base} refused the credentials (401 Unauthorized): check "
@@ -76,10 +88,12 @@ class Grafana:
                 f"Grafana refused {method} {path} (403 Forbidden: {message}): the service "
                 "account needs the Editor role, or Admin for data sources."
             )
-        return f"Grafana answered {status} to {method} {path}: {message or 'no message'}"
+        return f"{self.base} answered {status} to {method} {path}: {message or 'no message'}" + (
+            "" if status != 404 else " (is --url / SMARTCITY_GRAFANA_URL Grafana's address?)"
+        )
 
     def exists(self, path: str) -> bool:
-        return self.request("GET", path)[0] == 200
+        return self.request("GET", path, missing_ok=True)[0] == 200
 
     def upsert(
         self,
@@ -151,3 +165,13 @@ def _json(raw: bytes) -> Any:
         return json.loads(raw) if raw else None
     except ValueError:
         return raw.decode(errors="replace")
+
+
+def _said(body: Any) -> str:
+    """What a server said, short: Grafana's ``message``, else the body itself, cut."""
+    if body is None:
+        return ""
+    if isinstance(body, dict) and isinstance(body.get("message"), str):
+        return body["message"]
+    text = body if isinstance(body, str) else json.dumps(body)
+    return " ".join(text.split())[:300]

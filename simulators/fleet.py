@@ -16,15 +16,18 @@ from simulators.base import pick_zone, place
 
 
 def build_fleet(
-    seed: int, counts: dict[str, int], fault_rate: float = 1.0
+    seed: int, counts: dict[str, int], fault_rate: float = 1.0, id_prefix: str = ""
 ) -> list[SimulatedDevice]:
-    """``counts`` maps device type to how many; each device has its own seeded generator."""
+    """``counts`` maps device type to how many; each device has its own seeded generator.
+
+    ``id_prefix`` goes before each id and changes nothing else: same places, same readings.
+    """
     fleet: list[SimulatedDevice] = []
     for type_name, count in counts.items():
         sim = SIMULATORS[type_name]
         for i in range(count):
             rng = random.Random(f"{seed}:{type_name}:{i}")
-            placement = place(rng, pick_zone(rng), f"{sim.id_prefix}-{i + 1:05d}")
+            placement = place(rng, pick_zone(rng), f"{id_prefix}{sim.id_prefix}-{i + 1:05d}")
             fleet.append(sim(placement, rng, fault_rate))
     return fleet
 

@@ -22,13 +22,14 @@ log = logging.getLogger("smartcity.publisher")
 
 
 class BrokerUnreachable(RuntimeError):
-    pass
+    """The broker did not answer, or refused the login; the message says what to do."""
 
 
 class AckingPublisher:
     def __init__(self, url: str, client_id: str, window: int = 10_000) -> None:
         host, port, tls, user, password = mqtt_endpoint(url)
         self.address = (host, port)
+        self.user = user
         self.url = url
         self.window = window
         self.client = paho.Client(
@@ -42,6 +43,8 @@ class AckingPublisher:
         self.client.max_queued_messages_set(0)
         self.client.reconnect_delay_set(0.1, 5)
         self.connected = threading.Event()
+        self.answered = threading.Event()  # a CONNACK came, accepting or refusing
+        self.refusal: str | None = None
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.outstanding: deque[tuple[paho.MQTTMessageInfo, int]] = deque()
@@ -55,7 +58,9 @@ class AckingPublisher:
         if not getattr(rc, "is_failure", False):
             self.connected.set()
         else:
+            self.refusal = str(rc)
             log.error("broker refused the connection", extra={"reason": str(rc)})
+        self.answered.set()
 
     def _on_disconnect(self, *args: object) -> None:
         if self.connected.is_set():
@@ -65,13 +70,23 @@ class AckingPublisher:
     def connect(self, timeout: float = 10.0) -> None:
         self.client.connect_async(*self.address, keepalive=30)
         self.client.loop_start()
-        if not self.connected.wait(timeout):
-            self.client.loop_stop()
+        self.answered.wait(timeout)
+        if self.connected.is_set():
+            return
+        self.client.loop_stop()
+        where = f"{self.address[0]}:{self.address[1]}"
+        if self.refusal is not None:
+            who = f"of user {self.user!r}" if self.user else "without a user name"
             raise BrokerUnreachable(
-                f"cannot reach the MQTT broker at {self.address[0]}:{self.address[1]} within "
-                f"{timeout:.0f} s: is it running? (`smartcity up` starts one; or set "
-                "--mqtt-url / SMARTCITY_MQTT_URL)"
+                f"the MQTT broker at {where} refused the login {who} ({self.refusal}): put the "
+                "right user and password in --mqtt-url / SMARTCITY_MQTT_URL "
+                "(mqtt://user:password@host:port; `smartcity up` keeps the simulator's in "
+                "var/mosquitto/passwords/simulator)"
             )
+        raise BrokerUnreachable(
+            f"cannot reach the MQTT broker at {where} within {timeout:.0f} s: is it running? "
+            "(`smartcity up` starts one; or set --mqtt-url / SMARTCITY_MQTT_URL)"
+        )
 
     def publish(self, topic: str, payload: bytes, readings: int = 0, retain: bool = False) -> None:
         """Queue one QoS 1 message; blocks while ``window`` messages await their PUBACK."""

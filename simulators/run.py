@@ -21,7 +21,7 @@ log = logging.getLogger("smartcity.simulate")
 def run(settings: SimulateSettings, stop: threading.Event | None = None) -> int:
     """Publish until ``stop`` is set or the target is acknowledged; returns readings acked."""
     stop = stop or threading.Event()
-    fleet = build_fleet(settings.seed, settings.counts(), settings.fault_rate)
+    fleet = build_fleet(settings.seed, settings.counts(), settings.fault_rate, settings.id_prefix)
     if not fleet:
         raise ValueError("the fleet is empty: give --streetlights, --bins or --chargers")
     start = settings.start_time()

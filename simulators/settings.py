@@ -17,6 +17,13 @@ class SimulateSettings(MqttSettings):
     bins: int = Field(50, ge=0, le=1_000_000, description="Waste bins in the fleet.")
     chargers: int = Field(10, ge=0, le=1_000_000, description="EV charging stations in the fleet.")
     seed: int = Field(1, description="Same seed, counts and --start give the same messages.")
+    id_prefix: str = Field(
+        "",
+        pattern=r"^([A-Za-z0-9][A-Za-z0-9_.:-]{0,31})?$",
+        description="Put before every device id (b2- gives b2-sl-00001...): a second fleet "
+        "beside a running one (smartcity up's is sl-00001...) then has devices of its own, and "
+        "overwrites none of the first fleet's retained statuses.",
+    )
     messages: int | None = Field(
         None, ge=1, description="Stop once this many readings are acknowledged by the broker."
     )
@@ -24,8 +31,9 @@ class SimulateSettings(MqttSettings):
         None,
         ge=0,
         description="Simulated seconds per real second; 0 = as fast as possible. Never runs "
-        "ahead of the real clock, so a backfill catches up and continues live. Default: 1 "
-        "(real time), or 0 with --messages.",
+        "ahead of the real clock, so a backfill catches up and continues live; with --messages "
+        "and no --start or --backfill, 0 starts far enough back that all N readings are "
+        "history. Default: 1 (real time), or 0 with --messages.",
     )
     start: AwareDatetime | None = Field(
         None, description="Simulated start time, ISO 8601 (default: now minus --backfill)."
@@ -52,13 +60,14 @@ class SimulateSettings(MqttSettings):
         return 0.0 if self.messages is not None else 1.0
 
     def start_time(self) -> datetime:
-        """--start; else now minus --backfill; with --messages and neither, far enough back
-        that all N readings are history, so they go out as fast as the broker takes them."""
+        """--start; else now minus --backfill; with --messages at speed 0 and neither, far
+        enough back that all N readings are history, so they go out as fast as the broker takes
+        them (from now, no faster than real time would let them: the clock never runs ahead)."""
         from simulators.fleet import default_start
 
         if self.start is not None:
             return self.start
-        if self.messages is not None and not self.backfill and self.speed is None:
+        if self.messages is not None and not self.backfill and self.effective_speed() == 0:
             per_second = sum(
                 n / SIMULATORS[t].device_type.report_interval_s for t, n in self.counts().items()
             )

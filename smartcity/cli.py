@@ -28,6 +28,26 @@ COMMAND_MODULES = {
     "broker": "smartcity.broker_cli",
 }
 
+#: The pyproject extra each command needs, where it is not named like the command.
+EXTRAS = {"up": "server"}
+
+
+class CommandParser(argparse.ArgumentParser):
+    """A subcommand's parser, which reports arguments it does not know with its own usage.
+
+    Plain argparse hands a subcommand's unknown arguments up to the top-level parser, which
+    then prints the top-level usage: no help for the command that was mistyped. Subcommands
+    of subcommands get this class too (``add_subparsers`` uses the parent's class).
+    """
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        parsed, unknown = super().parse_known_args(args, namespace)
+        if unknown:
+            self.error(f"unrecognized arguments: {' '.join(unknown)}")
+        return parsed, unknown
+
 
 def common_options() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
@@ -53,7 +73,9 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
         "simulators. Every setting is a flag, a SMARTCITY_* variable or a config-file key.",
     )
     parser.add_argument("--version", action="version", version=f"smartcity {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", parser_class=CommandParser
+    )
     common = common_options()
     chosen = [COMMAND_MODULES[argv[0]]] if argv and argv[0] in COMMAND_MODULES else None
     for name in chosen or COMMAND_MODULES.values():
@@ -82,9 +104,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"smartcity {args.command}: {exc}", file=sys.stderr)
         return 2 if isinstance(exc, SettingsError) else 1
     except ModuleNotFoundError as exc:
+        extra = EXTRAS.get(args.command, args.command)
         print(
             f"smartcity {args.command}: missing Python package {exc.name!r}; install this "
-            f"component's extra, e.g. pip install 'smartcity-cremona[{args.command}]'",
+            f"command's extra: pip install 'smartcity-cremona[{extra}]' (in a checkout: "
+            f".venv/bin/pip install -e '.[{extra}]')",
             file=sys.stderr,
         )
         return 1

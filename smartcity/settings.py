@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import contextvars
+import difflib
 import json
 import os
 import tomllib
@@ -59,9 +60,41 @@ def _file_values(settings_cls: type[ComponentSettings]) -> dict[str, Any]:
     section = settings_cls.section
     own = raw.get(section, {}) if section else {}
     fields = settings_cls.model_fields
+    _check_top_level(settings_cls, path, [k for k, v in raw.items() if not isinstance(v, dict)])
     data = {k: v for k, v in raw.items() if k in fields and not isinstance(v, dict)}
     data.update(own if isinstance(own, dict) else {})
     return data
+
+
+def _shared_names() -> set[str]:
+    """The connection settings every component shares: the file's top-level keys."""
+    return set(MqttSettings.model_fields) | set(InfluxSettings.model_fields)
+
+
+def _check_top_level(settings_cls: type[ComponentSettings], path: Path, keys: list[str]) -> None:
+    """Refuse a top-level key that is no shared setting: a typo would else be ignored silently
+    (and the default used), which is worse than any error."""
+    shared_names = _shared_names()
+    own = set(settings_cls.model_fields) - shared_names
+    for key in keys:
+        if key in shared_names:
+            continue
+        if key in own:
+            raise SettingsError(
+                f"config file {path}: {key!r} is not a setting every component shares: put it "
+                f"under [{settings_cls.section}]"
+            )
+        raise SettingsError(
+            f"config file {path}: unknown top-level key {key!r}{_nearest(key, shared_names)}: "
+            f"top-level keys are the shared settings ({', '.join(sorted(shared_names))}); a "
+            "component's own go under its [section], e.g. [ingest]"
+        )
+
+
+def _nearest(name: str, valid: typing.Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` for the valid name closest to a misspelled one, if any is."""
+    close = difflib.get_close_matches(name, sorted(valid), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def _is_complex(annotation: Any) -> bool:
@@ -234,12 +267,14 @@ def add_arguments(parser: argparse.ArgumentParser, settings_cls: type[ComponentS
     for name, info in settings_cls.model_fields.items():
         flag = "--" + name.replace("_", "-")
         env = _env_name(settings_cls, name, info)
+        # a default_factory's value, not pydantic's placeholder for "no plain default"
+        value = None if info.is_required() else info.get_default(call_default_factory=True)
         default = (
             " (required)"
             if info.is_required()
             else ""
-            if info.default in (None, "")
-            else f" (default: {info.default})"
+            if value is None or value == "" or value == {} or value == []
+            else f" (default: {value})"
         )
         # argparse expands %-formats in help: a description saying "20%" must stay literal
         help_text = f"{info.description or ''}{default} [env {env}]".replace("%", "%%")
@@ -290,6 +325,11 @@ def load(settings_cls: type[S], args: argparse.Namespace) -> S:
         except ValidationError as exc:
             lines = [
                 f"  {'.'.join(map(str, e['loc'])) or settings_cls.section}: {e['msg']}"
+                + (
+                    _nearest(str(e["loc"][-1]), settings_cls.model_fields)
+                    if e["type"] == "extra_forbidden" and e["loc"]
+                    else ""
+                )
                 for e in exc.errors(include_url=False)
             ]
             raise SettingsError(

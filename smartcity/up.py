@@ -10,6 +10,7 @@ A server that fails to start stops the ones started before it.
 from __future__ import annotations
 
 import argparse
+import fcntl
 import os
 import shutil
 import signal
@@ -23,7 +24,7 @@ from urllib.parse import urlsplit
 
 from pydantic import Field
 
-from smartcity.settings import InfluxSettings, MqttSettings, add_arguments, load
+from smartcity.settings import InfluxSettings, MqttSettings, add_arguments, load, shared
 
 
 class UpSettings(MqttSettings, InfluxSettings):
@@ -45,6 +46,10 @@ class UpSettings(MqttSettings, InfluxSettings):
     simulate: bool = Field(True, description="Run the simulated fleet.")
     api: bool = Field(True, description="Serve the API and public page on 127.0.0.1.")
     api_port: int = Field(8000, ge=1, le=65_535, description="Port of the API on 127.0.0.1.")
+    # the ingester's own variable, so one setting serves `smartcity ingest` and `up` alike
+    ingest_metrics_port: int = shared(
+        9108, "Port of the ingester's Prometheus /metrics; 0 = off.", "ingest_metrics_port"
+    )
     broker_auth: bool = Field(
         True,
         description="Broker with accounts and ACLs (the dynamic security plugin, as "
@@ -127,16 +132,25 @@ def run(args: argparse.Namespace) -> int:
              ("InfluxDB", influx_host, influx_port, "--influx-url")]  # fmt: skip
     if settings.api:
         ports.append(("the API", "127.0.0.1", settings.api_port, "--api-port"))
-    for what, host, port, flag in ports:
-        if port_in_use(host, port):
-            raise UserError(
-                f"port {host}:{port} for {what} is already in use, nothing was started: stop "
-                f"what listens there (another smartcity up?) or choose another port with {flag}"
-            )
+    if settings.ingest_metrics_port:
+        ports.append(("the ingester's metrics", "127.0.0.1", settings.ingest_metrics_port,
+                      "--ingest-metrics-port"))  # fmt: skip
+    busy = [  # every one at once: fixing them one per try is tedious
+        f"  port {host}:{port} for {what} (another port: {flag})"
+        for what, host, port, flag in ports
+        if port_in_use(host, port)
+    ]
+    if busy:
+        raise UserError(
+            "ports already in use, nothing was started:\n" + "\n".join(busy) + "\nstop what "
+            "listens there (another smartcity up?) or choose other ports with those flags"
+        )
+    lock = lock_data_dir(settings.data_dir)
     guard = StopOnSignal()
     guard.install()  # before anything starts, so no signal can orphan a server
     try:
         with ExitStack() as stack:
+            stack.callback(os.close, lock)
             stack.callback(guard.restore)
             try:
                 return _up(settings, stack, (mqtt_host, mqtt_port), (influx_host, influx_port))
@@ -154,6 +168,32 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(
             f"{exc}\nNothing is left running; fix that and run smartcity up again."
         ) from None
+
+
+def lock_data_dir(data_dir: Path) -> int:
+    """Hold ``DATA_DIR/up.lock`` for this run: two runs in one folder would share InfluxDB's
+    data and the spool, and rewrite each other's broker config and ready file.
+
+    An flock, so it goes with the process however it ends; returns the descriptor to close.
+    """
+    from smartcity.cli import UserError
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    path = data_dir / "up.lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.read(fd, 64).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        raise UserError(
+            f"the data folder {data_dir} is in use by another smartcity up (process {holder}), "
+            "nothing was started: stop that one, or give this one its own folder with "
+            "--data-dir DIR (SMARTCITY_UP_DATA_DIR)"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    return fd
 
 
 def _up(
@@ -198,8 +238,11 @@ def _up(
     ready = data / "ingest.ready"
     ready.unlink(missing_ok=True)
     ingester = _spawn(
-        stack, [*me, "ingest", "--ready-file", str(ready)], _as(env, "ingest", passwords)
-    )
+        stack,
+        [*me, "ingest", "--ready-file", str(ready), "--metrics-port",
+         str(settings.ingest_metrics_port)],
+        _as(env, "ingest", passwords),
+    )  # fmt: skip
     children = [("ingester", ingester)]
     if settings.api:
         api = [*me, "api", "--host", "127.0.0.1", "--port", str(settings.api_port)]

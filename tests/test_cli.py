@@ -121,3 +121,99 @@ def test_unreachable_broker_says_what_to_do() -> None:
     assert out.returncode == 1
     assert "cannot reach the MQTT broker" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+@pytest.mark.parametrize("login", ["simulator:wrong@", ""])
+def test_a_refused_login_says_so_not_that_the_broker_is_down(tmp_path: Path, login: str) -> None:
+    from smartcity.servers import Mosquitto, device_acl, free_port, mosquitto_auth_config
+
+    from .conftest import running
+
+    work = tmp_path / "mosquitto"
+    auth = mosquitto_auth_config(work, {"simulator": "right"}, device_acl(("simulator",)))
+    for broker in running(
+        Mosquitto(workdir=work, host="127.0.0.1", port=free_port(), extra_config=auth)
+    ):
+        out = subprocess.run(
+            [sys.executable, "-m", "smartcity", "simulate", "--messages", "1",
+             "--mqtt-url", f"mqtt://{login}127.0.0.1:{broker.port}"],
+            capture_output=True, text=True, check=False, timeout=60,
+        )  # fmt: skip
+    assert out.returncode == 1
+    assert "refused the login" in out.stderr, out.stderr
+    assert ("'simulator'" if login else "without a user name") in out.stderr
+    assert "--mqtt-url" in out.stderr
+    assert "cannot reach" not in out.stderr
+    assert "wrong" not in out.stderr  # never the password
+    assert "Traceback" not in out.stderr
+
+
+def test_a_misspelled_config_key_is_an_error_naming_the_nearest(tmp_path: Path) -> None:
+    cfg = tmp_path / "smartcity.toml"
+    cfg.write_text('mqtt_urll = "mqtt://broker.example:1883"\n')
+    with pytest.raises(SettingsError, match=r"'mqtt_urll' \(did you mean 'mqtt_url'\?\)"):
+        load(IngestSettings, parse("--config", str(cfg)))
+    out = subprocess.run(
+        [sys.executable, "-m", "smartcity", "simulate", "--config", str(cfg), "--messages", "1"],
+        capture_output=True, text=True, check=False, timeout=60,
+    )  # fmt: skip
+    assert out.returncode == 2
+    assert "unknown top-level key 'mqtt_urll'" in out.stderr
+    assert "Traceback" not in out.stderr
+    # a component's own setting at the top level says where it belongs
+    cfg.write_text("batch_size = 10\n")
+    with pytest.raises(SettingsError, match=r"'batch_size' .* put it under \[ingest\]"):
+        load(IngestSettings, parse("--config", str(cfg)))
+    # a typo in a section names the nearest key too; shared keys of other components are fine
+    cfg.write_text('influx_url = "http://influx.example:8086"\n[ingest]\nbatch_sise = 10\n')
+    with pytest.raises(SettingsError, match=r"batch_sise: .* \(did you mean 'batch_size'\?\)"):
+        load(IngestSettings, parse("--config", str(cfg)))
+
+
+@pytest.mark.parametrize("command", ["edge run", "simulate", "up", "api"])
+def test_help_shows_real_defaults_only(command: str) -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "smartcity", *command.split(), "--help"],
+        capture_output=True, text=True, check=False, timeout=60,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert "Undefined" not in out.stdout
+
+
+@pytest.mark.parametrize("command", ["simulate", "edge run", "grafana push", "api"])
+def test_a_wrong_flag_prints_the_subcommands_usage(command: str) -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "smartcity", *command.split(), "--no-such-flag"],
+        capture_output=True, text=True, check=False, timeout=60,
+    )  # fmt: skip
+    assert out.returncode == 2
+    assert out.stderr.startswith(f"usage: smartcity {command} "), out.stderr
+    assert f"smartcity {command}: error: unrecognized arguments: --no-such-flag" in out.stderr
+
+
+@pytest.mark.parametrize(
+    ("command", "package", "extra"),
+    [
+        ("grafana build --check", "grafana_foundation_sdk", "grafana"),
+        ("up", "sqlalchemy", "server"),
+    ],
+)
+def test_a_missing_extra_is_named_with_the_command_that_installs_it(
+    tmp_path: Path, command: str, package: str, extra: str
+) -> None:
+    """As on a machine installed without that extra (./scripts/run installs [server] only)."""
+    from smartcity.servers import free_port
+
+    argv = [*command.split(), "--no-install", "--data-dir", str(tmp_path / "var"),
+            "--mqtt-url", f"mqtt://127.0.0.1:{free_port()}", "--influx-url",
+            f"http://127.0.0.1:{free_port()}", "--api-port", str(free_port()),
+            "--ingest-metrics-port", "0"] if command == "up" else command.split()  # fmt: skip
+    hide = f"import sys; sys.modules[{package!r}] = None"  # the import then fails as if absent
+    run = f"{hide}; from smartcity.cli import main; sys.exit(main({argv!r}))"
+    out = subprocess.run(
+        [sys.executable, "-c", run], capture_output=True, text=True, check=False, timeout=120
+    )
+    assert out.returncode == 1, out.stderr
+    assert f"pip install 'smartcity-cremona[{extra}]'" in out.stderr
+    assert f".venv/bin/pip install -e '.[{extra}]'" in out.stderr
+    assert "Traceback" not in out.stderr

@@ -653,6 +653,7 @@ def test_check_refuses_to_log_in_beside_a_running_agent(
     [
         ("wrong port", "FAIL  broker", "nothing listens there"),
         ("bad password", "FAIL  broker", "check username and password"),
+        ("no credentials", "no broker username and password are set", "SMARTCITY_EDGE_PASSWORD"),
         ("bad config", "FAIL  config", "device_type"),
         ("other device's id", "FAIL  broker", "its own device id as client id"),
         ("other device's topic", "FAIL  publish", "let user 'sl-a' write"),
@@ -669,6 +670,8 @@ def test_check_fails_with_the_next_step(
         url = f"mqtt://sl-a:{secret}@127.0.0.1:{free_port()}"
     elif problem == "bad password":
         url = f"mqtt://sl-a:wrong@127.0.0.1:{port}"
+    elif problem == "no credentials":
+        url = f"mqtt://127.0.0.1:{port}"
     elif problem == "bad config":
         edge["device_type"] = "toaster"
     elif problem == "other device's id":

@@ -256,3 +256,46 @@ def test_an_error_from_grafana_is_reported_with_its_message(fake_grafana: FakeGr
     assert out.returncode == 1
     assert "500" in out.stderr
     assert "database is locked" in out.stderr
+
+
+@pytest.mark.parametrize(
+    ("status", "content_type", "body", "said"),
+    [
+        # what `smartcity api` answers on Grafana's paths (the issue's reproduction)
+        (404, "application/problem+json", b'{"title": "Not Found", "status": 404}', "Not Found"),
+        # a web server's welcome page, on every path
+        (200, "text/html", b"<html><body><h1>Welcome to nginx!</h1></body></html>", "nginx"),
+    ],
+)
+def test_a_server_that_is_not_grafana_fails_the_push(
+    status: int, content_type: str, body: bytes, said: str
+) -> None:
+    """A real HTTP server that is not Grafana: no step may count as done."""
+    port = free_port()
+
+    class NotGrafana(BaseHTTPRequestHandler):
+        def _serve(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        do_GET = do_POST = do_PUT = _serve
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", port), NotGrafana)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        out = push("--url", f"http://127.0.0.1:{port}", "--token", TOKEN)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert out.returncode == 1, out.stdout
+    assert said in out.stderr
+    assert "created" not in out.stdout
+    assert "updated" not in out.stdout
+    assert "Traceback" not in out.stderr

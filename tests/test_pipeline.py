@@ -158,13 +158,21 @@ def test_good_messages_around_bad_ones_are_all_stored_and_bad_ones_dead_lettered
     assert ingester.proc.poll() is None, "ingester must not crash"
 
 
-@pytest.mark.parametrize("n", [4000, 20_000])  # 20,000: the issue's done-when, as written
+#: The README's example, as written: --speed 0 given, not only implied by --messages.
+README_EXAMPLE = ("--streetlights", "500", "--bins", "200", "--chargers", "20", "--seed", "7",
+                  "--speed", "0")  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("n", "extra"),
+    [(4000, ()), (20_000, ()), (20_000, README_EXAMPLE)],  # 20,000: the issue's done-when
+)
 def test_messages_alone_publishes_history_fast_and_lands_exactly(
-    mosquitto, influx: Influx, ingester: IngesterProcess, city: str, n: int
+    mosquitto, influx: Influx, ingester: IngesterProcess, city: str, n: int, extra: tuple[str, ...]
 ) -> None:
-    """`smartcity simulate --messages N` with no other flag: N readings, all in the past."""
+    """`smartcity simulate --messages N` (at speed 0): N readings, all in the past."""
     result = run_smartcity(
-        "simulate", "--messages", str(n), "--no-progress",
+        "simulate", "--messages", str(n), *extra, "--no-progress",
         env=smartcity_env(mosquitto.url, influx, city), timeout=120,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
@@ -184,6 +192,46 @@ def settled_total(influx: Influx, n: int, timeout: float = 60) -> int:
         time.sleep(0.3)
     time.sleep(0.5)
     return total()
+
+
+def retained_statuses(broker: Mosquitto, city: str, expected: int) -> dict[str, bytes]:
+    """Every retained status of ``city`` on the broker, once ``expected`` of them arrived."""
+    got: dict[str, bytes] = {}
+    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"retained-{time.monotonic_ns()}")
+    client.on_message = lambda c, u, m: got.__setitem__(m.topic, m.payload)
+    client.connect(broker.host, broker.port)
+    client.subscribe(topic("+", "+", "status", city), qos=1)
+    deadline = time.monotonic() + 30
+    while len(got) < expected and time.monotonic() < deadline:
+        client.loop(timeout=0.1)
+    client.loop(timeout=0.5)  # and any more than expected
+    client.disconnect()
+    return got
+
+
+def test_a_second_fleet_with_an_id_prefix_leaves_the_first_alone(
+    mosquitto: Mosquitto, influx: Influx, ingester: IngesterProcess, city: str
+) -> None:
+    env = smartcity_env(mosquitto.url, influx, city)
+    fleet = ("--streetlights", "4", "--bins", "3", "--chargers", "2", "--no-progress")
+    first = run_smartcity("simulate", *fleet, "--messages", "30", env=env, timeout=120)
+    assert first.returncode == 0, first.stderr
+    before = retained_statuses(mosquitto, city, 9)
+    assert len(before) == 9
+    second = run_smartcity(
+        "simulate", *fleet, "--messages", "30", "--id-prefix", "b2-", env=env, timeout=120
+    )
+    assert second.returncode == 0, second.stderr
+    after = retained_statuses(mosquitto, city, 18)
+    assert {t: p for t, p in after.items() if t in before} == before, "first fleet's changed"
+    new = {t.split("/")[4] for t in after.keys() - before.keys()}
+    assert new == {f"b2-{d.split('/')[4]}" for d in before}
+    assert settled_total(influx, 60) == 60  # both fleets' readings, none lost or merged
+    rows = influx.query('SELECT count("seq") FROM "streetlight", "wastebin", "evcharger" '
+                        'GROUP BY "device_id"')  # fmt: skip
+    ids = {str(r["device_id"]) for r in rows}
+    assert any(i.startswith("b2-") for i in ids)
+    assert any(not i.startswith("b2-") for i in ids)
 
 
 def test_ingester_over_tls_with_the_operators_ca_stores_every_reading(

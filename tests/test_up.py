@@ -33,8 +33,8 @@ FLEET = ("--streetlights", "10", "--bins", "6", "--chargers", "3", "--backfill",
 class Up:
     """``smartcity up`` on free loopback ports, its output (and its children's) in a file."""
 
-    def __init__(self, tmp_path: Path, *extra: str) -> None:
-        self.data = tmp_path / "var"
+    def __init__(self, tmp_path: Path, *extra: str, data: Path | None = None) -> None:
+        self.data = data or tmp_path / "var"
         self.out = tmp_path / "up.out"
         self.mqtt_port, self.influx_port, self.api_port = free_port(), free_port(), free_port()
         self.influx = Influx(f"http://127.0.0.1:{self.influx_port}", "smartcity")
@@ -309,12 +309,61 @@ def test_a_busy_port_is_refused_before_anything_starts(up: Up, which: str) -> No
         assert up.proc is not None
         assert up.proc.wait(60) == 1
     out = up.output()
-    assert f"port 127.0.0.1:{port}" in out, out
+    assert f"port 127.0.0.1:{port} for " in out, out
     assert "already in use" in out
     assert "nothing was started" in out
     assert f"--{which}-" in out  # the flag that picks another port
     assert "Traceback" not in out
     assert not up.data.exists(), "nothing may be started, nor written, before the check"
+
+
+def test_every_busy_port_is_reported_at_once_with_its_flag(up: Up) -> None:
+    metrics = free_port()
+    up.args += ["--ingest-metrics-port", str(metrics)]
+    with contextlib.ExitStack() as squatters:
+        for port in (up.mqtt_port, up.api_port, metrics):
+            squatter = squatters.enter_context(socket.socket())
+            squatter.bind(("127.0.0.1", port))
+            squatter.listen()
+        up.start()
+        assert up.proc is not None
+        assert up.proc.wait(60) == 1
+    out = up.output()
+    for port, flag in ((up.mqtt_port, "--mqtt-url"), (up.api_port, "--api-port"),
+                       (metrics, "--ingest-metrics-port")):  # fmt: skip
+        assert f"port 127.0.0.1:{port} for " in out, out
+        assert flag in out
+    assert f":{up.influx_port}" not in out, "a free port is not busy"
+    assert not up.data.exists()
+
+
+def test_a_second_up_in_the_same_folder_is_refused(up: Up, tmp_path: Path) -> None:
+    metrics = free_port()
+    up.args += ["--ingest-metrics-port", str(metrics)]
+    up.start()
+    up.wait_up()
+    assert up.proc is not None
+    up.wait_for(lambda: listening(metrics), "the ingester's metrics on its port", 30)
+    config = (up.data / "mosquitto" / "mosquitto.conf").read_text()
+    second = Up(tmp_path / "second", data=up.data)  # other ports, same folder
+    (tmp_path / "second").mkdir()
+    second.start()
+    assert second.proc is not None
+    try:
+        assert second.proc.wait(60) == 1, second.output()
+    finally:  # only its own process: the folder's other processes are the first run's
+        if second.proc.poll() is None:
+            second.proc.kill()
+    out = second.output()
+    assert f"{up.data} is in use by another smartcity up (process {up.proc.pid})" in out, out
+    assert "--data-dir" in out
+    assert "Traceback" not in out
+    assert not listening(second.mqtt_port)
+    # the first run's files are untouched and it runs on
+    assert (up.data / "mosquitto" / "mosquitto.conf").read_text() == config
+    assert (up.data / "ingest.ready").exists()
+    assert up.proc.poll() is None
+    assert up.stop() == 0, up.output()
 
 
 def test_a_server_failing_to_start_leaves_no_server_running(up: Up) -> None:

@@ -49,9 +49,10 @@ def _licence() -> dict[str, Any]:
 
 
 def _dataset(d: Dataset, base: str, modified: datetime) -> dict[str, Any]:
-    url = f"{base}/v1/opendata/{d.id}"
+    # every @id is an address that answers: a harvester follows them
+    url = f"{base}/v1/opendata/{d.id}"  # + .csv, .json, .geojson: the downloads
     return {
-        "@id": url,
+        "@id": f"{base}/v1/opendata/datasets/{d.id}",
         "@type": ["dcatapit:Dataset", "dcat:Dataset"],
         "dct:identifier": f"{IPA_CODE}:{d.id}",
         "dct:title": [

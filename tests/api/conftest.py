@@ -188,6 +188,49 @@ def admin_key(settings: ApiSettings) -> str:
     return make_key(settings, "admin")
 
 
+@contextlib.contextmanager
+def api_process(settings: ApiSettings, workdir: Path, env: dict[str, str]) -> Iterator[str]:
+    """``smartcity api`` as a real process (uvicorn and all) on a free port; yields its URL.
+
+    The database and registry come from ``settings``; ``env`` adds the API's other settings.
+    """
+    port = free_port()
+    full_env = {
+        **os.environ,
+        "SMARTCITY_INFLUX_URL": settings.influx_url,
+        "SMARTCITY_INFLUX_DB": settings.influx_db,
+        "SMARTCITY_API_REGISTRY_URL": settings.registry_url,
+        "SMARTCITY_API_AS_OF": c.AS_OF.isoformat(),
+        "SMARTCITY_API_KPI_CACHE_SECONDS": "0",
+        **env,
+    }
+    log_path = workdir / f"api-{port}.log"
+    log = log_path.open("wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "smartcity", "api", "--host", "127.0.0.1", "--port", str(port)],
+        env=full_env, stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    log.close()
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if httpx.get(f"{url}/v1/health", timeout=2).status_code in (200, 429):
+                break
+        except httpx.TransportError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise AssertionError(log_path.read_text())
+        time.sleep(0.1)
+    try:
+        yield url
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        # uvicorn shuts down cleanly, then re-raises SIGTERM as its exit status
+        assert proc.wait(30) in (0, -signal.SIGTERM), log_path.read_text()
+
+
 @dataclass(frozen=True)
 class ApiServer:
     url: str
@@ -212,36 +255,9 @@ def api_server(
             session.add(Device(device_id=d, device_type=sent.kind[d], zone=sent.zone[d], lat=lat,
                                lon=lon, created_at=now, updated_at=now))  # fmt: skip
         session.commit()
-    port = free_port()
     env = {
-        **os.environ,
-        "SMARTCITY_INFLUX_URL": settings.influx_url,
-        "SMARTCITY_INFLUX_DB": settings.influx_db,
-        "SMARTCITY_API_REGISTRY_URL": settings.registry_url,
-        "SMARTCITY_API_AS_OF": c.AS_OF.isoformat(),
         "SMARTCITY_API_RATE_LIMIT": "1000000",
         "SMARTCITY_API_RATE_LIMIT_KEYED": "1000000",
-        "SMARTCITY_API_KPI_CACHE_SECONDS": "0",
     }
-    log = (workdir / "api.log").open("wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "smartcity", "api", "--host", "127.0.0.1", "--port", str(port)],
-        env=env, stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    log.close()
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(f"{url}/v1/health", timeout=2).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            raise AssertionError((workdir / "api.log").read_text())
-        time.sleep(0.1)
-    yield ApiServer(url, key, admin, settings)
-    proc.send_signal(signal.SIGTERM)
-    # uvicorn shuts down cleanly, then re-raises SIGTERM as its exit status
-    assert proc.wait(30) in (0, -signal.SIGTERM), (workdir / "api.log").read_text()
+    with api_process(settings, workdir, env) as url:
+        yield ApiServer(url, key, admin, settings)

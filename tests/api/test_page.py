@@ -96,3 +96,23 @@ def test_page_fits_a_phone_screen(api_server: ApiServer, tmp_path: Path) -> None
     assert phone["columns"] == 1
     desktop = layout(browse(f"{api_server.url}/", tmp_path, "--window-size=1280,900", "--dump-dom"))
     assert desktop["columns"] == 3
+
+
+@pytest.mark.parametrize("page", ["/docs", "/redoc"])
+async def test_api_docs_load_only_local_assets(client: httpx.AsyncClient, page: str) -> None:
+    """The docs pages must work on a machine without internet: nothing from a CDN."""
+    r = await client.get(page)
+    assert r.status_code == 200
+    assert not re.search(r"https?:|//[a-z]", r.text), "the page loads something from elsewhere"
+    urls = re.findall(r'(?:src|href|spec-url)="([^"]+)"', r.text)
+    urls += re.findall(r"url: '([^']+)'", r.text)
+    assert len(urls) >= 3, urls  # its script, its icon, the OpenAPI document
+    for url in urls:
+        assert url.startswith("/"), url
+        assert (await client.get(url)).status_code == 200, url
+
+
+def test_swagger_ui_renders_the_operations(api_server: ApiServer, tmp_path: Path) -> None:
+    dom = browse(f"{api_server.url}/docs", tmp_path, "--dump-dom")
+    assert 'class="swagger-ui' in dom, "Swagger UI's script did not run"
+    assert "/v1/opendata/datasets" in dom, "the operations are not listed"

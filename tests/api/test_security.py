@@ -18,6 +18,7 @@ from ..conftest import run_smartcity
 from .conftest import (
     ON_EVERY_REGISTRY_BACKEND,
     CityData,
+    api_process,
     api_settings,
     registry_session,
     serve,
@@ -94,6 +95,41 @@ async def test_rate_limit_answers_429_with_retry_after(city_data: CityData, tmp_
         assert codes == [200] * 8 + [429]
         # static assets are not counted
         assert (await client.get("/static/bootstrap-italia/css/nope.css")).status_code == 404
+
+
+def limited_until_429(url: str, headers: dict[str, str] | None = None) -> None:
+    """Spend this client's whole bucket (one token a minute): the next request is refused."""
+    codes = [httpx.get(url, headers=headers).status_code for _ in range(3)]
+    assert 429 in codes, codes
+
+
+def test_a_spoofed_forwarded_for_does_not_escape_the_rate_limit(
+    city_data: CityData, tmp_path: Path
+) -> None:
+    """Through uvicorn as deployed: a loopback client's X-Forwarded-For is not believed."""
+    settings = api_settings(city_data, tmp_path)
+    with api_process(settings, tmp_path, {"SMARTCITY_API_RATE_LIMIT": "1"}) as url:
+        datasets = f"{url}/v1/opendata/datasets"
+        limited_until_429(datasets)
+        for spoofed in ("203.0.113.7", "203.0.113.8, 198.51.100.1"):
+            r = httpx.get(datasets, headers={"X-Forwarded-For": spoofed})
+            assert r.status_code == 429, spoofed
+
+
+def test_a_trusted_proxy_names_the_client(city_data: CityData, tmp_path: Path) -> None:
+    settings = api_settings(city_data, tmp_path)
+    env = {
+        "SMARTCITY_API_RATE_LIMIT": "1",
+        "SMARTCITY_API_TRUSTED_PROXIES": "10.9.0.0/16, 127.0.0.1",
+    }
+    with api_process(settings, tmp_path, env) as url:
+        datasets = f"{url}/v1/opendata/datasets"
+        limited_until_429(datasets)
+        client = {"X-Forwarded-For": "203.0.113.7"}
+        assert httpx.get(datasets, headers=client).status_code == 200  # its own bucket
+        assert httpx.get(datasets, headers=client).status_code == 429
+    with pytest.raises(ValueError, match=r"'proxy\.example' is not an IP address"):
+        api_settings(city_data, tmp_path, trusted_proxies="127.0.0.1,proxy.example")
 
 
 @pytest.mark.parametrize(
