@@ -13,6 +13,8 @@ from ingest.settings import IngestSettings
 from smartcity.cli import build_parser
 from smartcity.settings import SettingsError, add_arguments, load
 
+from .conftest import AuthBroker
+
 
 def subcommands() -> list[str]:
     parser = build_parser()
@@ -124,21 +126,15 @@ def test_unreachable_broker_says_what_to_do() -> None:
 
 
 @pytest.mark.parametrize("login", ["simulator:wrong@", ""])
-def test_a_refused_login_says_so_not_that_the_broker_is_down(tmp_path: Path, login: str) -> None:
-    from smartcity.servers import Mosquitto, device_acl, free_port, mosquitto_auth_config
-
-    from .conftest import running
-
-    work = tmp_path / "mosquitto"
-    auth = mosquitto_auth_config(work, {"simulator": "right"}, device_acl(("simulator",)))
-    for broker in running(
-        Mosquitto(workdir=work, host="127.0.0.1", port=free_port(), extra_config=auth)
-    ):
-        out = subprocess.run(
-            [sys.executable, "-m", "smartcity", "simulate", "--messages", "1",
-             "--mqtt-url", f"mqtt://{login}127.0.0.1:{broker.port}"],
-            capture_output=True, text=True, check=False, timeout=60,
-        )  # fmt: skip
+def test_a_refused_login_says_so_not_that_the_broker_is_down(
+    auth_broker: AuthBroker, login: str
+) -> None:
+    broker = auth_broker.broker
+    out = subprocess.run(
+        [sys.executable, "-m", "smartcity", "simulate", "--messages", "1",
+         "--mqtt-url", f"mqtt://{login}127.0.0.1:{broker.port}"],
+        capture_output=True, text=True, check=False, timeout=60,
+    )  # fmt: skip
     assert out.returncode == 1
     assert "refused the login" in out.stderr, out.stderr
     assert ("'simulator'" if login else "without a user name") in out.stderr
