@@ -41,8 +41,8 @@ from smartcity.contract import Message, Telemetry, Topic
 from smartcity.influx import InfluxWriter
 from smartcity.registry.db import make_engine
 from smartcity.registry.models import Device
-from smartcity.servers import Influxd, free_port
 from smartcity.settings import InfluxSettings
+from stack.servers import Influxd, free_port
 
 TARGET_P99_MS = 100.0
 

@@ -32,7 +32,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from smartcity.contract import encode_stored, topic
-from smartcity.servers import Mosquitto, free_port
+from stack.servers import Mosquitto, free_port
 
 # Run as ``python bench/edge.py``, this file's folder leads sys.path and its name would hide the
 # ``edge`` package.

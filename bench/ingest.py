@@ -38,7 +38,7 @@ sys.path[0] = str(ROOT)
 from ingest.settings import IngestSettings  # noqa: E402
 from simulators.fleet import build_fleet, schedule  # noqa: E402
 from smartcity.contract import encode_telemetry, topic  # noqa: E402
-from smartcity.servers import Influxd, Mosquitto, find_binary, free_port  # noqa: E402
+from stack.servers import Influxd, Mosquitto, find_binary, free_port  # noqa: E402
 
 #: (b) writes batches of the size the ingester writes in (c)
 INGEST_BATCH: int = IngestSettings.model_fields["batch_size"].default

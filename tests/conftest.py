@@ -25,7 +25,7 @@ import pytest
 
 from smartcity import broker_accounts, dynsec
 from smartcity.broker_acl import ADMIN, SERVICE_ACCOUNTS
-from smartcity.servers import ChildServer, Influxd, Mosquitto, Postgres, dynsec_config, free_port
+from stack.servers import ChildServer, Influxd, Mosquitto, Postgres, dynsec_config, free_port
 
 S = TypeVar("S", bound=ChildServer)
 

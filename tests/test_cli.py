@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from ingest.settings import IngestSettings
-from smartcity.cli import build_parser
 from smartcity.settings import SettingsError, add_arguments, load
+from stack.cli import build_parser
 
 from .conftest import AuthBroker
 
@@ -113,7 +113,7 @@ def test_bad_settings_fail_at_start_with_the_name_to_fix(monkeypatch: pytest.Mon
 
 
 def test_unreachable_broker_says_what_to_do() -> None:
-    from smartcity.servers import free_port
+    from stack.servers import free_port
 
     out = subprocess.run(
         [sys.executable, "-m", "smartcity", "simulate", "--mqtt-url", f"mqtt://127.0.0.1:{free_port()}",
@@ -198,14 +198,14 @@ def test_a_missing_extra_is_named_with_the_command_that_installs_it(
     tmp_path: Path, command: str, package: str, extra: str
 ) -> None:
     """As on a machine installed without that extra (./scripts/run installs [server] only)."""
-    from smartcity.servers import free_port
+    from stack.servers import free_port
 
     argv = [*command.split(), "--no-install", "--data-dir", str(tmp_path / "var"),
             "--mqtt-url", f"mqtt://127.0.0.1:{free_port()}", "--influx-url",
             f"http://127.0.0.1:{free_port()}", "--api-port", str(free_port()),
             "--ingest-metrics-port", "0"] if command == "up" else command.split()  # fmt: skip
     hide = f"import sys; sys.modules[{package!r}] = None"  # the import then fails as if absent
-    run = f"{hide}; from smartcity.cli import main; sys.exit(main({argv!r}))"
+    run = f"{hide}; from stack.cli import main; sys.exit(main({argv!r}))"
     out = subprocess.run(
         [sys.executable, "-c", run], capture_output=True, text=True, check=False, timeout=120
     )

@@ -46,11 +46,11 @@ from grafana import provisioning
 from ingest.service import SYNC_TOPIC_PREFIX
 from smartcity import broker_accounts, dynsec
 from smartcity.broker_acl import ADMIN, SERVICE_ACCOUNTS
-from smartcity.cli import build_parser
 from smartcity.contract import topic
 from smartcity.devices.base import point_time_ns
 from smartcity.lineprotocol import line
-from smartcity.servers import (
+from stack.cli import build_parser
+from stack.servers import (
     BROKER_LIMITS,
     Influxd,
     Mosquitto,

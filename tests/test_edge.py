@@ -30,7 +30,7 @@ from smartcity import broker_accounts
 from smartcity.contract import topic
 from smartcity.devices import DEVICE_TYPES
 from smartcity.dynsec import new_password
-from smartcity.servers import Mosquitto, free_port
+from stack.servers import Mosquitto, free_port
 
 from .conftest import (
     AuthBroker,

@@ -389,7 +389,7 @@ def test_the_agent_needs_only_the_edge_extra() -> None:
         "for name in ('aiomqtt', 'httpx', 'fastapi', 'uvicorn', 'sqlalchemy'):\n"
         "    sys.modules[name] = None\n"
         "import edge.agent, edge.check, edge.cli\n"
-        "from smartcity.cli import build_parser\n"
+        "from stack.cli import build_parser\n"
         "args = build_parser().parse_args(['edge', 'run', '--device-type', 'wastebin'])\n"
         "assert args.func.__module__ == 'edge.cli'\n"
     )
@@ -404,11 +404,11 @@ def test_an_edge_command_line_loads_no_other_component() -> None:
 
     code = (
         "import sys\n"
-        "from smartcity.cli import build_parser\n"
+        "from stack.cli import build_parser\n"
         "argv = ['edge', 'run', '--device-type', 'wastebin']\n"
         "build_parser(argv).parse_args(argv)\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in ('ingest', 'api', 'grafana')\n"
-        "    or m in ('smartcity.up', 'simulators.cli', 'simulators.settings')))\n"
+        "    or m in ('stack.up', 'simulators.cli', 'simulators.settings')))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
@@ -429,7 +429,7 @@ def test_the_systemd_unit_runs_the_agent_with_its_state_directory() -> None:
     import shlex
 
     from edge import cli
-    from smartcity.cli import build_parser
+    from stack.cli import build_parser
 
     unit = (ROOT / "deploy/systemd/smartcity-edge.service").read_text().splitlines()
     value = {k: v for k, _, v in (line.partition("=") for line in unit if "=" in line)}
@@ -556,7 +556,7 @@ def test_the_agent_imports_neither_pydantic_settings_nor_asyncio() -> None:
     import sys
 
     code = (
-        "import sys, smartcity.cli, edge.cli, edge.agent, edge.settings\n"
+        "import sys, stack.cli, edge.cli, edge.agent, edge.settings\n"
         "print(sorted(m for m in ('pydantic_settings', 'asyncio', 'dotenv') if m in sys.modules))"
     )
     out = subprocess.run(

@@ -24,7 +24,7 @@ import pytest
 
 from grafana.boards import BOARDS, FOLDERS
 from grafana.sdk import DATASOURCE_UID, alerting_models, load_dashboard, to_json
-from smartcity.servers import free_port
+from stack.servers import free_port
 
 from .conftest import run_smartcity
 

@@ -58,7 +58,7 @@ from smartcity.devices.evcharger import Connector, EvchargerReading, SessionStop
 from smartcity.devices.streetlight import LampStatusChanged, StreetlightReading
 from smartcity.devices.wastebin import BinEmptied, WastebinReading
 from smartcity.lineprotocol import line
-from smartcity.servers import Mosquitto, free_port
+from stack.servers import Mosquitto, free_port
 
 from . import grafana_emulation as grafana
 from .conftest import Influx, IngesterProcess, run_smartcity, running, smartcity_env

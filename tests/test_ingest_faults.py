@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from simulators.fleet import build_fleet, schedule
-from smartcity.servers import Influxd, Mosquitto, free_port
+from stack.servers import Influxd, Mosquitto, free_port
 
 from .conftest import Influx, IngesterProcess, smartcity_env
 

@@ -15,7 +15,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from ingest import mqtt_ack
-from smartcity.servers import Mosquitto
+from stack.servers import Mosquitto
 
 
 def client(broker: Mosquitto, name: str) -> aiomqtt.Client:

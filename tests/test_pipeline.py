@@ -16,7 +16,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from simulators.fleet import build_fleet, schedule
 from simulators.publisher import AckingPublisher
 from smartcity.contract import DEADLETTER_TOPIC, topic
-from smartcity.servers import Mosquitto
+from stack.servers import Mosquitto
 
 from .conftest import Influx, IngesterProcess, run_smartcity, smartcity_env
 

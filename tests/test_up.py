@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from smartcity.servers import free_port
+from stack.servers import free_port
 
 from .conftest import Influx
 

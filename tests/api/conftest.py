@@ -32,7 +32,7 @@ from simulators.publisher import AckingPublisher
 from smartcity.contract import Status, encode, encode_telemetry, topic
 from smartcity.registry.db import make_engine
 from smartcity.registry.models import Device
-from smartcity.servers import Influxd, Mosquitto, Postgres, free_port
+from stack.servers import Influxd, Mosquitto, Postgres, free_port
 
 from ..conftest import Influx, IngesterProcess, run_smartcity, smartcity_env
 from . import city as c

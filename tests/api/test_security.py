@@ -155,7 +155,7 @@ async def test_every_error_is_a_problem_document(
 
 
 async def test_influxdb_down_is_a_503_problem(city_data: CityData, tmp_path: Path) -> None:
-    from smartcity.servers import free_port
+    from stack.servers import free_port
 
     settings = api_settings(city_data, tmp_path, influx_url=f"http://127.0.0.1:{free_port()}")
     async with serve(settings) as client:

@@ -124,7 +124,7 @@ class StopOnSignal:
 def run(args: argparse.Namespace) -> int:
     settings = load(UpSettings, args)
     from smartcity.errors import UserError
-    from smartcity.servers import ServerError, port_in_use
+    from stack.servers import ServerError, port_in_use
 
     mqtt_host, mqtt_port = _local_port(settings.mqtt_url, "mosquitto")
     influx_host, influx_port = _local_port(settings.influx_url, "influxd")
@@ -176,7 +176,7 @@ def lock_data_dir(data_dir: Path) -> int:
 
     An flock, so it goes with the process however it ends; returns the descriptor to close.
     """
-    from smartcity.cli import UserError
+    from stack.cli import UserError
 
     data_dir.mkdir(parents=True, exist_ok=True)
     path = data_dir / "up.lock"
@@ -207,7 +207,7 @@ def _up(
     ``mqtt`` and ``influx`` are the (host, port) the servers listen on, checked free by
     :func:`run`."""
     from smartcity.errors import UserError
-    from smartcity.servers import Influxd, Mosquitto, install_missing
+    from stack.servers import Influxd, Mosquitto, install_missing
 
     data = settings.data_dir.resolve()
     registry_url = f"sqlite:///{data}/registry.db"
@@ -310,7 +310,7 @@ def broker_accounts(workdir: Path, passwords: dict[str, str], city: str) -> str:
     """
     from smartcity.dynsec import write_config
     from smartcity.errors import UserError
-    from smartcity.servers import dynsec_config
+    from stack.servers import dynsec_config
 
     config_file = workdir / "dynamic-security.json"
     try:

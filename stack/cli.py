@@ -19,13 +19,13 @@ from smartcity.settings import CONFIG_ENV, SettingsError
 #: Each command's module, with a ``register(subparsers, common)`` function, in the order
 #: ``--help`` lists them.
 COMMAND_MODULES = {
-    "up": "smartcity.up",
+    "up": "stack.up",
     "simulate": "simulators.cli",
     "ingest": "ingest.cli",
     "edge": "edge.cli",
     "api": "api.cli",
     "grafana": "grafana.cli",
-    "broker": "smartcity.broker_cli",
+    "broker": "stack.broker_cli",
 }
 
 #: The pyproject extra each command needs, where it is not named like the command.
