@@ -55,7 +55,7 @@ def _points(msg: Message, common: tuple[tuple[str, str], ...], received_ns: int)
         fields = {"state": body.state, "online": int(body.state == "online")}
         if body.location:
             fields |= {"lat": body.location.lat, "lon": body.location.lon}
-        if body.firmware:
+        if body.firmware is not None:
             fields["firmware"] = body.firmware
         stamp = point_time_ns(body.ts) if body.ts else received_ns
         return [line(STATUS_MEASUREMENT, dict(common), fields, stamp)]
