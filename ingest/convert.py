@@ -24,8 +24,17 @@ HEALTH_MEASUREMENT = "device_health"
 #: One point (count=1) per message from a device the registry does not know.
 UNREGISTERED_MEASUREMENT = "device_unregistered"
 UNKNOWN_ZONE = "unknown"
-#: InfluxDB 1.x refuses string fields over 64 KiB; the MQTT dead-letter keeps the whole payload.
-DEADLETTER_PAYLOAD_CHARS = 16_384
+#: The most of a refused payload a dead-letter record keeps (both the InfluxDB point and the
+#: MQTT message). Kept whole, a 256 KiB payload of control characters JSON-escapes to 1.5 MB,
+#: over the broker's 1 MiB packet limit: the broker would drop the ingester's connection.
+DEADLETTER_PAYLOAD_BYTES = 16_384
+#: The most of a topic or a reason a dead-letter record keeps (a valid topic is far shorter;
+#: a reason can quote a hostile field name in full).
+DEADLETTER_TEXT_CHARS = 1024
+#: What an MQTT dead-letter can take at most, far below the broker's 1 MiB packet limit: JSON
+#: escaping turns each kept byte into 6 characters at worst (``\u0001``) and each character of
+#: the topic and reason into 12 (an astral character as two ``\uXXXX``), plus a few fields.
+DEADLETTER_MAX_BYTES = 128 * 1024
 
 
 def message_lines(msg: Message, received_ns: int, zones: ZoneLookup | None = None) -> list[str]:
@@ -90,19 +99,41 @@ class DeadLetterClock:
         return self.last
 
 
+def cut_payload(payload: bytes) -> bytes:
+    """The part of a refused payload a dead-letter keeps: at most ``DEADLETTER_PAYLOAD_BYTES``,
+    never ending inside a UTF-8 character (so a text payload stays text)."""
+    end = DEADLETTER_PAYLOAD_BYTES
+    if len(payload) <= end:
+        return payload
+    # the first byte left out continues a character begun before it: leave that character out
+    for _ in range(3):
+        if payload[end] & 0xC0 != 0x80:
+            break
+        end -= 1
+    return payload[:end]
+
+
+def cut_text(text: str) -> str:
+    """A topic or reason, cut to ``DEADLETTER_TEXT_CHARS`` with an ellipsis saying so."""
+    if len(text) <= DEADLETTER_TEXT_CHARS:
+        return text
+    return text[: DEADLETTER_TEXT_CHARS - 1] + "…"
+
+
 def deadletter_line(
     topic: str, payload: bytes, code: str, reason: str, device_type: str | None, stamp_ns: int
 ) -> str:
-    """A refused message as a point: why, where from, and the raw payload (truncated)."""
-    text = payload.decode("utf-8", errors="backslashreplace")
+    """A refused message as a point: why, where from, and the raw payload (cut to a bound)."""
+    kept = cut_payload(payload)
     return line(
         DEADLETTER_MEASUREMENT,
         {"reason_code": code, "device_type": device_type or "unknown"},
         {
-            "reason": reason,
-            "topic": topic,
-            "payload": text[:DEADLETTER_PAYLOAD_CHARS],
+            "reason": cut_text(reason),
+            "topic": cut_text(topic),
+            "payload": kept.decode("utf-8", errors="backslashreplace"),
             "payload_bytes": len(payload),
+            "payload_truncated": len(kept) < len(payload),
         },
         stamp_ns,
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from collections import Counter
@@ -13,6 +14,7 @@ import paho.mqtt.client as paho
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
+from ingest.convert import DEADLETTER_PAYLOAD_BYTES
 from simulators.fleet import build_fleet, schedule
 from simulators.publisher import AckingPublisher
 from smartcity.contract import DEADLETTER_TOPIC, topic
@@ -97,17 +99,7 @@ BAD = [
 def test_good_messages_around_bad_ones_are_all_stored_and_bad_ones_dead_lettered(
     mosquitto, influx: Influx, ingester: IngesterProcess, city: str
 ) -> None:
-    host, port = mosquitto.host, mosquitto.port
-    dead: list[dict[str, object]] = []
-    subscribed = threading.Event()
-    watcher = paho.Client(CallbackAPIVersion.VERSION2)
-    watcher.on_message = lambda c, u, m: dead.append(json.loads(m.payload))
-    watcher.on_subscribe = lambda *a: subscribed.set()
-    watcher.connect(host, port)
-    watcher.subscribe(DEADLETTER_TOPIC, qos=1)
-    watcher.loop_start()
-    assert subscribed.wait(10)
-
+    watcher = DeadLetterWatcher(mosquitto)
     pub = AckingPublisher(mosquitto.url, f"pub-{city}")
     pub.connect()
     t0 = datetime.now(UTC) - timedelta(minutes=10)
@@ -143,13 +135,7 @@ def test_good_messages_around_bad_ones_are_all_stored_and_bad_ones_dead_lettered
     evil = next(r for r in rows if r["reason_code"] == "bad_device_id")
     assert evil["topic"] == f'smartcity/v1/{city}/wastebin/evil id,x=1 f="2"\\/telemetry'
 
-    deadline = time.monotonic() + 20
-    while (
-        len([d for d in dead if city in str(d["topic"])]) < bad_sent and time.monotonic() < deadline
-    ):
-        time.sleep(0.1)
-    watcher.loop_stop()
-    mine = [d for d in dead if city in str(d["topic"])]
+    mine = watcher.wait_for(city, bad_sent)
     assert len(mine) == bad_sent
     assert all(d["reason"] and d["code"] for d in mine)
     binary = next(d for d in mine if d["payload_encoding"] == "base64")
@@ -234,3 +220,76 @@ def test_a_burst_is_stored_once_the_stream_goes_quiet_not_at_the_flush_interval(
         assert influx.wait_for_count("wastebin", 50, timeout=30) == 50
     finally:
         assert ingester.stop() == 0, ingester.log()
+
+
+class DeadLetterWatcher:
+    """A plain MQTT client collecting what the ingester publishes on the dead-letter topic."""
+
+    def __init__(self, broker: Mosquitto) -> None:
+        self.raw: list[bytes] = []
+        subscribed = threading.Event()
+        self.client = paho.Client(CallbackAPIVersion.VERSION2)
+        self.client.on_message = lambda c, u, m: self.raw.append(m.payload)
+        self.client.on_subscribe = lambda *a: subscribed.set()
+        self.client.connect(broker.host, broker.port)
+        self.client.subscribe(DEADLETTER_TOPIC, qos=1)
+        self.client.loop_start()
+        assert subscribed.wait(10)
+
+    def wait_for(self, city: str, n: int, timeout: float = 30) -> list[dict[str, object]]:
+        """The first ``n`` dead-letters of ``city``'s topics (fewer if they never come)."""
+        deadline = time.monotonic() + timeout
+        while len(mine := self.of(city)) < n and time.monotonic() < deadline:
+            time.sleep(0.1)
+        self.client.loop_stop()
+        self.client.disconnect()
+        return mine
+
+    def of(self, city: str) -> list[dict[str, object]]:
+        decoded = [json.loads(p) for p in list(self.raw)]
+        return [d for d in decoded if f"/{city}/" in str(d["topic"])]
+
+
+def test_a_huge_control_character_payload_stalls_nothing(
+    mosquitto: Mosquitto, influx: Influx, ingester: IngesterProcess, city: str
+) -> None:
+    """Issue 10 item 4: 200,000 bytes of 0x01 JSON-escape to a 1.2 MB dead-letter, over the
+    broker's 1 MiB packet limit. Its record is cut to a bound, the ingester keeps its connection,
+    and the good readings sent right after are stored and acknowledged exactly once."""
+    watcher = DeadLetterWatcher(mosquitto)
+    pub = AckingPublisher(mosquitto.url, f"pub-{city}")
+    pub.connect()
+    huge = b"\x01" * 200_000
+    pub.publish(topic("streetlight", "sl-x", "telemetry", city), huge)
+    t0 = datetime.now(UTC) - timedelta(minutes=5)
+    good = 50
+    for i in range(good):
+        pub.publish(topic("wastebin", "wb-1", "telemetry", city), good_reading(i, t0))
+        t0 += timedelta(seconds=1)
+    assert pub.drain(30)
+    pub.close()
+    assert influx.wait_for_count("wastebin", good) == good
+    (record,) = watcher.wait_for(city, 1)
+    assert ingester.stop() == 0
+    received, acked = stopped_counts(ingester.log())
+    assert (received, acked) == (good + 1, good + 1), "each message received and acked once"
+    assert ingester.log().count("connected to broker") == 1, "the connection must never drop"
+
+    assert record["code"] == "bad_json"
+    assert record["payload_truncated"] is True
+    assert record["payload_bytes"] == len(huge)
+    cut = str(record["payload"]).encode()
+    assert 0 < len(cut) <= DEADLETTER_PAYLOAD_BYTES
+    assert huge.startswith(cut)
+    (point,) = influx.query(
+        'SELECT "payload", "payload_bytes", "payload_truncated" FROM "deadletter"'
+    )
+    assert point["payload_bytes"] == len(huge)
+    assert point["payload_truncated"] is True
+    assert str(point["payload"]).encode() == cut
+
+
+def stopped_counts(log: str) -> tuple[int, int]:
+    """(received, acked) from the ingester's last "ingester stopped" line."""
+    found = re.findall(r'msg="ingester stopped" received=(\d+) acked=(\d+)', log)[-1]
+    return int(found[0]), int(found[1])
