@@ -42,6 +42,8 @@ from ingest.spool import Spool
 from smartcity.contract import (
     DEADLETTER_TOPIC,
     INGESTED_CHANNELS,
+    ROOT,
+    VERSION,
     InvalidMessage,
     Telemetry,
     decode,
@@ -88,6 +90,7 @@ class Ingester:
         self.spool = Spool(settings.spool_dir / self.client_id, settings.spool_max_bytes)
         self.metrics = IngestMetrics(self.client_id)
         self.zones = registry_zones(settings)
+        self.own_city = f"{ROOT}/{VERSION}/{settings.city}/"
         self.connection = 0
         self.batch = Batch(self.connection)
         # bounded by pausing the reader at max_pending_batches (see flush), not by the queue
@@ -106,6 +109,10 @@ class Ingester:
     def handle(self, topic: str, payload: bytes, retained: bool = False) -> None:
         """Turn one delivery into lines (or a dead-letter); never raises on bad input."""
         self.metrics.received += 1
+        if not topic.startswith(self.own_city):
+            if not retained:  # a retained one replayed on subscribe was refused when it came
+                self._dead_letter(topic, payload, "wrong_city", self._wrong_city(topic))
+            return
         try:
             msg = decode(topic, payload)
             if retained and msg.topic.channel == "status" and getattr(msg.body, "ts", 1) is None:
@@ -123,6 +130,10 @@ class Ingester:
             ts = msg.body.readings[-1].ts  # compared as datetimes: far cheaper than .timestamp()
             if batch.newest is None or ts > batch.newest:
                 batch.newest = ts
+
+    def _wrong_city(self, topic: str) -> str:
+        city = topic.split("/")[2]  # every filter we subscribe to has six levels
+        return f"city level {city!r:.80} is not {self.settings.city!r}, the city served here"
 
     def _dead_letter(self, topic: str, payload: bytes, code: str, reason: str) -> None:
         self.metrics.invalid += 1
@@ -309,12 +320,21 @@ class Ingester:
         if group is None:
             group = "ingest" if self.settings.workers > 1 else ""
         prefix = f"$share/{group}/" if group else ""
-        return [prefix + subscription(ch, self.settings.city) for ch in INGESTED_CHANNELS]
+        return [prefix + subscription(ch) for ch in INGESTED_CHANNELS]
+
+    def _former_filters(self) -> list[str]:
+        """What earlier ingesters subscribed to: their own city only (so other cities' messages
+        went unread). Left in a resumed session, it would deliver our city's messages twice."""
+        city = self.settings.city
+        return [f.replace(f"/{VERSION}/+/", f"/{VERSION}/{city}/", 1) for f in self._filters()]
 
     async def _subscribe(self, client: aiomqtt.Client) -> None:
+        """Every city's device channels: ours are stored, others dead-lettered (``wrong_city``);
+        nothing the broker accepts under ``smartcity/v1/`` goes unread."""
         for f in self._filters():
             # retained status only when the subscription is new, not on every reconnect
             await client.subscribe(f, options=SubscribeOptions(1, retainHandling=1), timeout=120)
+        await client.unsubscribe(self._former_filters(), timeout=120)
         if self.reports_broker:
             for t in BROKER_TOPICS.values():
                 await client.subscribe(t, qos=0, timeout=120)

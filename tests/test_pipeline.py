@@ -135,7 +135,7 @@ def test_good_messages_around_bad_ones_are_all_stored_and_bad_ones_dead_lettered
     evil = next(r for r in rows if r["reason_code"] == "bad_device_id")
     assert evil["topic"] == f'smartcity/v1/{city}/wastebin/evil id,x=1 f="2"\\/telemetry'
 
-    mine = watcher.wait_for(city, bad_sent)
+    mine = watcher.wait_for(bad_sent, city)
     assert len(mine) == bad_sent
     assert all(d["reason"] and d["code"] for d in mine)
     binary = next(d for d in mine if d["payload_encoding"] == "base64")
@@ -236,18 +236,18 @@ class DeadLetterWatcher:
         self.client.loop_start()
         assert subscribed.wait(10)
 
-    def wait_for(self, city: str, n: int, timeout: float = 30) -> list[dict[str, object]]:
-        """The first ``n`` dead-letters of ``city``'s topics (fewer if they never come)."""
+    def wait_for(self, n: int, *cities: str, timeout: float = 30) -> list[dict[str, object]]:
+        """The dead-letters of these cities' topics, once there are ``n`` (or time ran out)."""
         deadline = time.monotonic() + timeout
-        while len(mine := self.of(city)) < n and time.monotonic() < deadline:
+        while len(mine := self.of(*cities)) < n and time.monotonic() < deadline:
             time.sleep(0.1)
         self.client.loop_stop()
         self.client.disconnect()
         return mine
 
-    def of(self, city: str) -> list[dict[str, object]]:
+    def of(self, *cities: str) -> list[dict[str, object]]:
         decoded = [json.loads(p) for p in list(self.raw)]
-        return [d for d in decoded if f"/{city}/" in str(d["topic"])]
+        return [d for d in decoded if str(d["topic"]).split("/")[2] in cities]
 
 
 def test_a_huge_control_character_payload_stalls_nothing(
@@ -269,7 +269,7 @@ def test_a_huge_control_character_payload_stalls_nothing(
     assert pub.drain(30)
     pub.close()
     assert influx.wait_for_count("wastebin", good) == good
-    (record,) = watcher.wait_for(city, 1)
+    (record,) = watcher.wait_for(1, city)
     assert ingester.stop() == 0
     received, acked = stopped_counts(ingester.log())
     assert (received, acked) == (good + 1, good + 1), "each message received and acked once"
@@ -293,3 +293,29 @@ def stopped_counts(log: str) -> tuple[int, int]:
     """(received, acked) from the ingester's last "ingester stopped" line."""
     found = re.findall(r'msg="ingester stopped" received=(\d+) acked=(\d+)', log)[-1]
     return int(found[0]), int(found[1])
+
+
+def test_messages_for_another_city_are_dead_lettered_not_dropped(
+    mosquitto: Mosquitto, influx: Influx, ingester: IngesterProcess, city: str
+) -> None:
+    """Issue 10 item 3, on a broker with no ACL: what no ACL refused is dead-lettered."""
+    watcher = DeadLetterWatcher(mosquitto)
+    pub = AckingPublisher(mosquitto.url, f"pub-{city}")
+    pub.connect()
+    t0 = datetime.now(UTC) - timedelta(minutes=5)
+    others = [f"m{city}", city.capitalize()]  # like milano, and like Cremona
+    for other in others:
+        pub.publish(f"smartcity/v1/{other}/wastebin/wb-1/telemetry", good_reading(0, t0))
+    pub.publish(topic("wastebin", "wb-1", "telemetry", city), good_reading(1, t0))
+    assert pub.drain(30)
+    pub.close()
+    assert influx.wait_for_count("wastebin", 1) == 1
+    assert influx.wait_for_count("deadletter", 2, field="reason") == 2
+    rows = influx.query('SELECT "reason", "topic", "reason_code" FROM "deadletter"')
+    assert {r["reason_code"] for r in rows} == {"wrong_city"}
+    assert {str(r["topic"]).split("/")[2] for r in rows} == set(others)
+    assert all(city in str(r["reason"]) for r in rows), rows
+    published = watcher.wait_for(2, *others)
+    assert sorted((str(d["topic"]).split("/")[2], d["code"]) for d in published) == sorted(
+        (other, "wrong_city") for other in others
+    )
