@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from smartcity.contract import Events, Health, Message, Status, Telemetry
+from smartcity.contract import Events, Health, InvalidMessage, Message, Status, Telemetry
 from smartcity.devices.base import Row, point_time_ns
 from smartcity.lineprotocol import escape_measurement, line, model_encoder, tag_text
 
@@ -38,10 +38,21 @@ DEADLETTER_MAX_BYTES = 128 * 1024
 
 
 def message_lines(msg: Message, received_ns: int, zones: ZoneLookup | None = None) -> list[str]:
-    """The points a valid message becomes; with a registry, tagged with the registered zone."""
+    """The points a valid message becomes; with a registry, tagged with the registered zone.
+
+    Raises :class:`InvalidMessage` (``type_mismatch``) for a registered device publishing under
+    another device type: it would be stored, and raise alerts, as that type."""
     body = msg.body
     where = msg.topic
-    zone, registered = zones.zone(where.device_id, body.zone) if zones else (body.zone, True)
+    zone, registered = body.zone, zones is None
+    if zones is not None and (known := zones.lookup(where.device_id)) is not None:
+        if known.device_type != where.device_type:
+            raise InvalidMessage(
+                "type_mismatch",
+                f"device {where.device_id!r} is registered as a {known.device_type}, "
+                f"not a {where.device_type}",
+            )
+        zone, registered = known.zone, True
     common = (  # in sorted order, as tags go to InfluxDB
         ("device_id", where.device_id),
         ("device_type", where.device_type),
