@@ -123,7 +123,8 @@ class Row(NamedTuple):
 def point_time_ns(ts: datetime, seq: int | None = None) -> int:
     """The InfluxDB timestamp of a reading: device time to the millisecond, plus seq in ns.
 
-    Two readings stamped in the same millisecond stay two points, and a replayed reading (same
+    Two readings stamped in the same millisecond stay two points unless their seqs are a
+    multiple of 10^6 apart (why that is the rule: docs/protocol.md), and a replayed reading (same
     ts, same seq) lands on the very same point, so redelivery is harmless.
     """
     ms = math.floor(ts.timestamp() * 1000)
