@@ -109,9 +109,10 @@ class Ingester:
     def handle(self, topic: str, payload: bytes, retained: bool = False) -> None:
         """Turn one delivery into lines (or a dead-letter); never raises on bad input."""
         self.metrics.received += 1
-        if not topic.startswith(self.own_city):
+        if not topic.startswith(self.own_city) and (city := _city_of(topic)) is not None:
             if not retained:  # a retained one replayed on subscribe was refused when it came
-                self._dead_letter(topic, payload, "wrong_city", self._wrong_city(topic))
+                reason = f"city level {city!r:.80} is not {self.settings.city!r}, served here"
+                self._dead_letter(topic, payload, "wrong_city", reason)
             return
         try:
             msg = decode(topic, payload)
@@ -130,10 +131,6 @@ class Ingester:
             ts = msg.body.readings[-1].ts  # compared as datetimes: far cheaper than .timestamp()
             if batch.newest is None or ts > batch.newest:
                 batch.newest = ts
-
-    def _wrong_city(self, topic: str) -> str:
-        city = topic.split("/")[2]  # every filter we subscribe to has six levels
-        return f"city level {city!r:.80} is not {self.settings.city!r}, the city served here"
 
     def _dead_letter(self, topic: str, payload: bytes, code: str, reason: str) -> None:
         self.metrics.invalid += 1
@@ -565,6 +562,13 @@ def deadletter_payload(topic: str, payload: bytes, code: str, reason: str) -> by
 def _size(lines: list[str]) -> int:
     """About what the lines take in the spool: their characters and a newline each."""
     return sum(map(len, lines)) + len(lines)
+
+
+def _city_of(topic: str) -> str | None:
+    """The city level of a topic our filters match (six levels under smartcity/v1), else None:
+    any other topic is refused by :func:`decode` for its shape."""
+    parts = topic.split("/")
+    return parts[2] if len(parts) == 6 and parts[0] == ROOT and parts[1] == VERSION else None
 
 
 def _device_type(topic: str) -> str | None:

@@ -272,7 +272,9 @@ def test_a_huge_control_character_payload_stalls_nothing(
     (record,) = watcher.wait_for(1, city)
     assert ingester.stop() == 0
     received, acked = stopped_counts(ingester.log())
-    assert (received, acked) == (good + 1, good + 1), "each message received and acked once"
+    # received also counts other tests' retained statuses replayed on subscribe (skipped)
+    assert received >= good + 1
+    assert acked == received, "every message acknowledged, none redelivered"
     assert ingester.log().count("connected to broker") == 1, "the connection must never drop"
 
     assert record["code"] == "bad_json"
@@ -282,7 +284,8 @@ def test_a_huge_control_character_payload_stalls_nothing(
     assert 0 < len(cut) <= DEADLETTER_PAYLOAD_BYTES
     assert huge.startswith(cut)
     (point,) = influx.query(
-        'SELECT "payload", "payload_bytes", "payload_truncated" FROM "deadletter"'
+        'SELECT "payload", "payload_bytes", "payload_truncated" FROM "deadletter" '
+        "WHERE \"reason_code\" = 'bad_json'"
     )
     assert point["payload_bytes"] == len(huge)
     assert point["payload_truncated"] is True
