@@ -3,24 +3,27 @@
 from __future__ import annotations
 
 import json
-import re
-import threading
 import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import paho.mqtt.client as paho
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
 
 from ingest.convert import DEADLETTER_PAYLOAD_BYTES
 from simulators.fleet import build_fleet, schedule
 from simulators.publisher import AckingPublisher
-from smartcity.contract import DEADLETTER_TOPIC, topic
+from smartcity.contract import topic
 from smartcity.servers import Mosquitto
 
-from .conftest import Influx, IngesterProcess, run_smartcity, smartcity_env
+from .conftest import (
+    DeadLetterWatcher,
+    Influx,
+    IngesterProcess,
+    run_smartcity,
+    smartcity_env,
+    stopped_counts,
+)
 
 START = datetime(2026, 11, 20, 16, 0, tzinfo=UTC)
 FLEET = {"streetlight": 30, "wastebin": 20, "evcharger": 6}
@@ -222,34 +225,6 @@ def test_a_burst_is_stored_once_the_stream_goes_quiet_not_at_the_flush_interval(
         assert ingester.stop() == 0, ingester.log()
 
 
-class DeadLetterWatcher:
-    """A plain MQTT client collecting what the ingester publishes on the dead-letter topic."""
-
-    def __init__(self, broker: Mosquitto) -> None:
-        self.raw: list[bytes] = []
-        subscribed = threading.Event()
-        self.client = paho.Client(CallbackAPIVersion.VERSION2)
-        self.client.on_message = lambda c, u, m: self.raw.append(m.payload)
-        self.client.on_subscribe = lambda *a: subscribed.set()
-        self.client.connect(broker.host, broker.port)
-        self.client.subscribe(DEADLETTER_TOPIC, qos=1)
-        self.client.loop_start()
-        assert subscribed.wait(10)
-
-    def wait_for(self, n: int, *cities: str, timeout: float = 30) -> list[dict[str, object]]:
-        """The dead-letters of these cities' topics, once there are ``n`` (or time ran out)."""
-        deadline = time.monotonic() + timeout
-        while len(mine := self.of(*cities)) < n and time.monotonic() < deadline:
-            time.sleep(0.1)
-        self.client.loop_stop()
-        self.client.disconnect()
-        return mine
-
-    def of(self, *cities: str) -> list[dict[str, object]]:
-        decoded = [json.loads(p) for p in list(self.raw)]
-        return [d for d in decoded if str(d["topic"]).split("/")[2] in cities]
-
-
 def test_a_huge_control_character_payload_stalls_nothing(
     mosquitto: Mosquitto, influx: Influx, ingester: IngesterProcess, city: str
 ) -> None:
@@ -290,12 +265,6 @@ def test_a_huge_control_character_payload_stalls_nothing(
     assert point["payload_bytes"] == len(huge)
     assert point["payload_truncated"] is True
     assert str(point["payload"]).encode() == cut
-
-
-def stopped_counts(log: str) -> tuple[int, int]:
-    """(received, acked) from the ingester's last "ingester stopped" line."""
-    found = re.findall(r'msg="ingester stopped" received=(\d+) acked=(\d+)', log)[-1]
-    return int(found[0]), int(found[1])
 
 
 def test_messages_for_another_city_are_dead_lettered_not_dropped(
