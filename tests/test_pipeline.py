@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import paho.mqtt.client as paho
 import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from ingest.convert import DEADLETTER_PAYLOAD_BYTES
 from simulators.fleet import build_fleet, schedule
@@ -291,3 +296,41 @@ def test_messages_for_another_city_are_dead_lettered_not_dropped(
     assert sorted((str(d["topic"]).split("/")[2], d["code"]) for d in published) == sorted(
         (other, "wrong_city") for other in others
     )
+
+
+def test_an_upgraded_ingester_drops_its_former_per_city_subscription(
+    own_mosquitto: Mosquitto, influx: Influx, city: str, tmp_path: Path
+) -> None:
+    """Earlier versions subscribed to their own city; that subscription stays in the persistent
+    session the new version resumes, and beside the all-cities one it would deliver every
+    message twice. (A broker of its own: other tests' retained statuses would count too.)"""
+    client_id = f"ingest-{city}"
+    props = Properties(PacketTypes.CONNECT)
+    props.SessionExpiryInterval = 3600
+    former = paho.Client(CallbackAPIVersion.VERSION2, client_id, protocol=paho.MQTTv5)
+    subscribed = threading.Event()
+    former.on_subscribe = lambda *a: subscribed.set()
+    former.connect(own_mosquitto.host, own_mosquitto.port, clean_start=False, properties=props)
+    former.loop_start()
+    former.subscribe(f"smartcity/v1/{city}/+/+/telemetry", qos=1)
+    assert subscribed.wait(10)
+    former.disconnect()
+    former.loop_stop()
+
+    env = smartcity_env(own_mosquitto.url, influx, city)
+    args = ("--client-id", client_id, "--spool-dir", str(tmp_path / "spool"), "--metrics-port", "0")
+    proc = IngesterProcess(env, tmp_path / "ingest.log", *args).start().wait_subscribed()
+    try:
+        pub = AckingPublisher(own_mosquitto.url, f"pub-{city}")
+        pub.connect()
+        t0 = datetime.now(UTC) - timedelta(minutes=5)
+        n = 20
+        for i in range(n):
+            pub.publish(topic("wastebin", "wb-1", "telemetry", city), good_reading(i, t0))
+            t0 += timedelta(seconds=1)
+        assert pub.drain(30)
+        pub.close()
+        assert influx.wait_for_count("wastebin", n) == n
+    finally:
+        assert proc.stop() == 0, proc.log()
+    assert stopped_counts(proc.log()) == (n, n)
