@@ -11,11 +11,13 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from smartcity.contract import Events, Health, Message, Status, Telemetry
+from smartcity.contract import Events, Health, InvalidMessage, Message, Status, Telemetry
 from smartcity.devices.base import Row, point_time_ns
 from smartcity.lineprotocol import escape_measurement, line, model_encoder, tag_text
 from smartcity.storage import (
+    DEADLETTER_FIELDS,
     DEADLETTER_MEASUREMENT,
+    DEADLETTER_TAGS,
     HEALTH_MEASUREMENT,
     STATUS_MEASUREMENT,
     UNKNOWN_ZONE,
@@ -25,15 +27,35 @@ from smartcity.storage import (
 if TYPE_CHECKING:
     from ingest.registry import ZoneLookup
 
-#: InfluxDB 1.x refuses string fields over 64 KiB; the MQTT dead-letter keeps the whole payload.
-DEADLETTER_PAYLOAD_CHARS = 16_384
+#: The most of a refused payload a dead-letter record keeps (both the InfluxDB point and the
+#: MQTT message). Kept whole, a 256 KiB payload of control characters JSON-escapes to 1.5 MB,
+#: over the broker's 1 MiB packet limit: the broker would drop the ingester's connection.
+DEADLETTER_PAYLOAD_BYTES = 16_384
+#: The most of a topic or a reason a dead-letter record keeps (a valid topic is far shorter;
+#: a reason can quote a hostile field name in full).
+DEADLETTER_TEXT_CHARS = 1024
+#: What an MQTT dead-letter can take at most, far below the broker's 1 MiB packet limit: JSON
+#: escaping turns each kept byte into 6 characters at worst (``\u0001``) and each character of
+#: the topic and reason into 12 (an astral character as two ``\uXXXX``), plus a few fields.
+DEADLETTER_MAX_BYTES = 128 * 1024
 
 
 def message_lines(msg: Message, received_ns: int, zones: ZoneLookup | None = None) -> list[str]:
-    """The points a valid message becomes; with a registry, tagged with the registered zone."""
+    """The points a valid message becomes; with a registry, tagged with the registered zone.
+
+    Raises :class:`InvalidMessage` (``type_mismatch``) for a registered device publishing under
+    another device type: it would be stored, and raise alerts, as that type."""
     body = msg.body
     where = msg.topic
-    zone, registered = zones.zone(where.device_id, body.zone) if zones else (body.zone, True)
+    zone, registered = body.zone, zones is None
+    if zones is not None and (known := zones.lookup(where.device_id)) is not None:
+        if known.device_type != where.device_type:
+            raise InvalidMessage(
+                "type_mismatch",
+                f"device {where.device_id!r} is registered as a {known.device_type}, "
+                f"not a {where.device_type}",
+            )
+        zone, registered = known.zone, True
     common = (  # in sorted order, as tags go to InfluxDB
         ("device_id", where.device_id),
         ("device_type", where.device_type),
@@ -56,7 +78,7 @@ def _points(msg: Message, common: tuple[tuple[str, str], ...], received_ns: int)
         fields = {"state": body.state, "online": int(body.state == "online")}
         if body.location:
             fields |= {"lat": body.location.lat, "lon": body.location.lon}
-        if body.firmware:
+        if body.firmware is not None:
             fields["firmware"] = body.firmware
         stamp = point_time_ns(body.ts) if body.ts else received_ns
         return [line(STATUS_MEASUREMENT, dict(common), fields, stamp)]
@@ -91,19 +113,43 @@ class DeadLetterClock:
         return self.last
 
 
+def cut_payload(payload: bytes) -> bytes:
+    """The part of a refused payload a dead-letter keeps: at most ``DEADLETTER_PAYLOAD_BYTES``,
+    never ending inside a UTF-8 character (so a text payload stays text)."""
+    end = DEADLETTER_PAYLOAD_BYTES
+    if len(payload) <= end:
+        return payload
+    # the first byte left out continues a character begun before it: leave that character out
+    for _ in range(3):
+        if payload[end] & 0xC0 != 0x80:
+            break
+        end -= 1
+    return payload[:end]
+
+
+def cut_text(text: str) -> str:
+    """A topic or reason, cut to ``DEADLETTER_TEXT_CHARS`` with an ellipsis saying so."""
+    if len(text) <= DEADLETTER_TEXT_CHARS:
+        return text
+    return text[: DEADLETTER_TEXT_CHARS - 1] + "…"
+
+
 def deadletter_line(
     topic: str, payload: bytes, code: str, reason: str, device_type: str | None, stamp_ns: int
 ) -> str:
-    """A refused message as a point: why, where from, and the raw payload (truncated)."""
-    text = payload.decode("utf-8", errors="backslashreplace")
+    """A refused message as a point: why, where from, and the raw payload (cut to a bound)."""
+    kept = cut_payload(payload)
+    tags = (code, device_type or "unknown")
+    fields = (  # in the order of DEADLETTER_FIELDS
+        cut_text(reason),
+        cut_text(topic),
+        kept.decode("utf-8", errors="backslashreplace"),
+        len(payload),
+        len(kept) < len(payload),
+    )
     return line(
         DEADLETTER_MEASUREMENT,
-        {"reason_code": code, "device_type": device_type or "unknown"},
-        {
-            "reason": reason,
-            "topic": topic,
-            "payload": text[:DEADLETTER_PAYLOAD_CHARS],
-            "payload_bytes": len(payload),
-        },
+        dict(zip(DEADLETTER_TAGS, tags, strict=True)),
+        dict(zip(DEADLETTER_FIELDS, fields, strict=True)),
         stamp_ns,
     )

@@ -1,11 +1,13 @@
-"""Zones from the device registry, so points carry the zone the city registered.
+"""Zones and types from the device registry, so points carry what the city registered.
 
 Optional (``--registry-url``, off by default): with it, the ingester tags each point with the
 device's registered zone (it wins over the zone in the payload, which a misconfigured device may
-get wrong) and counts messages from devices the registry does not know in the
-``device_unregistered`` measurement. SQLAlchemy is imported only when this is enabled, so a
-plain ingester does not need it. The registry is read in full at start and then re-read by a
-background thread every ``refresh`` seconds; lookups are dictionary reads, never a query.
+get wrong), dead-letters a message whose topic names another device type than the registered
+one (``type_mismatch``: a street light must not raise a burning-bin alert), and counts messages
+from devices the registry does not know in the ``device_unregistered`` measurement.
+SQLAlchemy is imported only when this is enabled, so a plain ingester does not need it. The
+registry is read in full at start and then re-read by a background thread every ``refresh``
+seconds; lookups are dictionary reads, never a query.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 if TYPE_CHECKING:
     from ingest.settings import IngestSettings
@@ -21,9 +23,14 @@ if TYPE_CHECKING:
 log = logging.getLogger("smartcity.ingest.registry")
 
 
+class Registration(NamedTuple):
+    zone: str
+    device_type: str
+
+
 class ZoneLookup(Protocol):
-    def zone(self, device_id: str, claimed: str | None) -> tuple[str | None, bool]:
-        """(zone to store, whether the device is registered)."""
+    def lookup(self, device_id: str) -> Registration | None:
+        """The device's registered zone and type; None if the registry does not know it."""
         ...
 
 
@@ -43,7 +50,7 @@ class RegistryZones:
         # the registry cannot be read) the zones known so far are kept.
         self.engine = make_engine(url, create=False)
         self.refresh = refresh
-        self.zones: dict[str, str] = {}
+        self.devices: dict[str, Registration] = {}
         self.load()
         threading.Thread(target=self._keep_fresh, name="registry-refresh", daemon=True).start()
 
@@ -55,16 +62,16 @@ class RegistryZones:
 
         try:
             with self.engine.connect() as conn:
-                rows = conn.execute(select(Device.device_id, Device.zone)).all()
+                rows = conn.execute(select(Device.device_id, Device.zone, Device.device_type)).all()
         except SQLAlchemyError as exc:  # e.g. the API has not created the tables yet
             log.warning("registry not readable; keeping the zones known so far",
                         extra={"error": str(exc).splitlines()[0][:200]})  # fmt: skip
         else:
-            self.zones = dict(rows)  # one assignment: lookups see the old map or the new
+            # one assignment: lookups see the old map or the new
+            self.devices = {device_id: Registration(z, t) for device_id, z, t in rows}
 
-    def zone(self, device_id: str, claimed: str | None) -> tuple[str | None, bool]:
-        registered = self.zones.get(device_id)
-        return (registered, True) if registered else (claimed, False)
+    def lookup(self, device_id: str) -> Registration | None:
+        return self.devices.get(device_id)
 
     def _keep_fresh(self) -> None:
         while True:

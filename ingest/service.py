@@ -27,7 +27,13 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from ingest import mqtt_ack
-from ingest.convert import DeadLetterClock, deadletter_line, message_lines
+from ingest.convert import (
+    DeadLetterClock,
+    cut_payload,
+    cut_text,
+    deadletter_line,
+    message_lines,
+)
 from ingest.metrics import BROKER_TOPICS, IngestMetrics
 from ingest.registry import registry_zones
 from ingest.settings import IngestSettings
@@ -35,6 +41,8 @@ from ingest.spool import Spool
 from smartcity.contract import (
     DEADLETTER_TOPIC,
     INGESTED_CHANNELS,
+    ROOT,
+    VERSION,
     InvalidMessage,
     Telemetry,
     decode,
@@ -48,6 +56,9 @@ from smartcity.settings import mqtt_endpoint, safe_url
 log = logging.getLogger("smartcity.ingest")
 #: Where the ingester publishes its shutdown barrier (no one subscribes; see mqtt_ack.settle).
 SYNC_TOPIC_PREFIX = "smartcity/v1/_ingest/sync"
+#: MQTT copies of dead-letters waiting for the broker; beyond this many they are skipped (the
+#: InfluxDB point is the record), so a broker slow to take them never holds memory or readings.
+DEADLETTER_BACKLOG = 1000
 
 
 @dataclass
@@ -79,11 +90,13 @@ class Ingester:
         self.spool = Spool(settings.spool_dir / self.client_id, settings.spool_max_bytes)
         self.metrics = IngestMetrics(self.client_id)
         self.zones = registry_zones(settings)
+        self.own_city = f"{ROOT}/{VERSION}/{settings.city}/"
         self.connection = 0
         self.batch = Batch(self.connection)
         # bounded by pausing the reader at max_pending_batches (see flush), not by the queue
         self.pending: asyncio.Queue[Batch | None] = asyncio.Queue()
-        self._background: set[asyncio.Task[None]] = set()
+        self.deadletters: asyncio.Queue[bytes] = asyncio.Queue(DEADLETTER_BACKLOG)
+        self._deadletters_skipped = 0
         self.client: aiomqtt.Client | None = None
         self.reader: mqtt_ack.PacketReader | None = None
         self.stopping = asyncio.Event()
@@ -96,6 +109,11 @@ class Ingester:
     def handle(self, topic: str, payload: bytes, retained: bool = False) -> None:
         """Turn one delivery into lines (or a dead-letter); never raises on bad input."""
         self.metrics.received += 1
+        if not topic.startswith(self.own_city) and (city := _city_of(topic)) is not None:
+            if not retained:  # a retained one replayed on subscribe was refused when it came
+                reason = f"city level {city!r:.80} is not {self.settings.city!r}, served here"
+                self._dead_letter(topic, payload, "wrong_city", reason)
+            return
         try:
             msg = decode(topic, payload)
             if retained and msg.topic.channel == "status" and getattr(msg.body, "ts", 1) is None:
@@ -137,12 +155,7 @@ class Ingester:
             self.metrics.spooled += 1
             self.metrics.spool_depth = self.spool.depth
             self._acknowledge(batch)
-            if batch.deadletters:
-                task = asyncio.get_running_loop().create_task(
-                    self._publish_deadletters(batch.deadletters)
-                )
-                self._background.add(task)
-                task.add_done_callback(self._background.discard)
+            self._queue_deadletters(batch.deadletters)
             return
         self.pending.put_nowait(batch)
         self.metrics.queue_depth = self.pending.qsize()
@@ -180,7 +193,7 @@ class Ingester:
                 self._spill_unwritten(batch)
                 return
             self._acknowledge(batch)
-            await self._publish_deadletters(batch.deadletters)
+            self._queue_deadletters(batch.deadletters)
 
     async def _store(self, lines: list[str], newest_ts: float | None) -> bool:
         """Write lines; refused ones become dead-letters. False if we gave up (shutdown)."""
@@ -237,16 +250,39 @@ class Ingester:
         ):
             self.metrics.acked += len(batch.mids)
 
-    async def _publish_deadletters(self, payloads: list[bytes]) -> None:
-        if not payloads or self.client is None:
-            return
-        try:
-            for payload in payloads:
+    def _queue_deadletters(self, payloads: list[bytes]) -> None:
+        """Hand dead-letters to :meth:`_publish_deadletters` without waiting for the broker:
+        storing and acknowledging readings must never wait on a dead-letter's PUBACK."""
+        for payload in payloads:
+            try:
+                self.deadletters.put_nowait(payload)
+            except asyncio.QueueFull:
+                if not self._deadletters_skipped:
+                    log.warning("dead-letters come faster than the broker takes them: MQTT "
+                                "copies skipped (kept in InfluxDB)")  # fmt: skip
+                self._deadletters_skipped += 1
+
+    async def _publish_deadletters(self) -> None:
+        """Publish queued dead-letters, one at a time, for as long as the ingester runs."""
+        failing = False
+        while True:
+            payload = await self.deadletters.get()
+            try:
+                if self.client is None:
+                    raise aiomqtt.MqttError("not connected")
                 await self.client.publish(DEADLETTER_TOPIC, payload, qos=1)
-        except aiomqtt.MqttError as exc:
-            log.warning(
-                "dead-letter not published to MQTT (kept in InfluxDB)", extra={"error": str(exc)}
-            )
+                failing = False
+            except aiomqtt.MqttError as exc:
+                if not failing:  # once per outage, not once per message
+                    log.warning("dead-letter not published to MQTT (kept in InfluxDB)",
+                                extra={"error": str(exc)})  # fmt: skip
+                failing = True
+            finally:
+                self.deadletters.task_done()
+            if self.deadletters.empty() and self._deadletters_skipped:
+                log.info("dead-letter backlog cleared",
+                         extra={"skipped": self._deadletters_skipped})  # fmt: skip
+                self._deadletters_skipped = 0
 
     def _keep_trying(self) -> bool:
         return not self.stopping.is_set() or time.monotonic() < self.give_up_at
@@ -281,12 +317,21 @@ class Ingester:
         if group is None:
             group = "ingest" if self.settings.workers > 1 else ""
         prefix = f"$share/{group}/" if group else ""
-        return [prefix + subscription(ch, self.settings.city) for ch in INGESTED_CHANNELS]
+        return [prefix + subscription(ch) for ch in INGESTED_CHANNELS]
+
+    def _former_filters(self) -> list[str]:
+        """What earlier ingesters subscribed to: their own city only (so other cities' messages
+        went unread). Left in a resumed session, it would deliver our city's messages twice."""
+        city = self.settings.city
+        return [f.replace(f"/{VERSION}/+/", f"/{VERSION}/{city}/", 1) for f in self._filters()]
 
     async def _subscribe(self, client: aiomqtt.Client) -> None:
+        """Every city's device channels: ours are stored, others dead-lettered (``wrong_city``);
+        nothing the broker accepts under ``smartcity/v1/`` goes unread."""
         for f in self._filters():
             # retained status only when the subscription is new, not on every reconnect
             await client.subscribe(f, options=SubscribeOptions(1, retainHandling=1), timeout=120)
+        await client.unsubscribe(self._former_filters(), timeout=120)
         if self.reports_broker:
             for t in BROKER_TOPICS.values():
                 await client.subscribe(t, qos=0, timeout=120)
@@ -385,6 +430,8 @@ class Ingester:
         await self.writer
         if self.reader is not None:
             self.reader.resume()  # the barrier's PUBACK must be read
+        with contextlib.suppress(TimeoutError):  # the InfluxDB points are the record
+            await asyncio.wait_for(self.deadletters.join(), self.settings.shutdown_grace)
         if self.client is not None:
             with contextlib.suppress(aiomqtt.MqttError):
                 await mqtt_ack.settle(self.client, f"{SYNC_TOPIC_PREFIX}/{self.client_id}")
@@ -446,6 +493,7 @@ class Ingester:
         helpers = [
             asyncio.create_task(self._flush_on_time(), name="flush-timer"),
             asyncio.create_task(self._report(), name="report"),
+            asyncio.create_task(self._publish_deadletters(), name="dead-letters"),
         ]
         consumer = asyncio.create_task(self._consume(), name="consumer")
         try:
@@ -490,18 +538,22 @@ async def _first(*aws: Any) -> int:
 
 
 def deadletter_payload(topic: str, payload: bytes, code: str, reason: str) -> bytes:
-    """The MQTT dead-letter message: the whole raw payload, base64 if it is not UTF-8."""
+    """The MQTT dead-letter message: the payload cut as in the InfluxDB point (UTF-8 text, or
+    base64 if it is not UTF-8), so the message stays far below the broker's packet limit."""
+    kept = cut_payload(payload)
     try:
-        text, encoding = payload.decode("utf-8"), "utf-8"
+        text, encoding = kept.decode("utf-8"), "utf-8"
     except UnicodeDecodeError:
-        text, encoding = base64.b64encode(payload).decode(), "base64"
+        text, encoding = base64.b64encode(kept).decode(), "base64"
     return json.dumps(
         {
             "code": code,
-            "reason": reason,
-            "topic": topic,
+            "reason": cut_text(reason),
+            "topic": cut_text(topic),
             "payload": text,
             "payload_encoding": encoding,
+            "payload_bytes": len(payload),
+            "payload_truncated": len(kept) < len(payload),
             "received_at": time.time(),
         }
     ).encode()
@@ -510,6 +562,13 @@ def deadletter_payload(topic: str, payload: bytes, code: str, reason: str) -> by
 def _size(lines: list[str]) -> int:
     """About what the lines take in the spool: their characters and a newline each."""
     return sum(map(len, lines)) + len(lines)
+
+
+def _city_of(topic: str) -> str | None:
+    """The city level of a topic our filters match (six levels under smartcity/v1), else None:
+    any other topic is refused by :func:`decode` for its shape."""
+    parts = topic.split("/")
+    return parts[2] if len(parts) == 6 and parts[0] == ROOT and parts[1] == VERSION else None
 
 
 def _device_type(topic: str) -> str | None:

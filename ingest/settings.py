@@ -80,7 +80,10 @@ class IngestSettings(MqttSettings, InfluxSettings):
         True, description="Copy Mosquitto's $SYS drop and queue counters into broker_stats."
     )
     shutdown_grace: float = Field(
-        30.0, ge=0, description="On SIGTERM, how long to keep retrying InfluxDB before spooling."
+        30.0,
+        ge=0,
+        description="On SIGTERM, how long to keep retrying InfluxDB before spooling (and, at "
+        "most, to wait for the broker to take the MQTT copies of dead-letters).",
     )
     ca_file: Path | None = Field(
         None, description="CA certificate(s) for mqtts:// when the broker's CA is not a public one."

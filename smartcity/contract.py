@@ -12,6 +12,7 @@ import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Generic, Literal, NamedTuple, TypeVar
 
 from pydantic import (
@@ -20,10 +21,11 @@ from pydantic import (
     Field,
     TypeAdapter,
     ValidationError,
+    field_validator,
 )
 
 from smartcity.devices import DEVICE_TYPES, DeviceType, Event, Reading
-from smartcity.devices.base import STRICT, Command
+from smartcity.devices.base import STRICT, Command, SchemaVersion, check_device_clock
 
 ROOT = "smartcity"
 VERSION = "v1"
@@ -116,7 +118,7 @@ class Telemetry(BaseModel, Generic[R]):
 
     model_config = STRICT
 
-    v: Literal[1] = Field(description="Schema version of the payload.")
+    v: SchemaVersion = Field(description="Schema version of the payload.")
     zone: str | None = Field(
         None, pattern=ZONE_PATTERN, max_length=ZONE_MAX_LENGTH, description="City zone (quartiere)."
     )
@@ -128,7 +130,7 @@ class Events(BaseModel, Generic[E]):
 
     model_config = STRICT
 
-    v: Literal[1]
+    v: SchemaVersion
     zone: str | None = Field(None, pattern=ZONE_PATTERN, max_length=ZONE_MAX_LENGTH)
     events: list[E] = Field(min_length=1, max_length=MAX_BATCH)
 
@@ -145,12 +147,19 @@ class Status(BaseModel):
 
     model_config = STRICT
 
-    v: Literal[1]
+    v: SchemaVersion
     state: Literal["online", "offline"]
     ts: AwareDatetime | None = Field(None, description="Absent in a Last Will (set in advance).")
     zone: str | None = Field(None, pattern=ZONE_PATTERN, max_length=ZONE_MAX_LENGTH)
     location: Location | None = None
-    firmware: str | None = Field(None, max_length=64)
+    firmware: str | None = Field(
+        None, min_length=1, max_length=64, description="Omitted when unknown; never empty."
+    )
+
+    @field_validator("ts")
+    @classmethod
+    def _plausible_clock(cls, ts: datetime | None) -> datetime | None:
+        return None if ts is None else check_device_clock(ts)
 
 
 class Health(BaseModel):
@@ -158,7 +167,7 @@ class Health(BaseModel):
 
     model_config = STRICT
 
-    v: Literal[1]
+    v: SchemaVersion
     ts: AwareDatetime
     zone: str | None = Field(None, pattern=ZONE_PATTERN, max_length=ZONE_MAX_LENGTH)
     version: str = Field(max_length=64)
@@ -167,13 +176,18 @@ class Health(BaseModel):
     dropped: int = Field(ge=0, description="Readings dropped because the outbox was full.")
     lastError: str | None = Field(None, max_length=512)
 
+    @field_validator("ts")
+    @classmethod
+    def _plausible_clock(cls, ts: datetime) -> datetime:
+        return check_device_clock(ts)
+
 
 class CommandResult(BaseModel):
     """A device's answer to one command, on its ``cmd_result`` topic."""
 
     model_config = STRICT
 
-    v: Literal[1]
+    v: SchemaVersion
     ts: AwareDatetime = Field(description="When the device handled the command.")
     id: str | None = Field(
         None, max_length=64, description="The command's id; absent if the command had none."

@@ -11,7 +11,7 @@ from __future__ import annotations
 #: Refused messages, one point each, with the reason (tags ``reason_code``, ``device_type``).
 DEADLETTER_MEASUREMENT = "deadletter"
 DEADLETTER_TAGS = ("reason_code", "device_type")
-DEADLETTER_FIELDS = ("reason", "topic", "payload", "payload_bytes")
+DEADLETTER_FIELDS = ("reason", "topic", "payload", "payload_bytes", "payload_truncated")
 #: Online/offline state and place of each device (the ``status`` channel).
 STATUS_MEASUREMENT = "device_status"
 STATUS_FIELDS = ("state", "online", "lat", "lon", "firmware")

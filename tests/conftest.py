@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.parse
 import urllib.request
@@ -21,10 +23,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
+import paho.mqtt.client as paho
 import pytest
+from paho.mqtt.enums import CallbackAPIVersion
 
 from smartcity import broker_accounts, dynsec
 from smartcity.broker_acl import ADMIN, SERVICE_ACCOUNTS
+from smartcity.contract import DEADLETTER_TOPIC
 from stack.servers import ChildServer, Influxd, Mosquitto, Postgres, dynsec_config, free_port
 
 S = TypeVar("S", bound=ChildServer)
@@ -284,3 +289,37 @@ def run_smartcity(
         timeout=timeout,
         check=False,
     )
+
+
+def stopped_counts(log: str) -> tuple[int, int]:
+    """(received, acked) from the ingester's last "ingester stopped" line."""
+    found = re.findall(r'msg="ingester stopped" received=(\d+) acked=(\d+)', log)[-1]
+    return int(found[0]), int(found[1])
+
+
+class DeadLetterWatcher:
+    """A plain MQTT client collecting what the ingester publishes on the dead-letter topic."""
+
+    def __init__(self, broker: Mosquitto) -> None:
+        self.raw: list[bytes] = []
+        subscribed = threading.Event()
+        self.client = paho.Client(CallbackAPIVersion.VERSION2)
+        self.client.on_message = lambda c, u, m: self.raw.append(m.payload)
+        self.client.on_subscribe = lambda *a: subscribed.set()
+        self.client.connect(broker.host, broker.port)
+        self.client.subscribe(DEADLETTER_TOPIC, qos=1)
+        self.client.loop_start()
+        assert subscribed.wait(10)
+
+    def wait_for(self, n: int, *cities: str, timeout: float = 30) -> list[dict[str, object]]:
+        """The dead-letters of these cities' topics, once there are ``n`` (or time ran out)."""
+        deadline = time.monotonic() + timeout
+        while len(mine := self.of(*cities)) < n and time.monotonic() < deadline:
+            time.sleep(0.1)
+        self.client.loop_stop()
+        self.client.disconnect()
+        return mine
+
+    def of(self, *cities: str) -> list[dict[str, object]]:
+        decoded = [json.loads(p) for p in list(self.raw)]
+        return [d for d in decoded if str(d["topic"]).split("/")[2] in cities]

@@ -7,6 +7,7 @@ broker, per device type, and checks that per device ``seq`` has no gaps and no d
 from __future__ import annotations
 
 import contextlib
+import json
 import re
 import signal
 import socket
@@ -18,15 +19,23 @@ import urllib.parse
 import urllib.request
 from collections import Counter
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from simulators.fleet import build_fleet, schedule
+from simulators.publisher import AckingPublisher
+from smartcity.contract import topic
 from stack.servers import Influxd, Mosquitto, free_port
 
-from .conftest import Influx, IngesterProcess, smartcity_env
+from .conftest import (
+    DeadLetterWatcher,
+    Influx,
+    IngesterProcess,
+    smartcity_env,
+    stopped_counts,
+)
 
 FLEET = {"streetlight": 30, "wastebin": 20, "evcharger": 6}
 #: Processes the tests start, stopped after each test even when it fails.
@@ -285,8 +294,11 @@ def test_the_ready_file_exists_only_while_subscribed(
 
 
 def test_two_workers_share_the_load_with_no_loss_and_no_duplicates(
-    mosquitto: Mosquitto, influx: Influx, city: str, tmp_path: Path
+    own_mosquitto: Mosquitto, influx: Influx, city: str, tmp_path: Path
 ) -> None:
+    # a broker of its own, to count exactly: the ingester reads every city's topics, and the
+    # shared broker's retained statuses of other tests' cities are received (and skipped) too
+    mosquitto = own_mosquitto
     n, start = 10_000, start_time()
     ing = ingester_for(
         mosquitto, influx, city, tmp_path, "--workers", "2", "--share-group", f"g{city}"
@@ -310,15 +322,10 @@ def test_two_workers_share_the_load_with_no_loss_and_no_duplicates(
     assert sum(per_worker.values()) == sent  # type: ignore[arg-type]
 
 
-def stopped_counts(log: str) -> tuple[int, int]:
-    """(received, acked) from the last "ingester stopped" line."""
-    found = re.findall(r'msg="ingester stopped" received=(\d+) acked=(\d+)', log)[-1]
-    return int(found[0]), int(found[1])
-
-
 def test_sigterm_writes_and_acknowledges_everything_then_exits_0(
-    mosquitto: Mosquitto, influx: Influx, city: str, tmp_path: Path
+    own_mosquitto: Mosquitto, influx: Influx, city: str, tmp_path: Path
 ) -> None:
+    mosquitto = own_mosquitto  # counts exactly: see the two-worker test
     n, start = 5_000, start_time()
     ing = ingester_for(mosquitto, influx, city, tmp_path).start().wait_subscribed()
     sim = simulate(smartcity_env(mosquitto.url, influx, city), n, start, rate=None)
@@ -381,3 +388,41 @@ def test_lagging_subscriber_is_not_dropped_by_the_shipped_broker_config(
     ing.start()
     assert_all_landed(influx, start, n)
     assert ing.stop() == 0
+
+
+def test_dead_letters_under_a_slow_influxdb_hold_nothing_up_and_all_reach_mqtt(
+    mosquitto: Mosquitto, influx: Influx, city: str, tmp_path: Path
+) -> None:
+    """InfluxDB slow, so the ingester keeps pausing its reads from the broker. A dead-letter's
+    PUBACK is read only once reading resumes, and reading resumes only once the writer takes
+    the next batch: a writer waiting on that PUBACK waited for the publish to time out, the
+    MQTT copy lost, every dead-letter adding seconds before the next readings were stored."""
+    slow = SlowProxy(influx.url, delay=0.2)
+    watcher = DeadLetterWatcher(mosquitto)
+    ing = ingester_for(
+        mosquitto, Influx(slow.url, influx.db), city, tmp_path, "--batch-size", "20",
+        "--max-pending-batches", "1",
+    ).start().wait_subscribed()  # fmt: skip
+    try:
+        pub = AckingPublisher(mosquitto.url, f"pub-{city}")
+        pub.connect()
+        t0 = datetime.now(UTC) - timedelta(hours=1)
+        good, bad = 600, 0
+        for seq in range(good):
+            ts = (t0 + timedelta(seconds=seq)).isoformat()
+            pub.publish(topic("wastebin", "wb-1", "telemetry", city), json.dumps({
+                "v": 1, "readings": [{"ts": ts, "seq": seq, "fillingLevel": 0.5,
+                "temperature": 11.0, "storedWasteKind": "plastic", "status": "ok",
+                "batteryLevel": 0.7}]}).encode())  # fmt: skip
+            if seq % 20 == 0:
+                pub.publish(topic("wastebin", "wb-1", "telemetry", city), b"not json")
+                bad += 1
+        assert pub.drain(60)
+        pub.close()
+        assert influx.wait_for_count("wastebin", good, timeout=120) == good
+        assert len(watcher.wait_for(bad, city)) == bad, "every dead-letter published on MQTT"
+        assert ing.stop() == 0
+        received, acked = stopped_counts(ing.log())
+        assert received == acked
+    finally:
+        slow.close()

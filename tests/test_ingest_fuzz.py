@@ -3,6 +3,7 @@ dead-lettered with a reason, and every line it produces is accepted by a real In
 
 from __future__ import annotations
 
+import base64
 import json
 import urllib.request
 from pathlib import Path
@@ -10,9 +11,14 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ingest.service import Ingester
+from ingest.convert import (
+    DEADLETTER_MAX_BYTES,
+    DEADLETTER_PAYLOAD_BYTES,
+    deadletter_line,
+)
+from ingest.service import Ingester, deadletter_payload
 from ingest.settings import IngestSettings
-from smartcity.contract import InvalidMessage, decode
+from smartcity.contract import MAX_PAYLOAD_BYTES, InvalidMessage, decode
 
 from .conftest import Influx
 
@@ -103,3 +109,32 @@ def test_generated_messages_never_crash_and_bad_ones_are_dead_lettered(
     with urllib.request.urlopen(req, timeout=60) as resp:
         assert resp.status == 204
     assert influx.count("deadletter", "reason") > 0
+
+
+@given(
+    st.sampled_from([b"\x01", "è".encode(), "🙂".encode(), b"\xff", b'"']),
+    st.integers(0, MAX_PAYLOAD_BYTES),
+    st.sampled_from(["\x01", "🙂", '"', "a"]),
+)
+@settings(max_examples=30, deadline=None)
+def test_a_dead_letter_stays_under_its_bound_and_says_it_was_cut(
+    unit: bytes, size: int, char: str
+) -> None:
+    """The worst inputs for JSON escaping: control characters, multi-byte and astral ones."""
+    payload = (unit * (size // len(unit) + 1))[:size]
+    hostile = char * 70_000  # a topic can be 64 KiB; a reason can quote a hostile field name
+    record = json.loads(message := deadletter_payload(hostile, payload, "invalid", hostile))
+    assert len(message) <= DEADLETTER_MAX_BYTES
+    assert record["payload_bytes"] == size
+    kept = (
+        base64.b64decode(record["payload"])
+        if record["payload_encoding"] == "base64"
+        else record["payload"].encode()
+    )
+    assert payload.startswith(kept)
+    assert record["payload_truncated"] == (len(kept) < size)
+    assert size - len(kept) <= max(0, size - DEADLETTER_PAYLOAD_BYTES) + 3, "cut at a character"
+    assert record["topic"].endswith("…")
+    assert record["reason"].endswith("…")
+    line = deadletter_line(hostile, payload, "invalid", hostile, None, 1)
+    assert "payload_truncated=true" in line or size <= DEADLETTER_PAYLOAD_BYTES

@@ -7,12 +7,13 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 from sqlalchemy.orm import Session
 
 from ingest.convert import message_lines
 from ingest.registry import RegistryZones
 from simulators.publisher import AckingPublisher
-from smartcity.contract import decode, topic
+from smartcity.contract import InvalidMessage, decode, topic
 from smartcity.registry.db import make_engine
 from smartcity.registry.models import Device
 from smartcity.storage import UNREGISTERED_MEASUREMENT
@@ -52,13 +53,29 @@ def test_registered_zone_wins_and_unknown_devices_are_counted(tmp_path: Path) ->
     assert plain == unknown[:1]
 
 
+def test_a_registered_device_publishing_as_another_type_is_refused(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/registry.db"
+    register(url, "wb-1", "Po")
+    zones = RegistryZones(url, refresh=3600)
+    status = b'{"v":1,"state":"online"}'
+    for device_type in ("streetlight", "evcharger"):
+        msg = decode(topic(device_type, "wb-1", "status"), status)
+        with pytest.raises(InvalidMessage) as exc:
+            message_lines(msg, 7, zones)
+        assert exc.value.code == "type_mismatch"
+        assert "registered as a wastebin" in exc.value.reason
+    assert message_lines(decode(topic("wastebin", "wb-1", "status"), status), 7, zones)
+    # an unregistered device cannot disagree with the registry: it is counted, as before
+    assert message_lines(decode(topic("streetlight", "sl-9", "status"), status), 7, zones)
+
+
 def test_an_unreadable_registry_is_an_empty_one_until_it_can_be_read(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path}/later.db"
     zones = RegistryZones(url, refresh=0.05)  # no tables yet: the API has not run
-    assert zones.zone("wb-1", "Centro") == ("Centro", False)
+    assert zones.lookup("wb-1") is None
     register(url, "wb-1", "Zaist")
     deadline = time.monotonic() + 10
-    while zones.zone("wb-1", "Centro") != ("Zaist", True):
+    while zones.lookup("wb-1") != ("Zaist", "wastebin"):
         assert time.monotonic() < deadline, "the registry was not re-read"
         time.sleep(0.05)
 
@@ -78,8 +95,20 @@ def test_ingester_tags_points_with_the_registry_zone(
         for seq in range(3):
             for device_id in ("wb-known", "wb-stranger"):
                 pub.publish(topic("wastebin", device_id, "telemetry", city), reading(seq))
+        # a registered bin is a bin: it cannot report as a charger or a street light
+        online = b'{"v":1,"state":"online"}'
+        for device_type in ("wastebin", "evcharger", "streetlight"):
+            pub.publish(topic(device_type, "wb-known", "status", city), online)
         assert pub.drain(30)
         assert influx.wait_for_count("wastebin", 6) == 6
+        assert influx.wait_for_count("deadletter", 2, field="reason") == 2
+        refused = influx.query('SELECT "reason", "device_type", "reason_code" FROM "deadletter"')
+        assert sorted((r["reason_code"], r["device_type"]) for r in refused) == [
+            ("type_mismatch", "evcharger"),
+            ("type_mismatch", "streetlight"),
+        ]
+        stored = influx.query('SELECT count("state") FROM "device_status" GROUP BY "device_type"')
+        assert [r["device_type"] for r in stored] == ["wastebin"]
         zones = {(r["device_id"], r["zone"]) for r in influx.query(
             'SELECT count("seq") FROM "wastebin" GROUP BY "device_id", "zone"')}  # fmt: skip
         assert zones == {("wb-known", "Po"), ("wb-stranger", "Centro")}

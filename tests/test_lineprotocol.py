@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import urllib.request
 
 import pytest
 
+from ingest.convert import message_lines
+from smartcity.contract import decode, topic
 from smartcity.lineprotocol import LineProtocolError, escape_tag_value, format_field_value, line
 
 from .conftest import Influx
@@ -87,3 +90,25 @@ def test_types_are_explicit() -> None:
     assert format_field_value(3.0) == "3.0"
     assert format_field_value(True) == "true"
     assert format_field_value('a"b\\c') == '"a\\"b\\\\c"'
+
+
+def test_readings_in_one_millisecond_are_one_point_only_when_seq_agrees_mod_a_million(
+    db: Influx,
+) -> None:
+    """The rule of docs/protocol.md ("Idempotence and gaps"), against a real InfluxDB: a point's
+    time is the millisecond plus ``seq mod 10^6`` ns, so seqs less than a million apart never
+    share a point, and a replay (or seqs exactly a multiple of a million apart) does."""
+    ts = "2026-01-15T08:00:00.123Z"
+    seqs = [5, 6, 999_999, 1_000_000, 1_000_004, 2**53 - 1]
+    replays = [5, 1_000_005]  # the same point as 5: a replay, and 5 + 10^6
+    lines = []
+    for seq in seqs + replays:
+        reading = {"ts": ts, "seq": seq, "fillingLevel": 0.5, "temperature": 11.0,
+                   "storedWasteKind": "plastic", "status": "ok", "batteryLevel": 0.7}  # fmt: skip
+        payload = json.dumps({"v": 1, "readings": [reading]}).encode()
+        lines += message_lines(decode(topic("wastebin", "wb-1", "telemetry"), payload), 0)
+    write(db, "\n".join(lines))
+    rows = db.query('SELECT "seq" FROM "wastebin"')
+    stored = sorted(int(r["seq"]) for r in rows)  # type: ignore[call-overload]
+    assert stored == sorted({s % 10**6: s for s in seqs + replays}.values())
+    assert len(stored) == len({s % 10**6 for s in seqs})

@@ -10,9 +10,9 @@ import math
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from typing import Any, ClassVar, Literal, NamedTuple
+from typing import Annotated, Any, ClassVar, Literal, NamedTuple
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
 from smartcity.lineprotocol import model_encoder
 
@@ -24,6 +24,18 @@ EARLIEST_TS = datetime(2000, 1, 1, tzinfo=UTC)
 _EARLIEST_S = EARLIEST_TS.timestamp()
 
 STRICT = ConfigDict(strict=True, extra="forbid", allow_inf_nan=False, frozen=True)
+
+
+def _integer_one(value: object) -> object:
+    """Refuse ``true`` and ``1.0`` for the version: a Literal compares by ``==``, and in Python
+    ``True == 1.0 == 1``, so strict mode alone lets them through."""
+    if type(value) is not int:
+        raise ValueError(f"must be the integer 1, not {type(value).__name__}")
+    return value
+
+
+#: The schema version every payload carries: exactly the JSON integer ``1``.
+SchemaVersion = Annotated[Literal[1], BeforeValidator(_integer_one)]
 
 
 def measure(unit: str, ge: float, le: float, description: str) -> Any:
@@ -79,7 +91,7 @@ class Command(BaseModel):
 
     model_config = STRICT
 
-    v: Literal[1] = Field(description="Schema version of the payload.")
+    v: SchemaVersion = Field(description="Schema version of the payload.")
     id: str = Field(
         pattern=COMMAND_ID_PATTERN, description="Chosen by the sender; echoed in the result."
     )
@@ -111,7 +123,8 @@ class Row(NamedTuple):
 def point_time_ns(ts: datetime, seq: int | None = None) -> int:
     """The InfluxDB timestamp of a reading: device time to the millisecond, plus seq in ns.
 
-    Two readings stamped in the same millisecond stay two points, and a replayed reading (same
+    Two readings stamped in the same millisecond stay two points unless their seqs are a
+    multiple of 10^6 apart (why that is the rule: docs/protocol.md), and a replayed reading (same
     ts, same seq) lands on the very same point, so redelivery is harmless.
     """
     ms = math.floor(ts.timestamp() * 1000)
