@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import Date, DateTime, Dialect, Float, Index, String
+from sqlalchemy import Date, DateTime, Dialect, Float, Index, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
@@ -63,3 +63,26 @@ class ApiKey(Base):
     secret_sha256: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
     revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), default=None)
+
+
+class AuditEntry(Base):
+    """One action on the platform, for the record the AGID minimum security measures ask for
+    (Circolare 2/2017): when, who, what, on which device, with what outcome.
+
+    Append-only: :mod:`smartcity.audit` adds rows and refuses any update or delete of one made
+    through SQLAlchemy; no interface of the platform offers either.
+    """
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(UtcDateTime(), index=True)
+    #: ``key:<key id>`` for an API key, ``cli:<OS user>`` for a command run on a server.
+    actor: Mapped[str] = mapped_column(String(120))
+    #: What was done, e.g. ``device.provision``, ``device.update``, ``key.create``, ``command``.
+    action: Mapped[str] = mapped_column(String(64), index=True)
+    device_id: Mapped[str | None] = mapped_column(String(64), index=True, default=None)
+    #: ``ok``, or what went wrong (``refused: ...``, ``failed: ...``).
+    outcome: Mapped[str] = mapped_column(String(200))
+    #: What changed, as short JSON or text; never a secret.
+    detail: Mapped[str] = mapped_column(Text, default="")
