@@ -64,9 +64,10 @@ def _session(args: argparse.Namespace) -> Any:
 
 def create_key(args: argparse.Namespace) -> int:
     from api import security
+    from smartcity.audit import cli_actor
 
     with _session(args) as session:
-        row, key = security.create_key(session, args.name, args.scope)
+        row, key = security.create_key(session, args.name, args.scope, actor=cli_actor())
     print(key)
     print(f"key id {row.key_id}, scope {row.scope}: store the key now, it is not kept", flush=True)
     return 0
@@ -84,10 +85,11 @@ def list_keys(args: argparse.Namespace) -> int:
 
 def revoke_key(args: argparse.Namespace) -> int:
     from api.registry import crud
+    from smartcity.audit import cli_actor
     from smartcity.errors import UserError
 
     with _session(args) as session:
-        if crud.revoke_key(session, args.key_id) is None:
+        if crud.revoke_key(session, args.key_id, cli_actor()) is None:
             raise UserError(f"no API key {args.key_id!r}; 'smartcity api list-keys' shows them")
     print(f"revoked {args.key_id}")
     return 0

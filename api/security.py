@@ -9,16 +9,21 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import secrets
 import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, select, update
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from smartcity import audit
 from smartcity.registry.models import ApiKey
+
+log = logging.getLogger("smartcity.api")
 
 PREFIX = "sck_"
 ID_HEX = 12
@@ -61,9 +66,13 @@ def split_key(key: str) -> tuple[str, str] | None:
 
 
 def create_key(
-    session: Session, name: str, scope: str, key: str | None = None
+    session: Session, name: str, scope: str, key: str | None = None, actor: str | None = None
 ) -> tuple[ApiKey, str]:
-    """Store a new key (or a given bootstrap ``key``); returns the row and the key to hand out."""
+    """Store a new key (or a given bootstrap ``key``); returns the row and the key to hand out.
+
+    With an ``actor`` (who asked for the key), the creation is recorded in the audit trail in the
+    same commit as the key.
+    """
     if scope not in RANK:
         raise ValueError(f"scope must be one of {', '.join(SCOPES)}")
     if key is None:
@@ -75,6 +84,13 @@ def create_key(
         key_id=key_id, name=name, scope=scope, secret_sha256=hashed, created_at=datetime.now(UTC)
     )
     session.merge(row)
+    if actor is not None:
+        audit.record(
+            session,
+            actor=actor,
+            action="key.create",
+            detail={"key_id": key_id, "name": name, "scope": scope},
+        )
     session.commit()
     return row, key
 
@@ -84,12 +100,19 @@ class KeyStore:
 
     Revocation through this store takes effect at once; through another process (the CLI, a
     second API worker) within ``ttl`` seconds.
+
+    A key's last use is written to the registry at most once per ``used_every`` seconds per key
+    (and per worker), not on every request: a write per request would turn every read into a
+    write transaction (SQLite has a single writer, PostgreSQL would churn the row), while a
+    minute is precise enough to tell which keys are still in use.
     """
 
-    def __init__(self, engine: Engine, ttl: float = 30.0) -> None:
+    def __init__(self, engine: Engine, ttl: float = 30.0, used_every: float = 60.0) -> None:
         self.engine = engine
         self.ttl = ttl
+        self.used_every = used_every
         self._rows: dict[str, tuple[float, ApiKey | None]] = {}
+        self._used: dict[str, float] = {}
         self._lock = threading.Lock()
 
     def verify(self, key: str) -> Principal | None:
@@ -105,7 +128,31 @@ class KeyStore:
             return None
         if not hmac.compare_digest(row.secret_sha256, hashed):
             return None
+        self._note_use(row.key_id)
         return Principal(row.key_id, row.name, row.scope)
+
+    def _note_use(self, key_id: str) -> None:
+        """Store the key's last use, unless this store did within ``used_every`` seconds. Runs
+        in the caller's thread (``verify`` is called off the event loop); a failed write is
+        logged and the request goes on: the last use is information, not access control."""
+        now = time.monotonic()
+        with self._lock:
+            last = self._used.get(key_id)
+            if last is not None and now - last < self.used_every:
+                return
+            if len(self._used) > 10_000:  # only verified keys get here, but stay bounded
+                self._used.clear()
+            self._used[key_id] = now
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(
+                    update(ApiKey)
+                    .where(ApiKey.key_id == key_id)
+                    .values(last_used_at=datetime.now(UTC))
+                )
+        except SQLAlchemyError as exc:
+            log.warning("could not store an API key's last use", extra={"key_id": key_id,
+                        "error": str(exc)})  # fmt: skip
 
     def _row(self, key_id: str) -> ApiKey | None:
         now = time.monotonic()

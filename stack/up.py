@@ -351,6 +351,7 @@ def prepare_registry(url: str, settings: UpSettings) -> int:
     from api.registry.crud import upsert_devices
     from api.schemas.devices import DeviceCreate
     from simulators.fleet import build_fleet
+    from smartcity import audit
     from smartcity.registry.db import make_engine
 
     engine = make_engine(url)  # creates the file and the tables
@@ -365,6 +366,9 @@ def prepare_registry(url: str, settings: UpSettings) -> int:
         for d in fleet
     )  # fmt: skip
     with Session(engine) as session:
+        # stored by upsert_devices' commit, with the registration it records
+        audit.record(session, actor=audit.cli_actor(), action="device.register_fleet",
+                     detail=counts)  # fmt: skip
         count = upsert_devices(session, devices)
     engine.dispose()
     return count

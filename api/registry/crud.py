@@ -5,12 +5,16 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TypeVar
 
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
 from api.schemas.devices import DeviceCreate, DeviceUpdate
-from smartcity.registry.models import ApiKey, Device
+from smartcity import audit
+from smartcity.registry.models import ApiKey, AuditEntry, Device
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,9 +117,56 @@ def list_keys(session: Session) -> list[ApiKey]:
     return list(session.scalars(select(ApiKey).order_by(ApiKey.created_at)).all())
 
 
-def revoke_key(session: Session, key_id: str) -> ApiKey | None:
+def revoke_key(session: Session, key_id: str, actor: str) -> ApiKey | None:
+    """Revoke ``key_id`` (None if there is no such key), recorded in the audit trail in the same
+    commit; asking to revoke an unknown key is recorded as refused."""
     row = session.get(ApiKey, key_id)
-    if row is not None and row.revoked_at is None:
-        row.revoked_at = datetime.now(UTC)
-        session.commit()
+    if row is None:
+        audit.record(session, actor=actor, action="key.revoke", outcome="refused: no such key",
+                     detail={"key_id": key_id})  # fmt: skip
+    else:
+        detail = {"key_id": key_id, "name": row.name, "scope": row.scope}
+        if row.revoked_at is None:
+            row.revoked_at = datetime.now(UTC)
+        else:
+            detail["already_revoked"] = "yes"
+        audit.record(session, actor=actor, action="key.revoke", detail=detail)
+    session.commit()
     return row
+
+
+@dataclass(frozen=True, slots=True)
+class AuditFilter:
+    since: datetime | None = None
+    until: datetime | None = None
+    device_id: str | None = None
+    action: str | None = None
+    actor: str | None = None
+
+    def apply(self, query: Select[T]) -> Select[T]:
+        if self.since is not None:
+            query = query.where(AuditEntry.at >= self.since)
+        if self.until is not None:
+            query = query.where(AuditEntry.at < self.until)
+        for column, value in (
+            (AuditEntry.device_id, self.device_id),
+            (AuditEntry.action, self.action),
+            (AuditEntry.actor, self.actor),
+        ):
+            if value is not None:
+                query = query.where(column == value)
+        return query
+
+
+def list_audit(
+    session: Session, where: AuditFilter, limit: int, offset: int
+) -> tuple[list[AuditEntry], int]:
+    """A page of the audit entries matching ``where``, newest first, and how many match."""
+    total = session.scalar(where.apply(select(func.count()).select_from(AuditEntry)))
+    rows = session.scalars(
+        where.apply(select(AuditEntry))
+        .order_by(AuditEntry.at.desc(), AuditEntry.id.desc())
+        .limit(limit)
+        .offset(offset)
+    ).all()
+    return list(rows), int(total or 0)

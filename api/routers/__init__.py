@@ -2,6 +2,7 @@
 
 from api.routers import (
     alerts,
+    audit,
     catalogue,
     devices,
     health,
@@ -20,6 +21,7 @@ ROUTERS = [
     zones.router,
     opendata.router,
     keys.router,
+    audit.router,
     health.router,
     page.router,
 ]

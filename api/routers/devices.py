@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 from fastapi import APIRouter, Path, Query, Response
 from sqlalchemy.exc import IntegrityError
@@ -13,6 +13,8 @@ from api.problems import ProblemError
 from api.registry import crud
 from api.schemas.common import DeviceTypeName, ZoneName, problem_responses
 from api.schemas.devices import DeviceCreate, DevicePublic, DevicesPublic, DeviceUpdate
+from api.security import Principal
+from smartcity import audit
 from smartcity.contract import DEVICE_ID_PATTERN
 from smartcity.registry.models import Device
 
@@ -54,6 +56,34 @@ def _found(session: SessionDep, device_id: str) -> Device:
     return device
 
 
+def _to_change(session: SessionDep, device_id: str, who: Principal, action: str) -> Device:
+    """The device ``who`` wants to change; asking for an unknown one is recorded as refused."""
+    device = crud.get_device(session, device_id)
+    if device is None:
+        _refuse(
+            session, who, action, device_id, 404, f"device {device_id!r} is not in the registry"
+        )
+    return device
+
+
+def _record(session: SessionDep, who: Principal, action: str, device_id: str,
+            detail: dict[str, object]) -> None:  # fmt: skip
+    """Record a change before crud makes it: crud's commit stores both, or neither."""
+    audit.record(session, actor=audit.key_actor(who.key_id), action=action, device_id=device_id,
+                 detail=detail)  # fmt: skip
+
+
+def _refuse(
+    session: SessionDep, who: Principal, action: str, device_id: str, status: int, why: str
+) -> NoReturn:
+    """Record a refused change (unknown device, duplicate id) and answer ``status``."""
+    session.rollback()
+    audit.record(session, actor=audit.key_actor(who.key_id), action=action, device_id=device_id,
+                 outcome=f"refused: {why}")  # fmt: skip
+    session.commit()
+    raise ProblemError(status, why)
+
+
 @router.get("", summary="Registered devices, filtered by type, zone and location")
 def list_devices(
     session: SessionDep,
@@ -80,16 +110,18 @@ def list_devices(
     responses=problem_responses(401, 403, 409, 422),
 )
 def create_device(
-    new: DeviceCreate, session: SessionDep, _who: Writer, cache: CacheDep
+    new: DeviceCreate, session: SessionDep, who: Writer, cache: CacheDep
 ) -> DevicePublic:
-    if crud.get_device(session, new.device_id) is not None:
-        raise ProblemError(409, f"device {new.device_id!r} is already registered; PATCH it")
+    action, device_id = "device.create", new.device_id
+    if crud.get_device(session, device_id) is not None:
+        _refuse(session, who, action, device_id, 409,
+                f"device {device_id!r} is already registered; PATCH it")  # fmt: skip
     check_threshold(new.device_type, new.threshold)
+    _record(session, who, action, device_id, new.model_dump(mode="json", exclude_none=True))
     try:
         device = crud.create_device(session, new)
-    except IntegrityError:
-        session.rollback()
-        raise ProblemError(409, f"device {new.device_id!r} is already registered") from None
+    except IntegrityError:  # registered by someone else since the check
+        _refuse(session, who, action, device_id, 409, f"device {device_id!r} is already registered")
     cache.invalidate()
     return DevicePublic.model_validate(device)
 
@@ -105,14 +137,16 @@ def get_device(device_id: DeviceIdPath, session: SessionDep) -> DevicePublic:
     responses=problem_responses(401, 403, 404, 422),
 )
 def update_device(
-    device_id: DeviceIdPath, change: DeviceUpdate, session: SessionDep, _who: Writer,
+    device_id: DeviceIdPath, change: DeviceUpdate, session: SessionDep, who: Writer,
     cache: CacheDep,
 ) -> DevicePublic:  # fmt: skip
-    device = _found(session, device_id)
+    device = _to_change(session, device_id, who, "device.update")
     check_threshold(
         change.device_type or device.device_type,
         change.threshold if "threshold" in change.model_fields_set else device.threshold,
     )
+    _record(session, who, "device.update", device_id, change.model_dump(mode="json",
+            exclude_unset=True))  # fmt: skip
     device = crud.update_device(session, device, change)
     cache.invalidate()
     return DevicePublic.model_validate(device)
@@ -125,8 +159,11 @@ def update_device(
     responses=problem_responses(401, 403, 404),
 )
 def delete_device(
-    device_id: DeviceIdPath, session: SessionDep, _who: Writer, cache: CacheDep
+    device_id: DeviceIdPath, session: SessionDep, who: Writer, cache: CacheDep
 ) -> Response:
-    crud.delete_device(session, _found(session, device_id))
+    device = _to_change(session, device_id, who, "device.delete")
+    _record(session, who, "device.delete", device_id,
+            {"device_type": device.device_type, "zone": device.zone})  # fmt: skip
+    crud.delete_device(session, device)
     cache.invalidate()
     return Response(status_code=204)

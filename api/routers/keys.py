@@ -12,13 +12,14 @@ from api.registry import crud
 from api.schemas.common import problem_responses
 from api.schemas.keys import KeyCreate, KeyCreated, KeyPublic
 from api.security import create_key
+from smartcity.audit import key_actor
 
 router = APIRouter(prefix="/v1/keys", tags=["keys"], responses=problem_responses(401, 403))
 
 
 @router.post("", status_code=201, summary="Create an API key", responses=problem_responses(422))
-def create(new: KeyCreate, session: SessionDep, _who: Admin) -> KeyCreated:
-    row, key = create_key(session, new.name, new.scope)
+def create(new: KeyCreate, session: SessionDep, who: Admin) -> KeyCreated:
+    row, key = create_key(session, new.name, new.scope, actor=key_actor(who.key_id))
     return KeyCreated(**KeyPublic.model_validate(row).model_dump(), key=key)
 
 
@@ -33,10 +34,10 @@ def list_keys(session: SessionDep, _who: Admin) -> list[KeyPublic]:
 def revoke(
     key_id: Annotated[str, Path(pattern=r"^[0-9a-f]{12}$")],
     session: SessionDep,
-    _who: Admin,
+    who: Admin,
     request: Request,
 ) -> Response:
-    if crud.revoke_key(session, key_id) is None:
+    if crud.revoke_key(session, key_id, key_actor(who.key_id)) is None:
         raise ProblemError(404, f"no API key {key_id!r}")
     request.app.state.keys.forget(key_id)
     return Response(status_code=204)

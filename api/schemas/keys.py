@@ -29,6 +29,9 @@ class KeyPublic(KeyBase):
     key_id: str
     created_at: datetime
     revoked_at: datetime | None = None
+    last_used_at: datetime | None = Field(
+        None, description="When the key last authenticated (to within a minute); null if never."
+    )
 
 
 class KeyCreated(KeyPublic):

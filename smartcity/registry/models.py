@@ -63,6 +63,9 @@ class ApiKey(Base):
     secret_sha256: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
     revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), default=None)
+    #: When the key last authenticated, to the minute (``api.security`` writes it at most once a
+    #: minute per key); None if never used since this column exists.
+    last_used_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), default=None)
 
 
 class AuditEntry(Base):
