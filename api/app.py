@@ -24,6 +24,7 @@ from api.security import KeyStore, create_key
 from api.settings import ApiSettings
 from api.state import CityState, StateCache, compute
 from smartcity import __version__
+from smartcity.audit import cli_actor
 from smartcity.influx import InfluxReader
 from smartcity.registry.db import make_engine
 
@@ -59,7 +60,9 @@ def create_app(settings: ApiSettings) -> FastAPI:
     engine = make_engine(settings.registry_url)
     if settings.admin_key is not None:
         with Session(engine) as session:
-            create_key(session, "bootstrap admin", "admin", settings.admin_key.get_secret_value())
+            # recorded as made by whoever started the API with it, the first time only
+            secret = settings.admin_key.get_secret_value()
+            create_key(session, "bootstrap admin", "admin", secret, actor=cli_actor())
     keys = KeyStore(engine)
 
     @asynccontextmanager

@@ -70,8 +70,8 @@ def create_key(
 ) -> tuple[ApiKey, str]:
     """Store a new key (or a given bootstrap ``key``); returns the row and the key to hand out.
 
-    With an ``actor`` (who asked for the key), the creation is recorded in the audit trail in the
-    same commit as the key.
+    With an ``actor`` (who asked for the key), a new key's creation is recorded in the audit
+    trail in the same commit as the key (a bootstrap key ensured again at start-up is not new).
     """
     if scope not in RANK:
         raise ValueError(f"scope must be one of {', '.join(SCOPES)}")
@@ -83,14 +83,14 @@ def create_key(
     row = ApiKey(
         key_id=key_id, name=name, scope=scope, secret_sha256=hashed, created_at=datetime.now(UTC)
     )
-    session.merge(row)
-    if actor is not None:
+    if actor is not None and session.get(ApiKey, key_id) is None:
         audit.record(
             session,
             actor=actor,
             action="key.create",
             detail={"key_id": key_id, "name": name, "scope": scope},
         )
+    session.merge(row)
     session.commit()
     return row, key
 

@@ -9,6 +9,7 @@ import os
 
 import httpx
 import pytest
+from pydantic import SecretStr
 from sqlalchemy import inspect, select, text, update
 
 from api.security import KeyStore, split_key
@@ -276,3 +277,13 @@ async def test_a_registry_from_before_last_use_gains_the_column(
     async with serve(settings) as client:  # make_engine adds it back
         keys = (await client.get("/v1/keys", headers={"X-API-Key": admin_key})).json()
     assert [k["last_used_at"] is not None for k in keys] == [True]
+
+
+async def test_the_bootstrap_admin_key_is_recorded_when_first_made(settings: ApiSettings) -> None:
+    secret = "correct horse battery staple, thirty-two+"
+    with_key = settings.model_copy(update={"admin_key": SecretStr(secret)})
+    for _start in range(2):  # ensured at every start, created at the first
+        async with serve(with_key) as client:
+            got = await trail(client, secret)
+    assert summary(got["data"]) == [(audit.cli_actor(), "key.create", None, "ok")]
+    assert '"name": "bootstrap admin"' in got["data"][0]["detail"]
