@@ -79,7 +79,8 @@ def list_keys(args: argparse.Namespace) -> int:
     with _session(args) as session:
         for k in crud.list_keys(session):
             state = f"revoked {k.revoked_at:%Y-%m-%d}" if k.revoked_at else "active"
-            print(f"{k.key_id}  {k.scope:<5}  {state:<18}  {k.name}")
+            used = f"used {k.last_used_at:%Y-%m-%d %H:%M}" if k.last_used_at else "never used"
+            print(f"{k.key_id}  {k.scope:<5}  {state:<18}  {used:<21}  {k.name}")
     return 0
 
 

@@ -110,6 +110,12 @@ async def test_keys_made_and_revoked_from_the_cli_are_recorded_as_the_os_user(
     ]
     assert new_id in got["data"][1]["detail"]
     assert new_id in got["data"][2]["detail"]
+    listed = {
+        line.split()[0]: line
+        for line in run_smartcity("api", "list-keys", env=env).stdout.splitlines()
+    }
+    assert "never used" in listed[new_id]
+    assert " used 20" in listed[key_id(admin_key)]  # by the audit request above
 
 
 def test_smartcity_up_records_one_entry_per_fleet_registration(registry_url: str) -> None:
