@@ -14,6 +14,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query, Request, Response
 
 from api.deps import Admin, SessionDep
+from api.opendata import formats
 from api.problems import ProblemError
 from api.registry import crud
 from api.schemas.audit import AuditEntryPublic, AuditPublic
@@ -21,7 +22,7 @@ from api.schemas.common import problem_responses
 from smartcity.contract import DEVICE_ID_PATTERN
 
 router = APIRouter(prefix="/v1/audit", tags=["audit"])
-CSV_MEDIA_TYPE = "text/csv; charset=utf-8"
+CSV_MEDIA_TYPE = formats.MEDIA_TYPES["csv"]
 COLUMNS = tuple(AuditEntryPublic.model_fields)
 #: Characters that make a spreadsheet read a cell as a formula (or, tab and CR, hide one).
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
