@@ -137,6 +137,9 @@ def revoke_key(session: Session, key_id: str, actor: str) -> ApiKey | None:
 
 @dataclass(frozen=True, slots=True)
 class AuditFilter:
+    """The filters of ``GET /v1/audit``: times in UTC, ``since`` included and ``until`` not (so
+    consecutive periods never share an entry); the others match exactly."""
+
     since: datetime | None = None
     until: datetime | None = None
     device_id: str | None = None
