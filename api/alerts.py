@@ -60,8 +60,8 @@ def _public(a: AlertDraft) -> AlertPublic:
         values["pct"] = round(100 * float(a.value or 0))
     return AlertPublic(
         id=f"{a.kind}:{d.device_id}",
-        kind=a.kind,  # type: ignore[arg-type]
-        severity=a.severity,  # type: ignore[arg-type]
+        kind=a.kind,
+        severity=a.severity,
         device_id=d.device_id,
         device_type=d.device_type,
         zone=d.zone,

@@ -98,7 +98,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
     app.state.catalogue = catalogue.load()
     problems.install(app)
     app.add_middleware(
-        RateLimit,  # type: ignore[arg-type]
+        RateLimit,
         keys=keys,
         anonymous_per_minute=settings.rate_limit,
         keyed_per_minute=settings.rate_limit_keyed,

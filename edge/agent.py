@@ -16,8 +16,11 @@ import random
 import threading
 import time
 from datetime import UTC, datetime
+from typing import Literal
 
 import paho.mqtt.client as paho
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
 
 from edge import mqtt
 from edge.commands import CommandHandler
@@ -54,7 +57,7 @@ class Agent:
         self.stop = stop
         self.started = time.monotonic()
         self.topics = {
-            ch: topic(settings.device_type, settings.device_id, ch, settings.city)  # type: ignore[arg-type]
+            ch: topic(settings.device_type, settings.device_id, ch, settings.city)
             for ch in ("telemetry", "events", "status", "health", "cmd", "cmd_result")
         }
         self.commands = CommandHandler(settings.device_type, driver, self.topics["cmd"])
@@ -206,7 +209,12 @@ class Agent:
             self.inflight[info.mid] = batch
 
     def _on_publish(
-        self, client: paho.Client, userdata: object, mid: int, reason: object, props: object
+        self,
+        client: paho.Client,
+        userdata: object,
+        mid: int,
+        reason: ReasonCode,
+        props: Properties,
     ) -> None:
         batch = self.inflight.pop(mid, None)
         if batch is None:
@@ -257,7 +265,7 @@ class Agent:
     def _publish_health(self) -> None:
         self.client.publish(self.topics["health"], encode(self.health()), qos=1)
 
-    def _status(self, state: str) -> bytes:
+    def _status(self, state: Literal["online", "offline"]) -> bytes:
         s = self.settings
         location = (
             Location(lat=s.lat, lon=s.lon) if s.lat is not None and s.lon is not None else None
@@ -265,7 +273,7 @@ class Agent:
         return encode(
             Status(
                 v=1,
-                state=state,  # type: ignore[arg-type]
+                state=state,
                 ts=datetime.now(UTC),
                 zone=s.zone,
                 location=location,
@@ -295,7 +303,12 @@ class Agent:
         log.warning(what, extra={"error": str(error), "retry_in_s": round(wait, 2)})
 
     def _on_connect(
-        self, client: paho.Client, userdata: object, flags: object, reason: object, props: object
+        self,
+        client: paho.Client,
+        userdata: object,
+        flags: paho.ConnectFlags,
+        reason: ReasonCode,
+        props: Properties | None,
     ) -> None:
         if mqtt.failed(reason):
             # the broker closes the socket next; _on_disconnect schedules the retry
@@ -320,7 +333,12 @@ class Agent:
         )
 
     def _on_disconnect(
-        self, client: paho.Client, userdata: object, flags: object, reason: object, props: object
+        self,
+        client: paho.Client,
+        userdata: object,
+        flags: paho.DisconnectFlags,
+        reason: ReasonCode,
+        props: Properties | None,
     ) -> None:
         was_connected, self.connected, self.open = self.connected, False, False
         if self.stop.is_set() and was_connected:
@@ -330,7 +348,12 @@ class Agent:
         self._backoff("broker connection lost" if was_connected else "connection failed", reason)
 
     def _on_subscribe(
-        self, client: paho.Client, userdata: object, mid: int, reasons: list[object], props: object
+        self,
+        client: paho.Client,
+        userdata: object,
+        mid: int,
+        reasons: list[ReasonCode],
+        props: Properties | None,
     ) -> None:
         for reason in reasons:
             if mqtt.failed(reason):

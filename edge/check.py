@@ -19,6 +19,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import paho.mqtt.client as paho
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
 
 from edge import mqtt
 from edge.drivers import DRIVERS
@@ -159,11 +161,7 @@ def _check_broker(
     settings: EdgeSettings, report: Report, outbox: Outbox | None, reading: Reading | None
 ) -> None:
     client = mqtt.new_client(settings, settings.mqtt_client_id, agent=False)
-    answers: dict[str, object] = {}
-    client.on_connect = lambda c, u, f, reason, p: answers.setdefault("connack", reason)
-    client.on_disconnect = lambda c, u, f, reason, p: answers.setdefault("closed", reason)
-    client.on_subscribe = lambda c, u, mid, reasons, p: answers.setdefault("suback", reasons[0])
-    client.on_publish = lambda c, u, mid, reason, p: answers.setdefault("puback", reason)
+    answers = _record_answers(client)
     url = safe_url(settings.mqtt_url)
     if not _login(client, settings, report, answers, url):
         report.skip("commands", "needs the broker")
@@ -195,7 +193,7 @@ def _login(
     client: paho.Client,
     settings: EdgeSettings,
     report: Report,
-    answers: dict[str, object],
+    answers: dict[str, ReasonCode],
     url: str,
 ) -> bool:
     try:
@@ -271,7 +269,7 @@ def _publish_test_reading(
     settings: EdgeSettings,
     report: Report,
     client: paho.Client,
-    answers: dict[str, object],
+    answers: dict[str, ReasonCode],
     outbox: Outbox,
     reading: Reading,
 ) -> None:
@@ -297,7 +295,47 @@ def _publish_test_reading(
         report.ok("publish", f"test reading seq {seq} acknowledged on {telemetry}")
 
 
-def _answer(client: paho.Client, answers: dict[str, object], key: str) -> object | None:
+def _record_answers(client: paho.Client) -> dict[str, ReasonCode]:
+    """The broker's first answer of each kind, filled in by the client's callbacks (paho's
+    ``CallbackAPIVersion.VERSION2`` signatures) as the network loop runs."""
+    answers: dict[str, ReasonCode] = {}
+
+    def on_connect(
+        _c: paho.Client,
+        _u: object,
+        _f: paho.ConnectFlags,
+        reason: ReasonCode,
+        _p: Properties | None,
+    ) -> None:
+        answers.setdefault("connack", reason)
+
+    def on_disconnect(
+        _c: paho.Client,
+        _u: object,
+        _f: paho.DisconnectFlags,
+        reason: ReasonCode,
+        _p: Properties | None,
+    ) -> None:
+        answers.setdefault("closed", reason)
+
+    def on_subscribe(
+        _c: paho.Client, _u: object, _mid: int, reasons: list[ReasonCode], _p: Properties | None
+    ) -> None:
+        answers.setdefault("suback", reasons[0])
+
+    def on_publish(
+        _c: paho.Client, _u: object, _mid: int, reason: ReasonCode, _p: Properties
+    ) -> None:
+        answers.setdefault("puback", reason)
+
+    client.on_connect = on_connect
+    client.on_disconnect = on_disconnect
+    client.on_subscribe = on_subscribe
+    client.on_publish = on_publish
+    return answers
+
+
+def _answer(client: paho.Client, answers: dict[str, ReasonCode], key: str) -> ReasonCode | None:
     """Run the network loop until the broker's ``key`` answer arrives, or time runs out."""
     deadline = time.monotonic() + ANSWER_TIMEOUT
     while key not in answers and "closed" not in answers and time.monotonic() < deadline:

@@ -34,7 +34,7 @@ class CommandHandler:
         command = self.decode(topic, payload)
         return self.apply(command) if isinstance(command, Command) else command
 
-    def decode(self, topic: str, payload: bytes) -> Command | CommandResult | None:
+    def decode(self, topic: str, payload: bytes | bytearray) -> Command | CommandResult | None:
         """The validated command; or its rejection; or None for a message that is not ours."""
         if topic != self.topic:
             log.warning("ignored a message on a topic that is not ours", extra={"topic": topic})
@@ -66,7 +66,7 @@ class CommandHandler:
         return CommandResult(v=1, ts=_now(), id=command_id, status="rejected", reason=reason[:512])
 
 
-def _best_effort_id(payload: bytes) -> str | None:
+def _best_effort_id(payload: bytes | bytearray) -> str | None:
     """The ``id`` of a command that failed validation, if it had a usable one."""
     if len(payload) > MAX_PAYLOAD_BYTES:
         return None

@@ -12,6 +12,7 @@ import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
 
 from edge.settings import EdgeSettings
 from smartcity.contract import Status, encode, topic
@@ -54,6 +55,6 @@ def status_topic(settings: EdgeSettings) -> str:
     return topic(settings.device_type, settings.device_id, "status", settings.city)
 
 
-def failed(reason: object) -> bool:
+def failed(reason: ReasonCode) -> bool:
     """True for an MQTT v5 reason code that means failure (0x80 and above)."""
-    return bool(getattr(reason, "is_failure", False))
+    return reason.is_failure

@@ -171,7 +171,7 @@ def _said(body: Any) -> str:
     """What a server said, short: Grafana's ``message``, else the body itself, cut."""
     if body is None:
         return ""
-    if isinstance(body, dict) and isinstance(body.get("message"), str):
-        return body["message"]
+    if isinstance(body, dict) and isinstance(message := body.get("message"), str):
+        return message
     text = body if isinstance(body, str) else json.dumps(body)
     return " ".join(text.split())[:300]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from grafana.sdk import (
     DATASOURCE,
@@ -223,7 +223,7 @@ def geomap_panel(
     zoom: int,
     colour_field: str,
     steps: Steps,
-    transformations: Sequence[dashboard.DataTransformerConfig] = (),
+    transformations: Sequence[dashboard_models.DataTransformerConfig] = (),
     texts: dict[int, tuple[str, str]] | None = None,
     w: int = 24,
     h: int = 14,
@@ -254,7 +254,10 @@ def geomap_panel(
         )
     )
     b = _common(geomap.Panel(), title, description, targets)
-    b.view(geomap.MapViewConfig().id("coords").lat(centre[0]).lon(centre[1]).zoom(zoom)).basemap(
+    # the SDK types lat/lon as int (Grafana's schema says int64), but they are degrees: a map
+    # centred on whole degrees would miss the city by tens of km, and Grafana takes decimals
+    lat, lon = cast(int, centre[0]), cast(int, centre[1])
+    b.view(geomap.MapViewConfig().id("coords").lat(lat).lon(lon).zoom(zoom)).basemap(
         common.MapLayerOptions().type("default").name("OpenStreetMap")
     ).layers([markers]).thresholds(thresholds(steps)).color_scheme(
         dashboard.FieldColor().mode(dashboard_models.FieldColorModeId.THRESHOLDS)

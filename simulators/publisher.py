@@ -12,9 +12,12 @@ import ssl
 import threading
 import time
 from collections import deque
+from typing import cast
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
 
 from smartcity.settings import mqtt_endpoint
 
@@ -41,7 +44,8 @@ class AckingPublisher:
             self.client.tls_set_context(ssl.create_default_context())
         self.client.max_inflight_messages_set(1000)
         self.client.max_queued_messages_set(0)
-        self.client.reconnect_delay_set(0.1, 5)
+        # paho types the delays as int, but sleeps them as float seconds: 0.1 s is meant
+        self.client.reconnect_delay_set(cast(int, 0.1), 5)
         self.connected = threading.Event()
         self.answered = threading.Event()  # a CONNACK came, accepting or refusing
         self.refusal: str | None = None
@@ -53,9 +57,14 @@ class AckingPublisher:
         self.acked_readings = 0
 
     def _on_connect(
-        self, client: paho.Client, userdata: object, flags: object, rc: object, props: object = None
+        self,
+        client: paho.Client,
+        userdata: object,
+        flags: paho.ConnectFlags,
+        rc: ReasonCode,
+        props: Properties | None = None,
     ) -> None:
-        if not getattr(rc, "is_failure", False):
+        if not rc.is_failure:
             self.connected.set()
         else:
             self.refusal = str(rc)

@@ -10,7 +10,8 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from typing import TypeVar, overload
 
 from smartcity import __version__, logs
 from smartcity.errors import UserError
@@ -31,6 +32,8 @@ COMMAND_MODULES = {
 #: The pyproject extra each command needs, where it is not named like the command.
 EXTRAS = {"up": "server"}
 
+N = TypeVar("N")
+
 
 class CommandParser(argparse.ArgumentParser):
     """A subcommand's parser, which reports arguments it does not know with its own usage.
@@ -40,9 +43,19 @@ class CommandParser(argparse.ArgumentParser):
     of subcommands get this class too (``add_subparsers`` uses the parent's class).
     """
 
-    def parse_known_args(  # type: ignore[override]
-        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
-    ) -> tuple[argparse.Namespace, list[str]]:
+    # the overloads of argparse's own signature (typeshed's), so the override stays compatible
+    @overload
+    def parse_known_args(
+        self, args: Iterable[str] | None = None, namespace: None = None
+    ) -> tuple[argparse.Namespace, list[str]]: ...
+    @overload
+    def parse_known_args(self, args: Iterable[str] | None, namespace: N) -> tuple[N, list[str]]: ...
+    @overload
+    def parse_known_args(self, *, namespace: N) -> tuple[N, list[str]]: ...
+
+    def parse_known_args(
+        self, args: Iterable[str] | None = None, namespace: object = None
+    ) -> tuple[object, list[str]]:
         parsed, unknown = super().parse_known_args(args, namespace)
         if unknown:
             self.error(f"unrecognized arguments: {' '.join(unknown)}")

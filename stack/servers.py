@@ -22,6 +22,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypedDict
 
 #: Debian package that provides each server binary.
 PACKAGES = {
@@ -92,6 +93,15 @@ def port_in_use(host: str, port: int) -> bool:
         return s.connect_ex((host, port)) == 0
 
 
+class RunAs(TypedDict, total=False):
+    """``subprocess.Popen`` arguments that run a server as another account, in its folder."""
+
+    user: int
+    group: int
+    extra_groups: list[int]
+    cwd: Path | None
+
+
 @dataclass(kw_only=True)
 class ChildServer:
     """A server process we own: config written, started, waited for, stopped."""
@@ -105,7 +115,7 @@ class ChildServer:
     def command(self) -> list[str]:
         raise NotImplementedError
 
-    def run_as(self) -> dict[str, object]:
+    def run_as(self) -> RunAs:
         """Extra ``subprocess.Popen`` arguments for the server process (e.g. its user)."""
         return {}
 
@@ -133,7 +143,7 @@ class ChildServer:
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            **self.run_as(),  # type: ignore[call-overload]
+            **self.run_as(),
         )
         log.close()
         deadline = time.monotonic() + timeout
@@ -328,7 +338,7 @@ class Postgres(ChildServer):
                 continue
         raise ServerError("PostgreSQL will not run as root: create a 'postgres' user")
 
-    def run_as(self) -> dict[str, object]:
+    def run_as(self) -> RunAs:
         account = self.os_user()
         if account is None:
             return {}
@@ -353,7 +363,7 @@ class Postgres(ChildServer):
             subprocess.run(
                 [find_binary("initdb"), "-D", str(self.data_dir), "-U", self.user,
                  "--auth=trust", "--encoding=UTF8", "--locale=C", "--no-sync"],
-                stdout=log, stderr=subprocess.STDOUT, check=True, **self.run_as(),  # type: ignore[call-overload]
+                stdout=log, stderr=subprocess.STDOUT, check=True, **self.run_as(),
             )  # fmt: skip
         with (self.data_dir / "postgresql.conf").open("a") as conf:
             conf.write(

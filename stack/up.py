@@ -176,7 +176,7 @@ def lock_data_dir(data_dir: Path) -> int:
 
     An flock, so it goes with the process however it ends; returns the descriptor to close.
     """
-    from stack.cli import UserError
+    from smartcity.errors import UserError
 
     data_dir.mkdir(parents=True, exist_ok=True)
     path = data_dir / "up.lock"

@@ -77,3 +77,16 @@ def test_catalogue_dashboards_are_boards_we_ship() -> None:
     named = {d.uid for s in load().services for d in s.dashboards}
     assert named
     assert named <= shipped, named - shipped
+
+
+def test_the_api_accepts_exactly_the_device_types_and_their_series_fields() -> None:
+    # the API spells these names out as Literal types for the type checker; they must stay the
+    # contract's, in its order (the OpenAPI enums list them so)
+    from typing import get_args
+
+    from api.routers.readings import SeriesField, numeric_fields
+    from api.schemas.common import DeviceTypeName
+
+    assert get_args(DeviceTypeName) == tuple(DEVICE_TYPES)
+    fields = {f for t in DEVICE_TYPES.values() for f in numeric_fields(t)}
+    assert get_args(SeriesField) == tuple(sorted(fields))

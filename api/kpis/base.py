@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
+from api.schemas.alerts import AlertKind, Severity
 from api.settings import ApiSettings
 from smartcity.devices import DeviceType
 from smartcity.influx import InfluxReader, Row, at, ident
@@ -58,8 +59,8 @@ class Figure:
 
 @dataclass(frozen=True, slots=True)
 class AlertDraft:
-    kind: str
-    severity: str
+    kind: AlertKind
+    severity: Severity
     device: DeviceState
     value: float | str | None = None
     detail: dict[str, Any] = field(default_factory=dict)

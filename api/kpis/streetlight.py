@@ -28,7 +28,8 @@ def lit(d: DeviceState, _s: ApiSettings | None = None) -> bool:
 
 
 def failed(d: DeviceState, _s: ApiSettings | None = None) -> bool:
-    return d.fields.get("status", "ok") != "ok"
+    status: object = d.fields.get("status", "ok")
+    return status != "ok"
 
 
 class StreetlightKpis(DeviceKpis):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TypeVar
+from typing import TypeVar, TypeVarTuple
 
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
@@ -16,6 +16,9 @@ from smartcity.registry.models import ApiKey, AuditEntry, Device
 
 T = TypeVar("T")
 
+#: The columns a query selects: the filter narrows the rows, whatever the columns.
+Columns = TypeVarTuple("Columns")
+
 
 @dataclass(frozen=True, slots=True)
 class DeviceFilter:
@@ -24,7 +27,7 @@ class DeviceFilter:
     #: (min lon, min lat, max lon, max lat), the GeoJSON order
     bbox: tuple[float, float, float, float] | None = None
 
-    def apply(self, query: Select[tuple[Device]]) -> Select[tuple[Device]]:
+    def apply(self, query: Select[*Columns]) -> Select[*Columns]:
         if self.device_type:
             query = query.where(Device.device_type == self.device_type)
         if self.zone:
@@ -40,7 +43,7 @@ class DeviceFilter:
 def list_devices(
     session: Session, where: DeviceFilter, limit: int, offset: int
 ) -> tuple[list[Device], int]:
-    total = session.scalar(where.apply(select(func.count()).select_from(Device)))  # type: ignore[arg-type]
+    total = session.scalar(where.apply(select(func.count()).select_from(Device)))
     rows = session.scalars(
         where.apply(select(Device)).order_by(Device.device_id).limit(limit).offset(offset)
     ).all()

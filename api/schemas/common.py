@@ -1,4 +1,8 @@
-"""Types shared by several resources, built from the contract so they never drift from it."""
+"""Types shared by several resources.
+
+The names a route accepts are spelled out as ``Literal`` types, so that type checkers see them;
+``tests/test_registry.py`` and ``tests/api/test_types.py`` fail when one drifts from the contract.
+"""
 
 from __future__ import annotations
 
@@ -7,13 +11,27 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 
-from smartcity.city import ZONE_NAMES
 from smartcity.contract import DEVICE_ID_PATTERN
-from smartcity.devices import DEVICE_TYPES
 
 DeviceId = Annotated[str, StringConstraints(pattern=DEVICE_ID_PATTERN)]
-DeviceTypeName = Literal[tuple(DEVICE_TYPES)]  # type: ignore[valid-type]
-ZoneName = Literal[ZONE_NAMES]  # type: ignore[valid-type]
+#: The contract's device types (``smartcity.devices.DEVICE_TYPES``), in its order.
+DeviceTypeName = Literal["streetlight", "wastebin", "evcharger"]
+#: The city's zones (``smartcity.city.ZONE_NAMES``), in its order.
+ZoneName = Literal[
+    "Centro",
+    "Po",
+    "Borgo Loreto",
+    "Zaist",
+    "Cambonino",
+    "Boschetto",
+    "Migliaro",
+    "Incrociatello",
+    "Sant'Ambrogio",
+    "Maristella",
+    "Cavatigozzi",
+    "San Bernardo",
+    "Bagnara",
+]
 # strict: a number, not true/false or text that looks like one (the schema says number)
 Latitude = Annotated[float, Field(ge=-90, le=90, allow_inf_nan=False, strict=True)]
 Longitude = Annotated[float, Field(ge=-180, le=180, allow_inf_nan=False, strict=True)]

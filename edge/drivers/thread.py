@@ -26,9 +26,9 @@ class DriverThread:
     def __init__(self, driver: Driver) -> None:
         self.driver = driver
         self.started = False  # touched by the driver thread only
-        self._calls: queue.SimpleQueue[tuple[Future[Any], Callable[..., Any], tuple] | None] = (
-            queue.SimpleQueue()
-        )
+        self._calls: queue.SimpleQueue[
+            tuple[Call[Any], Callable[..., Any], tuple[object, ...]] | None
+        ] = queue.SimpleQueue()
         self._thread = threading.Thread(
             target=self._run, name=f"driver-{driver.device_id}", daemon=True
         )

@@ -41,7 +41,7 @@ def device_positions() -> str:
     )
 
 
-def one_row_per_device() -> list[dashboard.DataTransformerConfig]:
+def one_row_per_device() -> list[dashboard_models.DataTransformerConfig]:
     """Grafana merges the position rows and each device type's fault rows into one table,
     then keeps one row per device: its position and its worst condition."""
     aggregate = {"lat": "lastNotNull", "lon": "lastNotNull", CONDITION: "max"}

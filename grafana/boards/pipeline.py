@@ -73,7 +73,6 @@ def broker(select: str) -> str:
 
 
 def ingest_section() -> Section:
-    ts = {"min_interval": STATS_INTERVAL}
     return Section(
         "Ingestione",
         [
@@ -108,7 +107,7 @@ def ingest_section() -> Section:
                 influxql(per_worker("mean", "rate_messages"), "A", alias="messaggi"),
                 influxql(per_second("points_written"), "B", alias="punti"),
                 unit=MSG_RATE,
-                **ts,
+                min_interval=STATS_INTERVAL,
             ),
             timeseries_panel(
                 "Messaggi non validi e tentativi",
@@ -117,7 +116,7 @@ def ingest_section() -> Section:
                 influxql(per_second("retries"), "B", alias="tentativi"),
                 unit=MSG_RATE,
                 steps=higher_is_worse(0.1, 1),
-                **ts,
+                min_interval=STATS_INTERVAL,
             ),
             timeseries_panel(
                 "Ritardo dai dispositivi",
@@ -125,7 +124,7 @@ def ingest_section() -> Section:
                 influxql(per_worker("max", "lag_seconds", outer="max"), alias="ritardo"),
                 unit="s",
                 steps=higher_is_worse(LAG_WARN, LAG_BAD),
-                **ts,
+                min_interval=STATS_INTERVAL,
             ),
             timeseries_panel(
                 "Latenza di scrittura",
@@ -133,14 +132,14 @@ def ingest_section() -> Section:
                 influxql(per_worker("max", "write_latency_seconds", outer="max"), alias="latenza"),
                 unit="s",
                 steps=higher_is_worse(LATENCY_WARN, LATENCY_BAD),
-                **ts,
+                min_interval=STATS_INTERVAL,
             ),
             timeseries_panel(
                 "Code dell'ingester",
                 "Batches waiting in memory and on disk, all workers.",
                 influxql(per_worker("last", "queue_depth"), "A", alias="in memoria"),
                 influxql(per_worker("last", "spool_depth"), "B", alias="su disco"),
-                **ts,
+                min_interval=STATS_INTERVAL,
             ),
             timeseries_panel(
                 "Broker MQTT",
@@ -150,7 +149,7 @@ def ingest_section() -> Section:
                 influxql(broker('last("clients_connected")'), "B", alias="client connessi"),
                 influxql(broker('last("messages_stored")'), "C", alias="messaggi in coda"),
                 steps=higher_is_worse(1, 100),
-                **ts,
+                min_interval=STATS_INTERVAL,
             ),
         ],
     )
