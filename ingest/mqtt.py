@@ -220,9 +220,9 @@ class MqttConnection(asyncio.Protocol):
         """Acknowledge QoS 1 deliveries in one write; False if the connection is gone."""
         if not mids:
             return True
-        if self.transport is None or self.transport.is_closing():
+        if not self._open():
             return False
-        self.transport.write(b"".join([mqtt5.PubAckPacket(mid).write() for mid in mids]))
+        self._write(b"".join([mqtt5.PubAckPacket(mid).write() for mid in mids]))
         return True
 
     async def subscribe(self, filters: Sequence[mqtt5.TopicFilter]) -> list[int]:
@@ -369,10 +369,18 @@ class MqttConnection(asyncio.Protocol):
                 return self._last_id
         raise MqttError("65,535 requests in flight: no packet id left")
 
+    def _open(self) -> bool:
+        transport = self.transport
+        return transport is not None and not transport.is_closing() and not self.closed.done()
+
+    def _write(self, data: bytes) -> None:
+        assert self.transport is not None
+        self.transport.write(data)
+
     def _send(self, packet: bytes) -> None:
-        if self.transport is None or self.transport.is_closing():
+        if not self._open():
             raise MqttError(self._reason or "not connected")
-        self.transport.write(packet)
+        self._write(packet)
 
     async def _request(self, packet_id: int, packet: bytes, answer: str) -> int | list[int]:
         """Send a packet and wait for the answer carrying the same packet id."""
