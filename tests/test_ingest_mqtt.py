@@ -4,6 +4,7 @@ only when asked, every message exactly as published, pausing, keepalive, TLS."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from ingest.mqtt import MqttError, MqttOptions, connect
-from smartcity.servers import Mosquitto, free_port
+from smartcity.servers import BROKER_ACL, Mosquitto, free_port, mosquitto_auth_config
 
 Got = list[tuple[str, bytes, int, int, bool]]
 
@@ -212,3 +213,25 @@ async def test_a_session_ended_with_clean_start_and_no_expiry_keeps_nothing(
 async def test_connection_refused_is_an_mqtt_error_not_a_crash() -> None:
     with pytest.raises(MqttError, match="cannot connect"):
         await connect(MqttOptions("127.0.0.1", free_port(), "nobody", timeout=5), print)  # type: ignore[arg-type]
+
+
+async def test_username_and_password_and_the_shipped_acl(tmp_path: Path, city: str) -> None:
+    """The ingester's account under smartcity/mosquitto_acl.conf: it subscribes to the device
+    channels and publishes its barrier; a wrong password is refused with a reason."""
+    work = tmp_path / "auth"
+    extra = mosquitto_auth_config(work, {"ingest": "right"}, BROKER_ACL.read_text())
+    broker = Mosquitto(workdir=work, host="127.0.0.1", port=free_port(), extra_config=extra)
+    broker.start()
+    try:
+        base = MqttOptions(broker.host, broker.port, city, username="ingest", password="right")
+        c = await connect(base, lambda *_: None)
+        assert await c.subscribe([at_least_once("smartcity/v1/+/+/+/telemetry")]) == [1]
+        await c.publish(f"smartcity/v1/_ingest/sync/{city}", b"", qos=1)
+        with pytest.raises(MqttError, match="refused a publish"):
+            await c.publish("smartcity/v1/cremona/wastebin/wb-1/telemetry", b"{}", qos=1)
+        await c.disconnect()
+        wrong = dataclasses.replace(base, password="wrong")
+        with pytest.raises(MqttError, match=r"refused the connection: .*check the user"):
+            await connect(wrong, lambda *_: None)
+    finally:
+        broker.stop()
