@@ -23,6 +23,7 @@ and reconnects, and the broker redelivers what was not acknowledged.
 from __future__ import annotations
 
 import asyncio
+import logging
 import ssl
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -39,6 +40,7 @@ Delivery = Callable[[str, bytes, int, int, bool], None]
 COALESCE_BELOW = 64 * 1024
 COALESCE_WAIT = 0.005
 _Code = mqtt5.DisconnectReasonCode
+log = logging.getLogger("smartcity.ingest.mqtt")
 
 
 class MqttError(Exception):
@@ -320,10 +322,17 @@ class MqttConnection(asyncio.Protocol):
                 self.close(f"malformed packet from the broker: {exc}", _Code.MALFORMED_PACKET)
                 return
             pos += used
-            if type(packet) is publish:
-                self._publish(packet)
-            else:
-                self._control(packet)
+            try:
+                if type(packet) is publish:
+                    self._publish(packet)
+                else:
+                    self._control(packet)
+            except Exception as exc:  # a bug of ours: reconnect, the broker redelivers
+                log.exception("handling a packet from the broker failed")
+                self.close(
+                    f"handling a packet failed: {exc!r}", _Code.IMPLEMENTATION_SPECIFIC_ERROR
+                )
+                return
         self._rest = data[pos:] if self._reason is None else b""
 
     def _publish(self, packet: mqtt5.PublishPacket) -> None:

@@ -248,3 +248,19 @@ async def test_a_paused_connection_keeps_pinging_and_is_not_declared_dead() -> N
     assert (await written(t, 5))[1:] == [mqtt5.PingReqPacket()] * 4
     assert not t.closing
     c.close("test")
+
+
+async def test_a_failing_delivery_closes_the_connection_instead_of_escaping() -> None:
+    """Found after a pause too (from a callback, where asyncio would only log it)."""
+
+    def on_message(*delivery: object) -> None:
+        raise RuntimeError("a bug")
+
+    c, t = opened([])
+    c.on_message = on_message
+    c.pause()
+    c.data_received(publish("t", b"x", 1))
+    c.resume()
+    with pytest.raises(MqttError, match="handling a packet failed: RuntimeError"):
+        await c.wait_closed()
+    assert isinstance(t.packets()[-1], mqtt5.DisconnectPacket)
