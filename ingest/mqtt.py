@@ -62,8 +62,12 @@ class MqttOptions:
     session_expiry: int = 0
     receive_maximum: int = 65_535
     keepalive: int = 30
-    #: Seconds to wait for the TCP/TLS connection and CONNACK, and for each SUBACK or PUBACK.
+    #: Seconds to wait for the TCP/TLS connection and CONNACK, and for each SUBACK.
     timeout: float = 30.0
+    #: Seconds to wait for the PUBACK of our own publish. Short: while the caller holds reading
+    #: back, the PUBACK waits unread behind the deliveries, and a caller that waits for it
+    #: (the ingester's writer, after a dead-letter) must not stall for long.
+    publish_timeout: float = 10.0
 
 
 class Connection(Protocol):
@@ -231,7 +235,10 @@ class MqttConnection(asyncio.Protocol):
         """Subscribe in one packet; returns the broker's reason code for each filter."""
         packet_id = self._new_id()
         codes = await self._request(
-            packet_id, mqtt5.SubscribePacket(packet_id, list(filters)).write(), "SUBACK"
+            packet_id,
+            mqtt5.SubscribePacket(packet_id, list(filters)).write(),
+            "SUBACK",
+            self.options.timeout,
         )
         assert isinstance(codes, list)
         return codes
@@ -245,7 +252,7 @@ class MqttConnection(asyncio.Protocol):
         packet = mqtt5.PublishPacket(
             topic, payload, qos=mqtt5.QoS.AT_LEAST_ONCE, packet_id=packet_id
         ).write()
-        code = await self._request(packet_id, packet, "PUBACK")
+        code = await self._request(packet_id, packet, "PUBACK", self.options.publish_timeout)
         if isinstance(code, int) and code >= 0x80:
             raise MqttError(f"the broker refused a publish to {topic}: reason code {code}")
 
@@ -391,15 +398,17 @@ class MqttConnection(asyncio.Protocol):
             raise MqttError(self._reason or "not connected")
         self._write(packet)
 
-    async def _request(self, packet_id: int, packet: bytes, answer: str) -> int | list[int]:
+    async def _request(
+        self, packet_id: int, packet: bytes, answer: str, wait: float
+    ) -> int | list[int]:
         """Send a packet and wait for the answer carrying the same packet id."""
         self._send(packet)
         future: asyncio.Future[int | list[int]] = self.loop.create_future()
         self._waiting[packet_id] = future
         try:
-            async with asyncio.timeout(self.options.timeout):
+            async with asyncio.timeout(wait):
                 return await future
         except TimeoutError:
-            raise MqttError(f"no {answer} within {self.options.timeout} s") from None
+            raise MqttError(f"no {answer} within {wait} s") from None
         finally:
             self._waiting.pop(packet_id, None)

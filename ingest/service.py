@@ -271,7 +271,8 @@ class Ingester:
             session_expiry=self.settings.session_expiry,
             receive_maximum=self.settings.receive_maximum,
             keepalive=30,
-            timeout=120,
+            timeout=120,  # a resumed session's queue comes before the SUBACK
+            publish_timeout=10,
         )
         return await connect(options, on_message)
 
