@@ -133,6 +133,7 @@ class MqttConnection(asyncio.Protocol):
         self.closed: asyncio.Future[str] = self.loop.create_future()
         self.keepalive = options.keepalive
         self._rest = b""  # the start of a packet not yet complete, or what a pause left
+        self._deferred: list[bytes] = []  # PUBLISH packets read while held, before _rest
         self._waiting: dict[int, asyncio.Future[int | list[int]]] = {}  # our packet ids
         self._last_id = 0
         self._held = False  # reading paused by the caller (backpressure)
@@ -165,11 +166,11 @@ class MqttConnection(asyncio.Protocol):
         if self._rest:
             data = self._rest + data
             self._rest = b""
-        if self._held:
-            self._rest = data
-            return
         self._deliver(data)
         transport = self.transport
+        if self._held:
+            self._hold_reading()
+            return
         if (
             size < COALESCE_BELOW
             and not self._held
@@ -213,8 +214,7 @@ class MqttConnection(asyncio.Protocol):
         Keepalive still runs: the broker keeps the connection open however long the pause.
         """
         self._held = True
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.pause_reading()
+        self._hold_reading()
 
     def resume(self) -> None:
         if self._held:
@@ -299,23 +299,40 @@ class MqttConnection(asyncio.Protocol):
         if not self._held and self.transport is not None and not self.transport.is_closing():
             self.transport.resume_reading()
 
+    def _hold_reading(self) -> None:
+        """While held, read only as long as one of our requests awaits its answer."""
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        if self._waiting:
+            transport.resume_reading()
+        else:
+            transport.pause_reading()
+
     def _continue(self) -> None:
         """After a pause: the packets a pause left first, then the socket again."""
         if self._held or self.transport is None or self.transport.is_closing():
             return
-        if self._rest:
-            rest, self._rest = self._rest, b""
+        if self._deferred or self._rest:
+            rest = b"".join(self._deferred) + self._rest
+            self._deferred.clear()
+            self._rest = b""
             self._deliver(rest)
         if not self._held and not self._gathering and not self.transport.is_closing():
             self.transport.resume_reading()
 
     def _deliver(self, data: bytes) -> None:
-        """Handle each complete packet in ``data`` up to a pause; keep the rest for later."""
+        """Handle each complete packet in ``data`` up to a pause; keep the rest for later.
+
+        While held, a request of ours awaiting its answer (a dead-letter's PUBACK, the
+        shutdown barrier's) would otherwise wait behind deliveries nobody reads: so then the
+        answers are read, and the PUBLISH packets around them kept, in order, for the resume.
+        """
         pos, size = 0, len(data)
         view = memoryview(data)
         read, publish = mqtt5.read, mqtt5.PublishPacket
         while pos < size:
-            if self._held or self._reason is not None:
+            if self._reason is not None or (self._held and not self._waiting):
                 break
             try:
                 packet, used = read(view[pos:])
@@ -331,6 +348,9 @@ class MqttConnection(asyncio.Protocol):
             pos += used
             try:
                 if type(packet) is publish:
+                    if self._held:
+                        self._deferred.append(data[pos - used : pos])
+                        continue
                     self._publish(packet)
                 else:
                     self._control(packet)
@@ -405,6 +425,10 @@ class MqttConnection(asyncio.Protocol):
         self._send(packet)
         future: asyncio.Future[int | list[int]] = self.loop.create_future()
         self._waiting[packet_id] = future
+        if self._held:  # the answer may already wait in what the pause left, or the socket
+            rest, self._rest = self._rest, b""
+            self._deliver(rest)
+            self._hold_reading()
         try:
             async with asyncio.timeout(wait):
                 return await future
@@ -412,3 +436,5 @@ class MqttConnection(asyncio.Protocol):
             raise MqttError(f"no {answer} within {wait} s") from None
         finally:
             self._waiting.pop(packet_id, None)
+            if self._held:
+                self._hold_reading()

@@ -264,3 +264,30 @@ async def test_a_failing_delivery_closes_the_connection_instead_of_escaping() ->
     with pytest.raises(MqttError, match="handling a packet failed: RuntimeError"):
         await c.wait_closed()
     assert isinstance(t.packets()[-1], mqtt5.DisconnectPacket)
+
+
+async def test_while_paused_our_own_puback_is_still_read_and_deliveries_wait_in_order() -> None:
+    """The writer publishes a dead-letter and awaits its PUBACK while receiving is paused for
+    backpressure: the PUBACK is read, the deliveries around it wait for the resume."""
+    got: Got = []
+    c, t = opened(got)
+    c.data_received(publish("t", b"0", 1))
+    c.pause()
+    c.data_received(publish("t", b"1", 2))  # read before the transport paused
+    assert not t.reading
+    t.written.clear()
+    pub = asyncio.create_task(c.publish("smartcity/v1/deadletter", b"{}", qos=1))
+    await asyncio.sleep(0)
+    assert t.reading, "reading again for the PUBACK"
+    [sent] = t.packets()
+    assert isinstance(sent, mqtt5.PublishPacket)
+    puback = mqtt5.PubAckPacket(sent.packet_id).write()
+    tail = publish("t", b"4", 5)
+    c.data_received(publish("t", b"2", 3) + puback + publish("t", b"3", 4) + tail[:1])
+    await pub
+    assert not t.reading, "paused again once answered"
+    assert [p for _, p, _, _, _ in got] == [b"0"]
+    c.data_received(tail[1:])  # the rest of the partial packet
+    c.resume()
+    await asyncio.sleep(0)
+    assert [p for _, p, _, _, _ in got] == [b"0", b"1", b"2", b"3", b"4"]
