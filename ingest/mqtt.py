@@ -79,6 +79,7 @@ class Connection(Protocol):
     def resume(self) -> None: ...
     def ack(self, mids: Sequence[int]) -> bool: ...
     async def subscribe(self, filters: Sequence[mqtt5.TopicFilter]) -> list[int]: ...
+    async def unsubscribe(self, patterns: Sequence[str]) -> list[int]: ...
     async def publish(self, topic: str, payload: bytes, qos: int = 1) -> None: ...
     async def wait_closed(self) -> None: ...
     async def disconnect(self) -> None: ...
@@ -243,6 +244,18 @@ class MqttConnection(asyncio.Protocol):
         assert isinstance(codes, list)
         return codes
 
+    async def unsubscribe(self, patterns: Sequence[str]) -> list[int]:
+        """Unsubscribe in one packet; returns the broker's reason code for each filter."""
+        packet_id = self._new_id()
+        codes = await self._request(
+            packet_id,
+            mqtt5.UnsubscribePacket(packet_id, list(patterns)).write(),
+            "UNSUBACK",
+            self.options.timeout,
+        )
+        assert isinstance(codes, list)
+        return codes
+
     async def publish(self, topic: str, payload: bytes, qos: int = 1) -> None:
         """Publish; at QoS 1, return once the broker's PUBACK came (raises if it refused)."""
         if qos == 0:
@@ -379,7 +392,7 @@ class MqttConnection(asyncio.Protocol):
     def _control(self, packet: mqtt5.Packet) -> None:
         if isinstance(packet, mqtt5.PingRespPacket):
             return
-        if isinstance(packet, mqtt5.PubAckPacket | mqtt5.SubAckPacket):
+        if isinstance(packet, mqtt5.PubAckPacket | mqtt5.SubAckPacket | mqtt5.UnsubAckPacket):
             future = self._waiting.pop(packet.packet_id, None)
             if future is not None and not future.done():
                 if isinstance(packet, mqtt5.PubAckPacket):

@@ -235,3 +235,16 @@ async def test_username_and_password_and_the_shipped_acl(tmp_path: Path, city: s
             await connect(wrong, lambda *_: None)
     finally:
         broker.stop()
+
+
+async def test_unsubscribe_ends_a_subscription_of_the_session(
+    mosquitto: Mosquitto, city: str
+) -> None:
+    """What an ingester does with a filter an earlier version subscribed to."""
+    topic = f"unsub/{city}"
+    await take(mosquitto, city, topic, ack_first=0, idle=0.3)  # the session holds the filter
+    c = await connect(options(mosquitto, city), lambda *_: None)
+    assert await c.unsubscribe([topic, f"{topic}/never"]) == [0, 17]  # 17: no such subscription
+    await c.disconnect()
+    publish(mosquitto, topic, 3)
+    assert await take(mosquitto, city, f"{topic}/other", ack_first=0, idle=0.5) == []

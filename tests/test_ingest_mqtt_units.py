@@ -191,7 +191,7 @@ async def test_ack_writes_one_puback_per_id_in_one_write_and_fails_once_closed()
     assert not c.ack([6])
 
 
-async def test_publish_waits_for_its_puback_and_subscribe_for_its_suback() -> None:
+async def test_publish_subscribe_and_unsubscribe_wait_for_their_answers() -> None:
     c, t = opened([])
     t.written.clear()
     pub = asyncio.create_task(c.publish("smartcity/v1/deadletter", b"{}", qos=1))
@@ -210,6 +210,15 @@ async def test_publish_waits_for_its_puback_and_subscribe_for_its_suback() -> No
     assert subscribe.packet_id != sent.packet_id
     c.data_received(mqtt5.SubAckPacket(subscribe.packet_id, [mqtt5.SubAckReasonCode(1)]).write())
     assert await sub == [1]
+    t.written.clear()
+    unsub = asyncio.create_task(c.unsubscribe(["a/#", "b/#"]))
+    await asyncio.sleep(0)
+    [unsubscribe] = t.packets()
+    assert isinstance(unsubscribe, mqtt5.UnsubscribePacket)
+    assert unsubscribe.patterns == ["a/#", "b/#"]
+    codes = [mqtt5.UnsubAckReasonCode(0), mqtt5.UnsubAckReasonCode(17)]
+    c.data_received(mqtt5.UnsubAckPacket(unsubscribe.packet_id, codes).write())
+    assert await unsub == [0, 17]
 
 
 async def test_a_lost_connection_fails_what_waits_on_it() -> None:

@@ -93,6 +93,9 @@ class FakeConnection:
         self.filters = list(filters)
         return [int(f.max_qos) for f in filters]
 
+    async def unsubscribe(self, patterns: Sequence[str]) -> list[int]:
+        return [17] * len(patterns)  # no subscription existed
+
     async def publish(self, topic: str, payload: bytes, qos: int = 1) -> None:
         if self.ended.is_set():
             raise MqttError(self.reason)
