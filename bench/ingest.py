@@ -10,7 +10,9 @@
     publisher, until every reading is queryable in InfluxDB, checking 0 loss;
 (d) p50/p99 publish-to-queryable latency at a steady 2,000 messages/s;
 (e) readings/s when each message carries a batch of readings (an edge backlog).
-(a) and (c) run ``--repeat`` times (3), in turns; the last line is
+(a) and (c) run ``--repeat`` times (3), in turns. Each phase ends its ingester's broker session
+(clean start, no expiry), so no later phase publishes into the queue of one nobody reads. The
+line before the last is (e)'s readings/s over (b); the last is
 ``end-to-end/limit ratio: X.XX`` = median (c) / min(median (a), b).
 Needs gcc (installed from Debian packages when missing, as root).
 """
@@ -18,6 +20,7 @@ Needs gcc (installed from Debian packages when missing, as root).
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import shutil
 import statistics
@@ -35,6 +38,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # this file is bench/ingest.py: keep it from shadowing the ingest package
 sys.path[0] = str(ROOT)
 
+from ingest.mqtt import MqttOptions, connect  # noqa: E402
 from ingest.settings import IngestSettings  # noqa: E402
 from simulators.fleet import build_fleet, schedule  # noqa: E402
 from smartcity.contract import encode_telemetry, topic  # noqa: E402
@@ -152,6 +156,7 @@ class Ingester:
             **os.environ, "SMARTCITY_MQTT_URL": broker.url, "SMARTCITY_INFLUX_URL": db.url,
             "SMARTCITY_INFLUX_DB": database, "SMARTCITY_CITY": "bench",
         }  # fmt: skip
+        self.broker, self.client_id, self.workers = broker, database, workers
         self.log = work / f"ingest-{database}.log"
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "smartcity", "ingest", "--workers", str(workers),
@@ -184,8 +189,22 @@ class Ingester:
         self.peak_rss = max(self.peak_rss, total)
 
     def stop(self) -> None:
+        """Stop the ingester and end its broker session(s)."""
         self.proc.terminate()
         self.proc.wait(120)
+        ids = [self.client_id] if self.workers == 1 else [
+            f"{self.client_id}-{i}" for i in range(1, self.workers + 1)
+        ]  # fmt: skip
+        for client_id in ids:
+            asyncio.run(end_session(self.broker, client_id))
+
+
+async def end_session(broker: Mosquitto, client_id: str) -> None:
+    """Connect as ``client_id`` with a clean start and no session expiry, then leave: the broker
+    drops the session and its queue."""
+    options = MqttOptions(broker.host, broker.port, client_id, clean_start=True, session_expiry=0)
+    conn = await connect(options, lambda *_: None)
+    await conn.disconnect()
 
 
 def end_to_end(
@@ -362,6 +381,7 @@ def main() -> None:
         )
         row(f"(e) {args.batch} readings per message: msg/s", f"{em:,.0f}")
         row("    readings/s", f"{er:,.0f}")
+        print(f"(e) readings/s / (b) InfluxDB points/s: {er / b:.2f}")
         print(f"end-to-end/limit ratio: {c / min(a, b):.2f}")
     finally:
         broker.stop()

@@ -75,7 +75,10 @@ def _points(msg: Message, common: tuple[tuple[str, str], ...], received_ns: int)
     if isinstance(body, Events):
         return [row_line(r, common) for e in body.events for r in device.event_rows(e)]
     if isinstance(body, Status):
-        fields = {"state": body.state, "online": int(body.state == "online")}
+        fields: dict[str, str | int | float] = {
+            "state": body.state,
+            "online": int(body.state == "online"),
+        }
         if body.location:
             fields |= {"lat": body.location.lat, "lon": body.location.lon}
         if body.firmware is not None:
@@ -83,8 +86,8 @@ def _points(msg: Message, common: tuple[tuple[str, str], ...], received_ns: int)
         stamp = point_time_ns(body.ts) if body.ts else received_ns
         return [line(STATUS_MEASUREMENT, dict(common), fields, stamp)]
     assert isinstance(body, Health)
-    fields = model_encoder(Health, frozenset({"v", "ts", "zone"}))(body)
-    return [f"{HEALTH_MEASUREMENT}{tag_text(common)} {fields} {point_time_ns(body.ts)}"]
+    encoded = model_encoder(Health, frozenset({"v", "ts", "zone"}))(body)
+    return [f"{HEALTH_MEASUREMENT}{tag_text(common)} {encoded} {point_time_ns(body.ts)}"]
 
 
 def row_line(row: Row, common: tuple[tuple[str, str], ...]) -> str:

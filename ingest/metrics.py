@@ -63,7 +63,7 @@ class IngestMetrics:
         self.broker: dict[str, int] = {}
         self._last_report = (time.monotonic(), 0)
         self.registry = CollectorRegistry()
-        self.registry.register(self)  # type: ignore[arg-type]
+        self.registry.register(self)
         r = self.registry
         self.batch_size = Histogram(
             "smartcity_ingest_batch_points", "Points per InfluxDB write", registry=r,

@@ -21,12 +21,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-import aiomqtt
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
-from paho.mqtt.subscribeoptions import SubscribeOptions
+import mqtt5
 
-from ingest import mqtt_ack
 from ingest.convert import (
     DeadLetterClock,
     cut_payload,
@@ -35,6 +31,7 @@ from ingest.convert import (
     message_lines,
 )
 from ingest.metrics import BROKER_TOPICS, IngestMetrics
+from ingest.mqtt import Connection, ConnectionFactory, Delivery, MqttError, MqttOptions, connect
 from ingest.registry import registry_zones
 from ingest.settings import IngestSettings
 from ingest.spool import Spool
@@ -54,7 +51,7 @@ from smartcity.lineprotocol import LineProtocolError
 from smartcity.settings import mqtt_endpoint, safe_url
 
 log = logging.getLogger("smartcity.ingest")
-#: Where the ingester publishes its shutdown barrier (no one subscribes; see mqtt_ack.settle).
+#: Where the ingester publishes its shutdown barrier (no one subscribes; see Ingester._settle).
 SYNC_TOPIC_PREFIX = "smartcity/v1/_ingest/sync"
 #: MQTT copies of dead-letters waiting for the broker; beyond this many they are skipped (the
 #: InfluxDB point is the record), so a broker slow to take them never holds memory or readings.
@@ -82,11 +79,22 @@ class Batch:
 
 
 class Ingester:
-    def __init__(self, settings: IngestSettings, worker: int = 0) -> None:
+    """``writer`` and ``connect`` default to the real InfluxDB writer and MQTT connection; tests
+    pass fakes to exercise batching, spooling and acknowledgement without servers."""
+
+    def __init__(
+        self,
+        settings: IngestSettings,
+        worker: int = 0,
+        *,
+        writer: InfluxWriter | None = None,
+        connect: ConnectionFactory | None = None,
+    ) -> None:
         self.settings = settings
         self.client_id = settings.client_id if worker == 0 else f"{settings.client_id}-{worker}"
         self.reports_broker = settings.broker_stats and worker <= 1
-        self.influx = InfluxWriter(settings)
+        self.influx = writer if writer is not None else InfluxWriter(settings)
+        self.connect: ConnectionFactory = connect if connect is not None else self._new_client
         self.spool = Spool(settings.spool_dir / self.client_id, settings.spool_max_bytes)
         self.metrics = IngestMetrics(self.client_id)
         self.zones = registry_zones(settings)
@@ -97,8 +105,7 @@ class Ingester:
         self.pending: asyncio.Queue[Batch | None] = asyncio.Queue()
         self.deadletters: asyncio.Queue[bytes] = asyncio.Queue(DEADLETTER_BACKLOG)
         self._deadletters_skipped = 0
-        self.client: aiomqtt.Client | None = None
-        self.reader: mqtt_ack.PacketReader | None = None
+        self.client: Connection | None = None
         self.stopping = asyncio.Event()
         self.stamp = DeadLetterClock()
         self.give_up_at = float("inf")
@@ -159,8 +166,8 @@ class Ingester:
             return
         self.pending.put_nowait(batch)
         self.metrics.queue_depth = self.pending.qsize()
-        if self.reader is not None and self._backlogged():
-            self.reader.pause()
+        if self.client is not None and self._backlogged():
+            self.client.pause()
 
     def _queue_full(self) -> bool:
         return self.pending.qsize() >= self.settings.max_pending_batches
@@ -171,8 +178,8 @@ class Ingester:
         return self._queue_full() and not self.influx.failing
 
     def _resume_if_caught_up(self) -> None:
-        if self.reader is not None and self.reader.paused and not self._backlogged():
-            self.reader.resume()
+        if self.client is not None and self.client.paused and not self._backlogged():
+            self.client.resume()
 
     async def _write_batches(self) -> None:
         """Write queued batches, then spooled ones, in order; acknowledge each once stored."""
@@ -243,11 +250,7 @@ class Ingester:
     def _acknowledge(self, batch: Batch) -> None:
         client = self.client
         # acks for an older connection are void: the broker redelivers those messages
-        if (
-            client is not None
-            and batch.connection == self.connection
-            and mqtt_ack.ack_all(client, batch.mids)
-        ):
+        if client is not None and batch.connection == self.connection and client.ack(batch.mids):
             self.metrics.acked += len(batch.mids)
 
     def _queue_deadletters(self, payloads: list[bytes]) -> None:
@@ -269,10 +272,10 @@ class Ingester:
             payload = await self.deadletters.get()
             try:
                 if self.client is None:
-                    raise aiomqtt.MqttError("not connected")
+                    raise MqttError("not connected")
                 await self.client.publish(DEADLETTER_TOPIC, payload, qos=1)
                 failing = False
-            except aiomqtt.MqttError as exc:
+            except MqttError as exc:
                 if not failing:  # once per outage, not once per message
                     log.warning("dead-letter not published to MQTT (kept in InfluxDB)",
                                 extra={"error": str(exc)})  # fmt: skip
@@ -289,28 +292,25 @@ class Ingester:
 
     # -- the connection -----------------------------------------------------------------------
 
-    def _new_client(self) -> aiomqtt.Client:
+    async def _new_client(self, on_message: Delivery) -> Connection:
+        """The real connection: persistent session, Receive Maximum, TLS with ``--ca-file``."""
         host, port, tls, user, password = mqtt_endpoint(self.settings.mqtt_url)
-        ca = str(self.settings.ca_file) if self.settings.ca_file else None
-        props = Properties(PacketTypes.CONNECT)
-        props.SessionExpiryInterval = self.settings.session_expiry
-        props.ReceiveMaximum = self.settings.receive_maximum
-        client = aiomqtt.Client(
+        options = MqttOptions(
             host,
             port,
-            identifier=self.client_id,
+            self.client_id,
+            tls=tls,
+            ca_file=str(self.settings.ca_file) if self.settings.ca_file else None,
             username=user,
             password=password,
-            protocol=aiomqtt.ProtocolVersion.V5,
             clean_start=False,
-            properties=props,
-            tls_params=aiomqtt.TLSParameters(ca_certs=ca) if tls else None,
+            session_expiry=self.settings.session_expiry,
+            receive_maximum=self.settings.receive_maximum,
             keepalive=30,
+            timeout=120,  # a resumed session's queue comes before the SUBACK
+            publish_timeout=10,
         )
-        # a new connection starts reading (its CONNACK and SUBACKs must come in); the next
-        # flush pauses it again if InfluxDB is still behind
-        self.reader = mqtt_ack.take_delivery(client, self._on_message)
-        return client
+        return await connect(options, on_message)
 
     def _filters(self) -> list[str]:
         group = self.settings.share_group
@@ -325,19 +325,36 @@ class Ingester:
         city = self.settings.city
         return [f.replace(f"/{VERSION}/+/", f"/{VERSION}/{city}/", 1) for f in self._filters()]
 
-    async def _subscribe(self, client: aiomqtt.Client) -> None:
+    async def _subscribe(self, client: Connection) -> None:
         """Every city's device channels: ours are stored, others dead-lettered (``wrong_city``);
         nothing the broker accepts under ``smartcity/v1/`` goes unread."""
-        for f in self._filters():
-            # retained status only when the subscription is new, not on every reconnect
-            await client.subscribe(f, options=SubscribeOptions(1, retainHandling=1), timeout=120)
-        await client.unsubscribe(self._former_filters(), timeout=120)
+        # at QoS 1 at most (the broker downgrades a QoS 2 publish); retained status only when
+        # the subscription is new, not on every reconnect; the retain flag only on a replayed
+        # message, not on a live one (a Last Will firing now is stored, see handle)
+        filters = [
+            mqtt5.TopicFilter(
+                f,
+                max_qos=mqtt5.QoS.AT_LEAST_ONCE,
+                retain_as_published=False,
+                retain_handling=mqtt5.RetainHandling.SEND_IF_SUBSCRIPTION_NOT_EXISTS,
+            )
+            for f in self._filters()
+        ]
         if self.reports_broker:
-            for t in BROKER_TOPICS.values():
-                await client.subscribe(t, qos=0, timeout=120)
+            filters += [
+                mqtt5.TopicFilter(t, max_qos=mqtt5.QoS.AT_MOST_ONCE) for t in BROKER_TOPICS.values()
+            ]
+        codes = await client.subscribe(filters)
+        for f, code in zip(filters, codes, strict=False):
+            if code >= 0x80:
+                log.error(
+                    "the broker refused a subscription: check its ACL for this user",
+                    extra={"filter": f.pattern, "reason_code": code},
+                )
+        await client.unsubscribe(self._former_filters())
 
     def _on_message(self, topic: str, payload: bytes, mid: int, qos: int, retain: bool) -> None:
-        """Each delivery, straight from paho's read path in the event loop (the hot path)."""
+        """Each delivery, straight from the connection's read path (the hot path)."""
         if self.stopping.is_set():
             return  # draining: left unacknowledged, the broker sends it again next time
         if topic.startswith("$SYS/"):
@@ -349,13 +366,8 @@ class Ingester:
         if len(self.batch.lines) >= self.settings.batch_size:
             self.flush()
 
-    async def _receive(self, client: aiomqtt.Client) -> None:
-        """Wait while messages flow to :meth:`_on_message`; raises when the connection drops."""
-        async for _ in client.messages:
-            raise RuntimeError("aiomqtt queued a message that should have gone to _on_message")
-
     async def _consume(self) -> None:
-        """One reconnect loop around one client; the session survives reconnects.
+        """One reconnect loop; the session survives reconnects.
 
         On stop the connection stays open until everything received is written and
         acknowledged, so a graceful shutdown leaves nothing for the broker to resend.
@@ -364,16 +376,12 @@ class Ingester:
         while True:
             try:
                 self._new_connection()
-                async with self._new_client() as client:
-                    self.client = client
-                    # receive before subscribing: a resumed session starts sending its queue
-                    # at once, and the SUBACKs only come after it
-                    receiver = asyncio.create_task(self._receive(client), name="receive")
-                    try:
-                        await self._subscribe(client)
-                    except BaseException:
-                        receiver.cancel()
-                        raise
+                client = await self.connect(self._on_message)
+                self.client = client
+                try:
+                    # a resumed session sends its queue at once, before the SUBACK: those
+                    # messages go to _on_message like any other
+                    await self._subscribe(client)
                     log.info(
                         "connected to broker",
                         extra={
@@ -383,10 +391,12 @@ class Ingester:
                     )
                     self._mark_ready(True)
                     delay = 0.5
-                    if await _first(receiver, self.stopping.wait()) == 1:
+                    if await _first(client.wait_closed(), self.stopping.wait()) == 1:
                         await self._drain()
                         return
-            except aiomqtt.MqttError as exc:
+                finally:
+                    await client.disconnect()
+            except MqttError as exc:
                 self.client = None
                 if self.stopping.is_set():
                     await self._drain()
@@ -428,13 +438,24 @@ class Ingester:
         self.flush()
         self.pending.put_nowait(None)
         await self.writer
-        if self.reader is not None:
-            self.reader.resume()  # the barrier's PUBACK must be read
+        if self.client is not None:
+            self.client.resume()  # the dead-letters' and the barrier's PUBACKs must be read
         with contextlib.suppress(TimeoutError):  # the InfluxDB points are the record
             await asyncio.wait_for(self.deadletters.join(), self.settings.shutdown_grace)
         if self.client is not None:
-            with contextlib.suppress(aiomqtt.MqttError):
-                await mqtt_ack.settle(self.client, f"{SYNC_TOPIC_PREFIX}/{self.client_id}")
+            with contextlib.suppress(MqttError):
+                await self._settle(self.client)
+
+    async def _settle(self, client: Connection) -> None:
+        """Return once the broker has processed every acknowledgement sent so far.
+
+        Closing a socket that still has unread incoming data makes the kernel send a reset,
+        and the broker then discards whatever it had not yet read from us, our last PUBACKs
+        included (seen here: the final batch redelivered after a clean shutdown). The broker
+        handles a connection's packets in order, so once it acknowledges this QoS 1 publish
+        it has applied every PUBACK before it.
+        """
+        await client.publish(f"{SYNC_TOPIC_PREFIX}/{self.client_id}", b"", qos=1)
 
     # -- periodic work --------------------------------------------------------------------------
 

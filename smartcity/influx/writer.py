@@ -2,7 +2,8 @@
 
 InfluxDB 1.x serves that API natively and 2.x/3.x through their v1-compatibility endpoints, so
 this is the one storage contract. Responses are sorted by what to do next: 204 done; 400/413
-split the batch to isolate the lines InfluxDB refuses; 429/5xx/network errors wait and retry.
+split the batch to isolate the lines InfluxDB refuses; 429/5xx/network errors wait and retry
+(as long as a ``Retry-After`` asks, else a jittered exponential backoff).
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import logging
 import random
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 
 import httpx
 
@@ -137,10 +140,13 @@ class InfluxWriter:
                 problem = f"HTTP {resp.status_code}: {_error_text(resp)}"
                 if resp.status_code in (401, 403):
                     problem += " (check SMARTCITY_INFLUX_USER / SMARTCITY_INFLUX_PASSWORD)"
-                wait = _retry_after(resp) or delay
+                asked = _retry_after(resp)
+                # InfluxDB's own wait as given; our backoff jittered below, so that writers
+                # that failed together do not all retry together
+                wait = asked if asked is not None else delay * random.uniform(0.5, 1.0)
             except httpx.TransportError as exc:
                 problem = f"{type(exc).__name__}: {exc or 'connection failed'}"
-                wait = delay
+                wait = delay * random.uniform(0.5, 1.0)
             self.failing = True
             if not keep_trying():
                 raise InfluxUnavailable(f"InfluxDB {what} failed: {problem}")
@@ -150,7 +156,7 @@ class InfluxWriter:
                 what,
                 extra={"problem": problem, "retry_in_s": round(wait, 2)},
             )
-            await asyncio.sleep(wait * random.uniform(0.5, 1.0))
+            await asyncio.sleep(wait)
             delay = min(delay * 2, self.backoff_max)
 
 
@@ -162,8 +168,16 @@ def _error_text(resp: httpx.Response) -> str:
 
 
 def _retry_after(resp: httpx.Response) -> float | None:
+    """``Retry-After`` in seconds (delta-seconds or an HTTP date), at most a minute so a
+    shutdown's grace period is still checked; None when absent or unreadable."""
     value = resp.headers.get("Retry-After")
-    try:
-        return min(float(value), 60.0) if value else None
-    except ValueError:
+    if not value:
         return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            seconds = (parsedate_to_datetime(value) - datetime.now(UTC)).total_seconds()
+        except (TypeError, ValueError):
+            return None
+    return min(max(seconds, 0.0), 60.0)
