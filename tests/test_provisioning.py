@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import event, select
+from sqlalchemy import event, inspect, select, text
 from sqlalchemy.orm import Session
 
 from smartcity import broker_accounts, dynsec, provisioning
@@ -317,3 +317,24 @@ def provisioning_error() -> Exception:
     from sqlalchemy.exc import OperationalError
 
     return OperationalError("COMMIT", {}, Exception("disk I/O error"))
+
+
+def test_a_registry_from_before_revocation_gains_the_column_and_its_devices_can_be_revoked(
+    auth_broker: AuthBroker, registry: str
+) -> None:
+    engine = make_engine(registry)
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO devices (device_id, device_type, zone, lat, lon, "
+                          "created_at, updated_at) VALUES ('wb-old', 'wastebin', 'Po', 45.1, "
+                          "10.0, CURRENT_TIMESTAMP, CURRENT_TIMESTAMP)"))  # fmt: skip
+        conn.execute(text("ALTER TABLE devices DROP COLUMN revoked_at"))
+    assert "revoked_at" not in {c["name"] for c in inspect(engine).get_columns("devices")}
+    engine.dispose()
+    engine = make_engine(registry)
+    try:
+        with Session(engine) as session:
+            # registered without a broker account (before provisioning existed): marked only
+            device = provisioning.revoke(session, auth_broker.admin, "wb-old", ACTOR)
+            assert device.revoked_at is not None
+    finally:
+        engine.dispose()
