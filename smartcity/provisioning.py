@@ -150,7 +150,7 @@ def add_credentials(
             session, actor=actor, action="device.provision", device_id=device_id,
             detail={"device_type": device.device_type, "registered": "before"},
         )  # fmt: skip
-        return _make_account(session, admin, city, device.device_type, device_id)
+        return _make_account(session, admin, city, device.device_type, device_id, True)
 
 
 def rotate(session: Session, admin: Admin, city: str, device_id: str, actor: str) -> Credentials:
@@ -335,8 +335,9 @@ def _registered(session: Session, device_id: str) -> Device:
 
 
 def _make_account(
-    session: Session, admin: Admin, city: str, device_type: str, device_id: str
-) -> Credentials:
+    session: Session, admin: Admin, city: str, device_type: str, device_id: str,
+    registered_before: bool = False,
+) -> Credentials:  # fmt: skip
     """Steps 1-3 for a new broker client: flush, make the client, commit (or undo)."""
     try:
         session.flush()
@@ -348,10 +349,16 @@ def _make_account(
         raise Failed(f"the registry failed, nothing was changed: {exc}") from None
     password = new_password()
     try:
-        broker_accounts.add_device(admin, device_type, device_id, password, city)
+        _add_device(admin, device_type, device_id, password, city)
     except ValueError as exc:
         raise InvalidDevice(str(exc)) from None
     except BrokerAccountError as exc:
+        if "already exists" in str(exc) and registered_before:
+            raise Duplicate(
+                f"device {device_id!r} already has a broker account; nothing was changed (a "
+                f"new password: POST /v1/devices/{device_id}/credentials?rotate=true or "
+                f"smartcity devices rotate {device_id})"
+            ) from None
         if "already exists" in str(exc):
             raise Duplicate(
                 f"the broker already has an account {device_id!r} (made outside the registry, "
@@ -364,6 +371,28 @@ def _make_account(
         raise Failed(f"the broker failed, nothing was changed: {exc}") from None
     _commit(session, undo=lambda: _delete_account(admin, device_id))
     return Credentials(device_type, device_id, password, city)
+
+
+def _add_device(admin: Admin, device_type: str, device_id: str, password: str, city: str) -> None:
+    """:func:`broker_accounts.add_device`, past a role without a client: what a broker that
+    failed between the two steps of an earlier attempt leaves (it grants nothing alone)."""
+    try:
+        broker_accounts.add_device(admin, device_type, device_id, password, city)
+    except BrokerAccountError as exc:
+        if "Role already exists" not in str(exc) or _has_client(admin, device_id):
+            raise
+        _delete_account(admin, device_id)
+        broker_accounts.add_device(admin, device_type, device_id, password, city)
+
+
+def _has_client(admin: Admin, device_id: str) -> bool:
+    try:
+        broker_accounts.get_client(admin, device_id)
+    except BrokerAccountError as exc:
+        if _not_found(exc):
+            return False
+        raise
+    return True
 
 
 def _commit(session: Session, undo: Callable[[], None] | None) -> None:

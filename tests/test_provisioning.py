@@ -286,6 +286,10 @@ def test_a_broker_failing_midway_leaves_registry_and_broker_agreeing(
     assert session.get(Device, "sl-f2") is None
     assert not broker_has(auth, "sl-f2")
     assert "device-sl-f2" not in roles(auth)
+    # a role without a client, as a broker failing between the two steps leaves it: no obstacle
+    broker_accounts.run(auth.admin, {"command": "createRole", "rolename": "device-sl-f5"})
+    left = provisioning.provision(session, auth.admin, auth.city, new("sl-f5"), ACTOR)
+    assert can_login(auth, "sl-f5", left.password)
     # the broker stops between the registry change and the broker's: nothing is left
     made = provisioning.provision(session, auth.admin, auth.city, new("sl-f3"), ACTOR)
     auth.broker.stop()

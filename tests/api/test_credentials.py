@@ -76,7 +76,7 @@ async def test_credentials_are_made_once_rotated_and_revoked_at_once(
 
     again = await api.post(URL, headers=admin)
     assert again.status_code == 409
-    assert "already has an account" in again.json()["detail"]
+    assert "already has a broker account" in again.json()["detail"]
     assert not refused(auth, "sl-api1", first)  # the 409 changed nothing
 
     rotated = await api.post(URL, params={"rotate": "true"}, headers=admin)
