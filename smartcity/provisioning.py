@@ -303,10 +303,16 @@ def _toml(text: str) -> str:
 
 @contextmanager
 def _attempt(session: Session, actor: str, action: str, device_id: str) -> Iterator[None]:
-    """On a refusal or failure: roll the registry back, then record the attempt on its own."""
+    """On a refusal or failure: roll the registry back, then record the attempt on its own.
+
+    A registry error escaping the steps (a read or a flush, before the broker is changed) is a
+    :class:`Failed` too."""
     try:
         yield
-    except ProvisioningError as exc:
+    except (ProvisioningError, SQLAlchemyError) as caught:
+        exc = caught
+        if not isinstance(caught, ProvisioningError):
+            exc = Failed(f"the registry failed, nothing was changed: {caught}")
         session.rollback()
         outcome = "failed" if isinstance(exc, Failed) else "refused"
         known = device_id if re.fullmatch(DEVICE_ID_PATTERN, device_id) else None
@@ -319,7 +325,9 @@ def _attempt(session: Session, actor: str, action: str, device_id: str) -> Itera
             session.commit()
         except SQLAlchemyError:  # the registry itself failed: the error raised says so
             session.rollback()
-        raise
+        if exc is caught:
+            raise
+        raise exc from None
 
 
 def _registered(session: Session, device_id: str) -> Device:

@@ -274,7 +274,7 @@ def test_a_broker_failing_midway_leaves_registry_and_broker_agreeing(
     assert not broker_has(auth, "sl-f1")
 
     # the registry's commit fails after the broker made the client: the client is deleted
-    def fail(_session: Session) -> None:
+    def fail(*_args: object) -> None:
         raise provisioning_error()
 
     event.listen(session, "before_commit", fail)
@@ -289,6 +289,14 @@ def test_a_broker_failing_midway_leaves_registry_and_broker_agreeing(
     # a role without a client, as a broker failing between the two steps leaves it: no obstacle
     broker_accounts.run(auth.admin, {"command": "createRole", "rolename": "device-sl-f5"})
     left = provisioning.provision(session, auth.admin, auth.city, new("sl-f5"), ACTOR)
+    assert can_login(auth, "sl-f5", left.password)
+    # the registry fails before the broker is asked: a clear error, the broker untouched
+    event.listen(session, "before_flush", fail)
+    try:
+        with pytest.raises(provisioning.Failed, match="registry failed, nothing was changed"):
+            provisioning.rotate(session, auth.admin, auth.city, "sl-f5", ACTOR)
+    finally:
+        event.remove(session, "before_flush", fail)
     assert can_login(auth, "sl-f5", left.password)
     # the broker stops between the registry change and the broker's: nothing is left
     made = provisioning.provision(session, auth.admin, auth.city, new("sl-f3"), ACTOR)
