@@ -285,6 +285,9 @@ def agent_config(creds: Credentials, mqtt_url: str, ca_file: Path | None = None)
         'driver = "simulated"',
         f"username = {_toml(creds.username)}",
         f"password = {_toml(creds.password)}",
+        "# where readings wait for the broker; default var/edge/<device id>.sqlite under the",
+        "# working directory (/var/lib/smartcity-edge with deploy/systemd/smartcity-edge.service)",
+        '# outbox = "/var/lib/smartcity-edge/outbox.sqlite"',
     ]
     if ca_file is not None:
         lines.append(f"ca_file = {_toml(str(ca_file))}")
