@@ -36,7 +36,7 @@ from sqlalchemy.orm import Session
 
 from smartcity import audit, broker_accounts
 from smartcity.broker_accounts import Admin, BrokerAccountError
-from smartcity.broker_acl import DEVICE_ROLE_PREFIX, device_account
+from smartcity.broker_acl import DEVICE_ROLE_PREFIX, SERVICE_ACCOUNTS, device_account
 from smartcity.city import ZONE_NAMES
 from smartcity.contract import DEVICE_ID_PATTERN
 from smartcity.dynsec import new_password
@@ -192,9 +192,7 @@ def revoke(session: Session, admin: Admin, device_id: str, actor: str) -> Device
     A device registered without a broker account is only marked revoked.
     """
     with _attempt(session, actor, "device.revoke", device_id):
-        device = session.get(Device, device_id)
-        if device is None:
-            raise UnknownDevice(f"device {device_id!r} is not in the registry")
+        device = _found(session, device_id)
         now = datetime.now(UTC)
         first = device.revoked_at is None
         if first:
@@ -333,10 +331,22 @@ def _attempt(session: Session, actor: str, action: str, device_id: str) -> Itera
         raise exc from None
 
 
-def _registered(session: Session, device_id: str) -> Device:
+def _found(session: Session, device_id: str) -> Device:
+    """The registered device whose broker login may be changed: never a service account's,
+    which the registry does not stop a device from being named after (``ingest``...)."""
     device = session.get(Device, device_id)
     if device is None:
         raise UnknownDevice(f"device {device_id!r} is not in the registry")
+    if device_id in SERVICE_ACCOUNTS:
+        raise InvalidDevice(
+            f"{device_id!r} is a service account's name: its broker login is not a device's "
+            "(remove the device from the registry and register it under another id)"
+        )
+    return device
+
+
+def _registered(session: Session, device_id: str) -> Device:
+    device = _found(session, device_id)
     if device.revoked_at is not None:
         raise Conflict(
             f"device {device_id!r} was revoked on {device.revoked_at:%Y-%m-%d %H:%M} UTC; "

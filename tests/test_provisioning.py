@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from smartcity import broker_accounts, dynsec, provisioning
 from smartcity.broker_accounts import BrokerAccountError
+from smartcity.broker_acl import SERVICE_ACCOUNTS
 from smartcity.registry.db import make_engine
 from smartcity.registry.models import AuditEntry, Device
 
@@ -350,3 +352,25 @@ def test_a_registry_from_before_revocation_gains_the_column_and_its_devices_can_
             assert device.revoked_at is not None
     finally:
         engine.dispose()
+
+
+def test_a_device_named_like_a_service_account_never_touches_that_account(
+    auth_broker: AuthBroker, session: Session
+) -> None:
+    """The registry accepts a device named ``ingest`` (POST /v1/devices): revoking or rotating
+    it used to disable the ingester's own login, or change its password."""
+    auth = auth_broker
+    now = datetime.now(UTC)
+    for name in SERVICE_ACCOUNTS:
+        session.add(Device(device_id=name, device_type="streetlight", zone="Po", lat=45.1,
+                           lon=10.0, created_at=now, updated_at=now))  # fmt: skip
+    session.commit()
+    for name in SERVICE_ACCOUNTS:
+        with pytest.raises(provisioning.InvalidDevice, match="service account"):
+            provisioning.revoke(session, auth.admin, name, ACTOR)
+        with pytest.raises(provisioning.InvalidDevice, match="service account"):
+            provisioning.rotate(session, auth.admin, auth.city, name, ACTOR)
+        with pytest.raises(provisioning.InvalidDevice, match="service account"):
+            provisioning.add_credentials(session, auth.admin, auth.city, name, ACTOR)
+    for name in SERVICE_ACCOUNTS:
+        assert can_login(auth, name, auth.passwords[name]), name
