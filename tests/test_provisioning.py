@@ -149,6 +149,14 @@ def test_a_provisioned_agent_stores_readings_rotation_refuses_the_old_password_r
         fresh = rotated.stdout.split("password ")[1].split()[0]
         assert not can_login(auth, "sl-p1", password)
         assert can_login(auth, "sl-p1", fresh)
+        again_out = tmp_path / "rotated.toml"
+        rotated = cli("rotate", "sl-p1", "--out", str(again_out))
+        assert rotated.returncode == 0, rotated.stderr
+        assert stat.S_IMODE(again_out.stat().st_mode) == 0o600
+        previous, fresh = fresh, again_out.read_text().split('password = "')[1].split('"')[0]
+        assert fresh not in rotated.stdout
+        assert not can_login(auth, "sl-p1", previous)
+        assert can_login(auth, "sl-p1", fresh)
 
         revoked = cli("revoke", "sl-p1")
         assert revoked.returncode == 0, revoked.stderr
@@ -164,6 +172,7 @@ def test_a_provisioned_agent_stores_readings_rotation_refuses_the_old_password_r
     assert device.revoked_at is not None
     assert audit(session, "sl-p1") == [
         ("device.provision", "ok"),
+        ("device.rotate", "ok"),
         ("device.rotate", "ok"),
         ("device.revoke", "ok"),
     ]
