@@ -7,14 +7,14 @@ from pathlib import Path
 
 from pydantic import AwareDatetime, Field, SecretStr, field_validator
 
-from smartcity.settings import InfluxSettings
+from smartcity.settings import InfluxSettings, MqttSettings
 
 #: Where ``scripts/bootstrap`` installs bootstrap-italia (``npm ci --prefix api/web``).
 DEFAULT_ASSETS = Path(__file__).parent / "web" / "node_modules" / "bootstrap-italia" / "dist"
 MIN_ADMIN_KEY_CHARS = 32
 
 
-class ApiSettings(InfluxSettings):
+class ApiSettings(MqttSettings, InfluxSettings):
     section = "api"
 
     host: str = Field("127.0.0.1", description="Address to listen on.")
@@ -79,6 +79,16 @@ class ApiSettings(InfluxSettings):
     )
     grafana_url: str | None = Field(
         None, description="Grafana base URL, to link each service to its dashboards."
+    )
+    # device credentials (/v1/devices/{id}/credentials): the broker at mqtt_url, as its admin
+    broker_admin_password_file: Path = Field(
+        Path("var/mosquitto/passwords/smartcity-admin"),
+        description="File holding the broker admin's password, for device credentials "
+        "(smartcity up writes it and passes it; with docker-compose, write "
+        "MQTT_PASSWORD_SMARTCITY_ADMIN of .env to a 0600 file). Read at each request.",
+    )
+    broker_ca_file: Path | None = Field(
+        None, description="CA certificate of an mqtts:// broker, for device credentials."
     )
 
     @field_validator("admin_key")

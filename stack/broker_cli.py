@@ -1,8 +1,9 @@
-"""``smartcity broker``: field devices' broker accounts, changed while the broker runs.
+"""``smartcity broker``: broker accounts alone, changed while the broker runs.
 
-Until provisioning exists (issue 12 §2) this is how a device gets its login: an account bound to
-its id, confined to its own topics (``smartcity/broker_acl.py``), made through the dynamic
-security plugin with the admin account ``smartcity up`` creates.
+An account bound to its id, confined to its own topics (``smartcity/broker_acl.py``), made
+through the dynamic security plugin with the admin account ``smartcity up`` creates. Devices are
+provisioned with ``smartcity devices`` (registry and broker together, stack/devices_cli.py);
+this one is for repairs and for a broker without the registry (docker-compose's, so far).
 """
 
 from __future__ import annotations

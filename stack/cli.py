@@ -27,10 +27,11 @@ COMMAND_MODULES = {
     "api": "api.cli",
     "grafana": "grafana.cli",
     "broker": "stack.broker_cli",
+    "devices": "stack.devices_cli",
 }
 
 #: The pyproject extra each command needs, where it is not named like the command.
-EXTRAS = {"up": "server"}
+EXTRAS = {"up": "server", "devices": "server"}
 
 N = TypeVar("N")
 

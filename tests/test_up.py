@@ -270,6 +270,59 @@ def test_the_broker_has_the_compose_accounts_kept_owner_only_and_across_restarts
         again.kill_leftovers()
 
 
+def test_devices_are_provisioned_against_it_by_the_cli_and_the_api_with_its_defaults(
+    tmp_path: Path,
+) -> None:
+    """Issue 12 §2: docs/edge.md's ``smartcity devices provision`` and the API's credentials
+    work against ``smartcity up`` as they come (registry and admin password under var/)."""
+    up = Up(tmp_path, "--no-simulate")
+    try:
+        up.start()
+        up.wait_up()
+        up.wait_for(lambda: listening(up.api_port), "the API", 30)
+        env = up.env | {"SMARTCITY_MQTT_URL": f"mqtt://127.0.0.1:{up.mqtt_port}"}
+
+        def smartcity(*args: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                [sys.executable, "-m", "smartcity", *args], env=env, cwd=tmp_path,
+                capture_output=True, text=True, timeout=60,
+            )  # fmt: skip
+
+        made = smartcity(
+            "devices", "provision", "--device-type", "streetlight", "--device-id", "sl-field-1",
+            "--zone", "Centro", "--lat", "45.13351", "--lon", "10.02450", "--out", "agent.toml",
+        )  # fmt: skip
+        assert made.returncode == 0, made.stderr
+        key = smartcity("api", "create-key", "--scope", "admin").stdout.split()[0]
+        api = f"http://127.0.0.1:{up.api_port}/v1/devices"
+
+        def post(url: str, body: dict[str, object] | None = None) -> dict[str, object]:
+            data = json.dumps(body).encode() if body is not None else b""
+            headers = {"X-API-Key": key, "Content-Type": "application/json"}
+            request = urllib.request.Request(url, data, headers, method="POST")
+            with urllib.request.urlopen(request, timeout=30) as r:
+                return dict(json.load(r))
+
+        post(api, {"device_id": "wb-api-1", "device_type": "wastebin", "zone": "Po",
+                   "lat": 45.124, "lon": 10.0185})  # fmt: skip
+        password = str(post(f"{api}/wb-api-1/credentials")["password"])
+        in_file = (tmp_path / "agent.toml").read_text().split('password = "')[1].split('"')[0]
+        for user, secret, kind in (
+            ("sl-field-1", in_file, "streetlight"),
+            ("wb-api-1", password, "wastebin"),
+        ):
+            sent = subprocess.run(
+                ["mosquitto_pub", "-h", "127.0.0.1", "-p", str(up.mqtt_port), "-u", user,
+                 "-P", secret, "-i", user, "-q", "1", "-V", "mqttv5", "-m", "{}",
+                 "-t", f"smartcity/v1/cremona/{kind}/{user}/status"],
+                capture_output=True, text=True, timeout=30,
+            )  # fmt: skip
+            assert sent.returncode == 0, (user, sent.stderr)
+        assert up.stop() == 0, up.output()
+    finally:
+        up.kill_leftovers()
+
+
 def test_sigterm_stops_every_child_and_exits_0(up: Up) -> None:
     up.start()
     up.wait_up()

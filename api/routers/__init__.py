@@ -4,6 +4,7 @@ from api.routers import (
     alerts,
     audit,
     catalogue,
+    credentials,
     devices,
     health,
     keys,
@@ -16,6 +17,7 @@ from api.routers import (
 ROUTERS = [
     catalogue.router,
     devices.router,
+    credentials.router,
     readings.router,
     alerts.router,
     zones.router,

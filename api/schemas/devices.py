@@ -64,6 +64,9 @@ class DevicePublic(DeviceBase):
     device_id: DeviceId
     created_at: datetime
     updated_at: datetime
+    revoked_at: datetime | None = Field(
+        None, description="When its broker credentials were revoked; null = not revoked."
+    )
 
 
 class DevicesPublic(BaseModel):

@@ -47,6 +47,10 @@ class Device(Base):
     threshold: Mapped[float | None] = mapped_column(Float, default=None)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    #: When its broker credentials were revoked (``smartcity devices revoke``, ``DELETE
+    #: /v1/devices/{id}/credentials``); None = not revoked. A revoked device stays registered,
+    #: so its history keeps its type and zone, but its broker client is disabled for good.
+    revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), default=None)
 
     __table_args__ = (Index("ix_devices_lat_lon", "lat", "lon"),)
 

@@ -29,12 +29,21 @@ from api.app import create_app
 from api.security import create_key
 from api.settings import ApiSettings
 from simulators.publisher import AckingPublisher
+from smartcity import dynsec
+from smartcity.broker_acl import ADMIN
 from smartcity.contract import Status, encode, encode_telemetry, topic
 from smartcity.registry.db import make_engine
 from smartcity.registry.models import Device
 from stack.servers import Influxd, Mosquitto, Postgres, free_port
 
-from ..conftest import Influx, IngesterProcess, run_smartcity, smartcity_env
+from ..conftest import (
+    Influx,
+    IngesterProcess,
+    auth_broker_at,
+    run_smartcity,
+    running,
+    smartcity_env,
+)
 from . import city as c
 
 
@@ -255,9 +264,17 @@ def api_server(
             session.add(Device(device_id=d, device_type=sent.kind[d], zone=sent.zone[d], lat=lat,
                                lon=lon, created_at=now, updated_at=now))  # fmt: skip
         session.commit()
+    # a broker with the platform's accounts, so device credentials reach their handlers
+    broker = auth_broker_at(workdir / "broker", "apicity")
+    admin_file = workdir / "broker-admin"
+    dynsec.write_secret(admin_file, broker.passwords[ADMIN])
     env = {
         "SMARTCITY_API_RATE_LIMIT": "1000000",
         "SMARTCITY_API_RATE_LIMIT_KEYED": "1000000",
+        "SMARTCITY_MQTT_URL": broker.broker.url,
+        "SMARTCITY_CITY": "apicity",
+        "SMARTCITY_API_BROKER_ADMIN_PASSWORD_FILE": str(admin_file),
     }
-    with api_process(settings, workdir, env) as url:
-        yield ApiServer(url, key, admin, settings)
+    for _ in running(broker.broker):
+        with api_process(settings, workdir, env) as url:
+            yield ApiServer(url, key, admin, settings)
