@@ -7,14 +7,14 @@ from pathlib import Path
 
 from pydantic import AwareDatetime, Field, SecretStr, field_validator
 
-from smartcity.settings import InfluxSettings
+from smartcity.settings import InfluxSettings, MqttSettings
 
 #: Where ``scripts/bootstrap`` installs bootstrap-italia (``npm ci --prefix api/web``).
 DEFAULT_ASSETS = Path(__file__).parent / "web" / "node_modules" / "bootstrap-italia" / "dist"
 MIN_ADMIN_KEY_CHARS = 32
 
 
-class ApiSettings(InfluxSettings):
+class ApiSettings(MqttSettings, InfluxSettings):
     section = "api"
 
     host: str = Field("127.0.0.1", description="Address to listen on.")
@@ -76,6 +76,14 @@ class ApiSettings(InfluxSettings):
     assets_dir: Path = Field(
         DEFAULT_ASSETS,
         description="bootstrap-italia's dist folder (installed by scripts/bootstrap via npm).",
+    )
+    command_timeout: float = Field(
+        120.0,
+        gt=0,
+        le=7 * 86_400,
+        description="A command no device answered within this many seconds is shown as "
+        "expired (an answer that comes later still counts). An edge agent answers within a "
+        "second when online; two minutes leave room for a reconnecting one.",
     )
     grafana_url: str | None = Field(
         None, description="Grafana base URL, to link each service to its dashboards."

@@ -24,12 +24,13 @@ COMMAND_MODULES = {
     "ingest": "ingest.cli",
     "edge": "edge.cli",
     "api": "api.cli",
+    "command": "api.command_cli",
     "grafana": "grafana.cli",
     "broker": "stack.broker_cli",
 }
 
 #: The pyproject extra each command needs, where it is not named like the command.
-EXTRAS = {"up": "server"}
+EXTRAS = {"up": "server", "command": "api"}
 
 
 class CommandParser(argparse.ArgumentParser):

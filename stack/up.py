@@ -246,7 +246,8 @@ def _up(
     children = [("ingester", ingester)]
     if settings.api:
         api = [*me, "api", "--host", "127.0.0.1", "--port", str(settings.api_port)]
-        children.append(("API", _spawn(stack, api, env)))
+        # commands go out over the broker's api account
+        children.append(("API", _spawn(stack, api, _as(env, "api", passwords))))
     if settings.simulate:
         # on a new broker the ingester's session does not exist until it subscribes, and
         # readings published before that would reach no one

@@ -3,6 +3,7 @@
 from api.routers import (
     alerts,
     catalogue,
+    commands,
     devices,
     health,
     keys,
@@ -15,6 +16,7 @@ from api.routers import (
 ROUTERS = [
     catalogue.router,
     devices.router,
+    commands.router,
     readings.router,
     alerts.router,
     zones.router,
