@@ -12,6 +12,7 @@ import ssl
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
@@ -48,6 +49,8 @@ class AckingPublisher:
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.outstanding: deque[tuple[paho.MQTTMessageInfo, int]] = deque()
+        #: Filters subscribed to, again on every reconnect (the session is not kept).
+        self.filters: list[str] = []
         self.sent_messages = 0
         self.acked_messages = 0
         self.acked_readings = 0
@@ -57,6 +60,8 @@ class AckingPublisher:
     ) -> None:
         if not getattr(rc, "is_failure", False):
             self.connected.set()
+            for f in self.filters:
+                client.subscribe(f, qos=1)
         else:
             self.refusal = str(rc)
             log.error("broker refused the connection", extra={"reason": str(rc)})
@@ -87,6 +92,33 @@ class AckingPublisher:
             f"cannot reach the MQTT broker at {where} within {timeout:.0f} s: is it running? "
             "(`smartcity up` starts one; or set --mqtt-url / SMARTCITY_MQTT_URL)"
         )
+
+    def subscribe(
+        self, topic_filter: str, answer: Callable[[str, bytes], tuple[str, bytes] | None]
+    ) -> None:
+        """Receive messages on ``topic_filter``; what ``answer`` returns for one is published
+        (QoS 1, not counted among the readings: it runs on paho's thread, which must not wait)."""
+
+        def on_message(client: paho.Client, userdata: object, msg: paho.MQTTMessage) -> None:
+            reply = answer(msg.topic, msg.payload)
+            if reply is not None:
+                client.publish(*reply, qos=1)
+
+        def on_subscribe(
+            client: paho.Client, userdata: object, mid: int, reasons: list[object], props: object
+        ) -> None:
+            if any(getattr(r, "is_failure", False) for r in reasons):
+                log.warning(
+                    "the broker refused the command subscription: the fleet will not answer "
+                    "commands (the simulator account needs read on command topics)",
+                    extra={"filter": topic_filter},
+                )
+
+        self.client.on_message = on_message
+        self.client.on_subscribe = on_subscribe
+        self.filters.append(topic_filter)
+        if self.connected.is_set():
+            self.client.subscribe(topic_filter, qos=1)
 
     def publish(self, topic: str, payload: bytes, readings: int = 0, retain: bool = False) -> None:
         """Queue one QoS 1 message; blocks while ``window`` messages await their PUBACK."""
