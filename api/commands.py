@@ -153,7 +153,7 @@ async def send(
         )  # fmt: skip
         session.commit()
         raise
-    where = topic(device.device_type, device.device_id, "cmd", settings.city)  # type: ignore[arg-type]
+    where = topic(device.device_type, device.device_id, "cmd", settings.city)
     try:
         await asyncio.to_thread(sender.publish, where, encode(command))
     except SendFailed as exc:

@@ -16,6 +16,8 @@ from collections.abc import Callable
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
 
 from smartcity.settings import mqtt_endpoint
 
@@ -100,14 +102,18 @@ class AckingPublisher:
         (QoS 1, not counted among the readings: it runs on paho's thread, which must not wait)."""
 
         def on_message(client: paho.Client, userdata: object, msg: paho.MQTTMessage) -> None:
-            reply = answer(msg.topic, msg.payload)
+            reply = answer(msg.topic, bytes(msg.payload))
             if reply is not None:
                 client.publish(*reply, qos=1)
 
         def on_subscribe(
-            client: paho.Client, userdata: object, mid: int, reasons: list[object], props: object
+            client: paho.Client,
+            userdata: object,
+            mid: int,
+            reasons: list[ReasonCode],
+            props: Properties | None,
         ) -> None:
-            if any(getattr(r, "is_failure", False) for r in reasons):
+            if any(r.is_failure for r in reasons):
                 log.warning(
                     "the broker refused the command subscription: the fleet will not answer "
                     "commands (the simulator account needs read on command topics)",

@@ -207,7 +207,7 @@ def result_line(device_type: str, device_id: str, zone: str, result: CommandResu
     Stamped with the device's time plus the id's CRC in nanoseconds, so a result delivered
     twice lands on the same point and two answered in one millisecond stay two."""
     state = "applied" if result.status == "accepted" else "rejected"
-    fields: dict[str, object] = {"command_id": result.id or ""}
+    fields: dict[str, str] = {"command_id": result.id or ""}
     if result.reason is not None:
         fields["reason"] = result.reason
     stamp = point_time_ns(result.ts, zlib.crc32((result.id or "").encode()))

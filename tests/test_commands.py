@@ -133,7 +133,9 @@ async def wait_state(
     while True:
         resp = await api.get(f"/v1/devices/{device_id}/commands", headers={"X-API-Key": key})
         assert resp.status_code == 200, resp.text
-        mine = [c for c in resp.json()["data"] if c["command_id"] == command_id]
+        mine: list[dict[str, Any]] = [
+            c for c in resp.json()["data"] if c["command_id"] == command_id
+        ]
         assert len(mine) == 1, resp.json()
         if mine[0]["state"] in until:
             return mine[0]
@@ -214,7 +216,7 @@ async def test_a_command_is_applied_a_refused_argument_rejected_and_each_audited
         assert time.monotonic() < deadline, rows
         await asyncio.sleep(0.2)
 
-    by_command = {}
+    by_command: dict[str, list[AuditEntry]] = {}
     for entry in audit_entries(platform):
         detail = json.loads(entry.detail)
         by_command.setdefault(detail["command_id"], []).append(entry)
@@ -244,7 +246,7 @@ async def test_unknown_commands_and_bad_arguments_are_422_and_nothing_is_publish
     key = platform.keys["operate"]
     watcher = Watcher(platform.auth)
     try:
-        cases = [
+        cases: list[tuple[tuple[str], dict[str, Any], str]] = [
             (("explode",), {}, "has no command 'explode'"),
             (("dim",), {"level": 4}, "level"),
             (("dim",), {"level": "0.4"}, "level"),
