@@ -64,10 +64,12 @@ class CommandSender:
         if tls:
             self.client.tls_set_context(ssl.create_default_context())
         self.client.on_connect = self._on_connect
+        self.client.on_connect_fail = self._on_connect_fail
         self.client.on_publish = self._on_publish
         self.lock = threading.Lock()
         self.answered = threading.Event()
         self.refusal: str | None = None
+        self.unreachable = threading.Event()  # the last attempt found no broker
         self.started = False
         self.acks: dict[int, ReasonCode] = {}
         self.acked = threading.Condition()
@@ -76,7 +78,11 @@ class CommandSender:
         self, client: paho.Client, userdata: object, flags: object, rc: ReasonCode, props: object
     ) -> None:
         self.refusal = str(rc) if rc.is_failure else None
+        self.unreachable.clear()
         self.answered.set()
+
+    def _on_connect_fail(self, client: paho.Client, userdata: object) -> None:
+        self.unreachable.set()  # paho tries again in the background
 
     def _on_publish(
         self, client: paho.Client, userdata: object, mid: int, rc: ReasonCode, props: object
@@ -101,7 +107,7 @@ class CommandSender:
                     f"({self.refusal}): set SMARTCITY_MQTT_URL to the api account's "
                     "(smartcity up keeps its password in var/mosquitto/passwords/api)"
                 )
-            if time.monotonic() > deadline:
+            if self.unreachable.is_set() or time.monotonic() > deadline:
                 raise SendFailed(
                     f"cannot reach the MQTT broker at {safe_url(self.url)}: is it running? "
                     "(SMARTCITY_MQTT_URL); nothing was sent"

@@ -33,6 +33,7 @@ from api.security import create_key
 from api.settings import ApiSettings
 from smartcity.registry.db import make_engine
 from smartcity.registry.models import AuditEntry
+from stack.servers import free_port
 
 from .conftest import AuthBroker, Influx, IngesterProcess, run_smartcity, smartcity_env
 from .test_edge import AgentProcess
@@ -369,3 +370,22 @@ async def test_the_simulated_fleet_answers_commands_as_edge_agents_do(
             break
         assert time.monotonic() < deadline, rows
         await asyncio.sleep(0.2)
+
+
+async def test_an_unreachable_broker_is_503_and_audited_as_failed(platform: Platform) -> None:
+    settings = platform.settings.model_copy(
+        update={"mqtt_url": f"mqtt://api:x@127.0.0.1:{free_port()}"}
+    )
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://api.test") as client:
+            resp = await send(client, platform.keys["operate"], SILENT, "dim", level=0.4)
+            assert resp.status_code == 503, resp.text
+            assert "cannot reach the MQTT broker" in resp.json()["detail"]
+            listed = await client.get(
+                f"/v1/devices/{SILENT}/commands", headers={"X-API-Key": platform.keys["read"]}
+            )
+            assert listed.json()["data"] == []
+    (entry,) = audit_entries(platform)
+    assert entry.outcome.startswith("failed: cannot reach the MQTT broker")
