@@ -160,6 +160,7 @@ async def send(
         session.commit()
         raise
     where = topic(device.device_type, device.device_id, "cmd", settings.city)
+    sent_ns = time.time_ns()  # before publishing: a device may answer within milliseconds
     try:
         await asyncio.to_thread(sender.publish, where, encode(command))
     except SendFailed as exc:
@@ -175,7 +176,6 @@ async def send(
     )  # fmt: skip
     session.commit()
     log.info("command sent", extra={"device_id": device.device_id, "id": command_id})
-    sent_ns = time.time_ns()
     point = commands.sent_line(
         device.device_type, device.device_id, device.zone, command, actor, sent_ns
     )

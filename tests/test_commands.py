@@ -200,6 +200,9 @@ async def test_a_command_is_applied_a_refused_argument_rejected_and_each_audited
     applied = await wait_state(api, key, CHARGER, off["command_id"])
     assert applied["state"] == "applied", applied
     assert applied["reason"] is None
+    # stamped before publishing: an answer within milliseconds never precedes it
+    sent_at, answered_at = (datetime.fromisoformat(applied[k]) for k in ("sent_at", "answered_at"))
+    assert sent_at <= answered_at
     rejected = await wait_state(api, key, CHARGER, too_far["command_id"])
     assert rejected["state"] == "rejected", rejected
     assert "connectorId 8: this station has connectors 1-" in rejected["reason"]
