@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from api import catalogue, openapi, problems
 from api.catalogue import Catalogue
+from api.commands import CommandSender
 from api.ratelimit import RateLimit
 from api.routers import ROUTERS
 from api.security import KeyStore, create_key
@@ -25,7 +26,7 @@ from api.settings import ApiSettings
 from api.state import CityState, StateCache, compute
 from smartcity import __version__
 from smartcity.audit import cli_actor
-from smartcity.influx import InfluxReader
+from smartcity.influx import InfluxReader, InfluxWriter
 from smartcity.registry.db import make_engine
 
 log = logging.getLogger("smartcity.api")
@@ -37,8 +38,9 @@ Cremona's catalogue of smart services (mandate plan, line 5.c) with live data fr
 sensors: KPIs, device registry, latest readings, time series, alerts, zone summaries, and open
 data (CSV, JSON, GeoJSON; DCAT-AP_IT catalogue; licence CC BY 4.0).
 
-Reading is open to everyone. Changing the registry needs an API key with scope `write`, managing
-keys scope `admin`; send it in the `X-API-Key` header. Requests are rate limited per client.
+Reading is open to everyone. Sending commands to devices needs an API key with scope `operate`,
+changing the registry scope `write`, managing keys scope `admin` (each includes the ones before
+it); send it in the `X-API-Key` header. Requests are rate limited per client.
 Errors are `application/problem+json` (RFC 9457).
 """
 
@@ -69,6 +71,9 @@ def create_app(settings: ApiSettings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         influx = InfluxReader(settings, timeout=settings.query_timeout)
         app.state.influx = influx
+        # commands: published over the API's own broker account, connected on the first one
+        app.state.command_sender = CommandSender(settings.mqtt_url)
+        app.state.command_writer = InfluxWriter(settings)
         app.state.state_cache = StateCache(
             lambda: compute(settings, influx, engine),
             settings.kpi_cache_seconds,
@@ -78,6 +83,8 @@ def create_app(settings: ApiSettings) -> FastAPI:
             yield
         finally:
             await influx.aclose()
+            await app.state.command_writer.aclose()
+            app.state.command_sender.close()
             engine.dispose()
 
     # /docs and /redoc with their scripts served from the installation, not a CDN: they must

@@ -24,7 +24,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     # settings flags (--registry-url, --config...) go before the key command, e.g.
     # smartcity api --registry-url sqlite:///var/registry.db create-key --scope write
     create = keys.add_parser("create-key", help="create an API key and print it (shown once)")
-    create.add_argument("--scope", required=True, choices=["read", "write", "admin"])
+    create.add_argument("--scope", required=True, choices=["read", "operate", "write", "admin"])
     create.add_argument("--name", default="cli", help="who or what will use the key")
     create.set_defaults(func=create_key)
     listing = keys.add_parser("list-keys", help="list API keys (never their secrets)")

@@ -24,7 +24,8 @@ from smartcity.influx import InfluxReader
 api_key = APIKeyHeader(
     name="X-API-Key",
     auto_error=False,
-    description="An API key (scopes read < write < admin); 'smartcity api create-key' makes one.",
+    description="An API key (scopes read < operate < write < admin); 'smartcity api "
+    "create-key' makes one.",
 )
 
 
@@ -89,5 +90,7 @@ InfluxDep = Annotated[InfluxReader, Depends(get_influx)]
 StateDep = Annotated[CityState, Depends(get_state)]
 CacheDep = Annotated[StateCache, Depends(get_cache)]
 CatalogueDep = Annotated[Catalogue, Depends(get_catalogue)]
+Reader = Annotated[Principal, Depends(require("read"))]
+Operator = Annotated[Principal, Depends(require("operate"))]
 Writer = Annotated[Principal, Depends(require("write"))]
 Admin = Annotated[Principal, Depends(require("admin"))]

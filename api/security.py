@@ -27,8 +27,13 @@ log = logging.getLogger("smartcity.api")
 
 PREFIX = "sck_"
 ID_HEX = 12
-SCOPES = ("read", "write", "admin")
-#: A scope includes those before it: admin can write, write can read.
+#: ``operate`` (send commands to devices) ranks above ``read`` and below ``write``: acting on a
+#: device changes its state for a while, reversibly, and every command is validated by the
+#: device and recorded; changing the registry decides which devices exist and where, which is
+#: more. So an operations room's key can dim a street without being able to edit the registry,
+#: and a maintenance system trusted with the registry may also act on its devices.
+SCOPES = ("read", "operate", "write", "admin")
+#: A scope includes those before it: admin can write, write can operate, operate can read.
 RANK = {scope: i for i, scope in enumerate(SCOPES)}
 
 

@@ -77,6 +77,14 @@ class ApiSettings(MqttSettings, InfluxSettings):
         DEFAULT_ASSETS,
         description="bootstrap-italia's dist folder (installed by scripts/bootstrap via npm).",
     )
+    command_timeout: float = Field(
+        120.0,
+        gt=0,
+        le=7 * 86_400,
+        description="A command no device answered within this many seconds is shown as "
+        "expired (an answer that comes later still counts). An edge agent answers within a "
+        "second when online; two minutes leave room for a reconnecting one.",
+    )
     grafana_url: str | None = Field(
         None, description="Grafana base URL, to link each service to its dashboards."
     )

@@ -8,17 +8,15 @@ Decoding runs on the agent's thread; ``apply`` on the driver's (see ``edge.drive
 
 from __future__ import annotations
 
-import json
 import logging
-import re
-from datetime import UTC, datetime
 
-from edge.drivers import CommandRejected, Driver
-from smartcity.contract import MAX_PAYLOAD_BYTES, CommandResult, InvalidMessage, decode_command
-from smartcity.devices.base import COMMAND_ID_PATTERN, Command
+from edge.drivers import Driver
+from smartcity import commands
+from smartcity.commands import CommandRejected
+from smartcity.contract import CommandResult
+from smartcity.devices.base import Command
 
 log = logging.getLogger("smartcity.edge")
-_ID_RE = re.compile(COMMAND_ID_PATTERN)
 
 
 class CommandHandler:
@@ -39,10 +37,10 @@ class CommandHandler:
         if topic != self.topic:
             log.warning("ignored a message on a topic that is not ours", extra={"topic": topic})
             return None
-        try:
-            return decode_command(self.device_type, payload)
-        except InvalidMessage as exc:
-            return self._rejected(_best_effort_id(payload), f"{exc.code}: {exc.reason}")
+        decoded = commands.decode(self.device_type, payload)
+        if isinstance(decoded, CommandResult):  # refused by the contract: counted and logged
+            return self._rejected(decoded.id, decoded.reason or "")
+        return decoded
 
     def apply(self, command: Command) -> CommandResult:
         """Carry a validated command out on the driver (the agent calls it on the driver thread)."""
@@ -58,24 +56,9 @@ class CommandHandler:
             "command applied",
             extra={"id": command.id, "command": command.model_dump_json(exclude={"v", "id"})},
         )
-        return CommandResult(v=1, ts=_now(), id=command.id, status="accepted")
+        return commands.accepted(command.id)
 
     def _rejected(self, command_id: str | None, reason: str) -> CommandResult:
         self.rejected += 1
         log.warning("command rejected", extra={"id": command_id, "reason": reason})
-        return CommandResult(v=1, ts=_now(), id=command_id, status="rejected", reason=reason[:512])
-
-
-def _best_effort_id(payload: bytes | bytearray) -> str | None:
-    """The ``id`` of a command that failed validation, if it had a usable one."""
-    if len(payload) > MAX_PAYLOAD_BYTES:
-        return None
-    try:
-        value = json.loads(payload).get("id")
-    except (ValueError, AttributeError, RecursionError):
-        return None
-    return value if isinstance(value, str) and _ID_RE.match(value) else None
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
+        return commands.rejected(command_id, reason)

@@ -11,7 +11,16 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from smartcity.contract import Events, Health, InvalidMessage, Message, Status, Telemetry
+from smartcity.commands import result_line
+from smartcity.contract import (
+    CommandResult,
+    Events,
+    Health,
+    InvalidMessage,
+    Message,
+    Status,
+    Telemetry,
+)
 from smartcity.devices.base import Row, point_time_ns
 from smartcity.lineprotocol import escape_measurement, line, model_encoder, tag_text
 from smartcity.storage import (
@@ -47,7 +56,9 @@ def message_lines(msg: Message, received_ns: int, zones: ZoneLookup | None = Non
     another device type: it would be stored, and raise alerts, as that type."""
     body = msg.body
     where = msg.topic
-    zone, registered = body.zone, zones is None
+    # a command result names no zone: the registry's, else "unknown"
+    zone = None if isinstance(body, CommandResult) else body.zone
+    registered = zones is None
     if zones is not None and (known := zones.lookup(where.device_id)) is not None:
         if known.device_type != where.device_type:
             raise InvalidMessage(
@@ -85,6 +96,9 @@ def _points(msg: Message, common: tuple[tuple[str, str], ...], received_ns: int)
             fields["firmware"] = body.firmware
         stamp = point_time_ns(body.ts) if body.ts else received_ns
         return [line(STATUS_MEASUREMENT, dict(common), fields, stamp)]
+    if isinstance(body, CommandResult):
+        tags = dict(common)
+        return [result_line(tags["device_type"], tags["device_id"], tags["zone"], body)]
     assert isinstance(body, Health)
     encoded = model_encoder(Health, frozenset({"v", "ts", "zone"}))(body)
     return [f"{HEALTH_MEASUREMENT}{tag_text(common)} {encoded} {point_time_ns(body.ts)}"]

@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 
 from smartcity.city import CENTRE, TIMEZONE, ZONES, Zone
 from smartcity.devices import DeviceType, Event, Reading
+from smartcity.devices.base import Command
 
 LOCAL_TZ = ZoneInfo(TIMEZONE)
 
@@ -58,6 +59,12 @@ class SimulatedDevice(ABC):
     @abstractmethod
     def step(self, now: datetime, dt: float) -> tuple[Reading, list[Event]]:
         """Behaviour over the ``dt`` seconds ending at ``now``; readings use ``self.seq``."""
+
+    @abstractmethod
+    def apply(self, command: Command) -> None:
+        """Carry out a validated command from the next reading on, or raise
+        :class:`smartcity.commands.CommandRejected` saying why not (the simulated fleet and the
+        edge agent's ``simulated`` driver both call this)."""
 
     def chance(self, per_hour: float, dt: float) -> bool:
         """True with the probability of an event of rate ``per_hour`` within ``dt`` seconds."""

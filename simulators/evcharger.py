@@ -8,9 +8,12 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from simulators.base import Placement, SimulatedDevice, local_hour, to_ms
+from smartcity.commands import CommandRejected
 from smartcity.devices import Event, Reading
+from smartcity.devices.base import Command
 from smartcity.devices.evcharger import (
     Connector,
+    ConnectorCommand,
     ConnectorStatus,
     Evcharger,
     EvchargerReading,
@@ -125,3 +128,15 @@ class SimulatedEvcharger(SimulatedDevice):
                 )
             ]
         return []
+
+    def apply(self, command: Command) -> None:
+        if not isinstance(command, ConnectorCommand):
+            raise CommandRejected(f"a charging station cannot {type(command).__name__}")
+        connectors = {c.connector_id: c for c in self.connectors}
+        connector = connectors.get(command.connectorId)
+        if connector is None:
+            raise CommandRejected(
+                f"connectorId {command.connectorId}: this station has connectors "
+                f"{min(connectors)}-{max(connectors)}"
+            )
+        connector.enabled = command.enabled

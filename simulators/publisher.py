@@ -12,6 +12,7 @@ import ssl
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import cast
 
 import paho.mqtt.client as paho
@@ -52,6 +53,8 @@ class AckingPublisher:
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.outstanding: deque[tuple[paho.MQTTMessageInfo, int]] = deque()
+        #: Filters subscribed to, again on every reconnect (the session is not kept).
+        self.filters: list[str] = []
         self.sent_messages = 0
         self.acked_messages = 0
         self.acked_readings = 0
@@ -66,6 +69,8 @@ class AckingPublisher:
     ) -> None:
         if not rc.is_failure:
             self.connected.set()
+            for f in self.filters:
+                client.subscribe(f, qos=1)
         else:
             self.refusal = str(rc)
             log.error("broker refused the connection", extra={"reason": str(rc)})
@@ -96,6 +101,37 @@ class AckingPublisher:
             f"cannot reach the MQTT broker at {where} within {timeout:.0f} s: is it running? "
             "(`smartcity up` starts one; or set --mqtt-url / SMARTCITY_MQTT_URL)"
         )
+
+    def subscribe(
+        self, topic_filter: str, answer: Callable[[str, bytes], tuple[str, bytes] | None]
+    ) -> None:
+        """Receive messages on ``topic_filter``; what ``answer`` returns for one is published
+        (QoS 1, not counted among the readings: it runs on paho's thread, which must not wait)."""
+
+        def on_message(client: paho.Client, userdata: object, msg: paho.MQTTMessage) -> None:
+            reply = answer(msg.topic, bytes(msg.payload))
+            if reply is not None:
+                client.publish(*reply, qos=1)
+
+        def on_subscribe(
+            client: paho.Client,
+            userdata: object,
+            mid: int,
+            reasons: list[ReasonCode],
+            props: Properties | None,
+        ) -> None:
+            if any(r.is_failure for r in reasons):
+                log.warning(
+                    "the broker refused the command subscription: the fleet will not answer "
+                    "commands (the simulator account needs read on command topics)",
+                    extra={"filter": topic_filter},
+                )
+
+        self.client.on_message = on_message
+        self.client.on_subscribe = on_subscribe
+        self.filters.append(topic_filter)
+        if self.connected.is_set():
+            self.client.subscribe(topic_filter, qos=1)
 
     def publish(self, topic: str, payload: bytes, readings: int = 0, retain: bool = False) -> None:
         """Queue one QoS 1 message; blocks while ``window`` messages await their PUBACK."""

@@ -7,6 +7,7 @@ import os
 import threading
 from collections import defaultdict
 
+from simulators.commands import FleetCommands
 from simulators.fleet import SimClock, build_fleet, schedule
 from simulators.publisher import AckingPublisher
 from simulators.settings import SimulateSettings
@@ -31,6 +32,9 @@ def run(settings: SimulateSettings, stop: threading.Event | None = None) -> int:
     pub = AckingPublisher(settings.mqtt_url, client_id, settings.window)
     pub.connect()
     city = settings.city
+    if settings.commands:
+        answering = FleetCommands(fleet, city)
+        pub.subscribe(answering.filter, answering.handle)
     target = settings.messages
     log.info(
         "simulating",

@@ -49,6 +49,11 @@ class SimulateSettings(MqttSettings):
         1.0, ge=0, le=10_000, description="Multiplier on lamp, bin and charger fault rates."
     )
     status: bool = Field(True, description="Publish each device's retained online status first.")
+    commands: bool = Field(
+        True,
+        description="Answer commands sent to the fleet's devices as their edge agents would "
+        "(they act from the next reading on).",
+    )
     progress: bool = Field(True, description="Show progress on stderr.")
 
     def counts(self) -> dict[str, int]:

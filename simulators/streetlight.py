@@ -7,12 +7,17 @@ from datetime import datetime
 from typing import ClassVar
 
 from simulators.base import Placement, SimulatedDevice, local_hour, sun_elevation, to_ms
+from smartcity.commands import CommandRejected
 from smartcity.devices import Event, Reading
+from smartcity.devices.base import Command
 from smartcity.devices.streetlight import (
+    DimCommand,
     LampStatus,
     LampStatusChanged,
+    ScheduleCommand,
     Streetlight,
     StreetlightReading,
+    SwitchCommand,
 )
 
 RATED_W = (35.0, 50.0, 70.0, 100.0, 150.0)
@@ -85,3 +90,13 @@ class SimulatedStreetlight(SimulatedDevice):
             status=self.status,
         )
         return reading, events
+
+    def apply(self, command: Command) -> None:
+        if isinstance(command, SwitchCommand):
+            self.forced = None if command.state == "auto" else command.state
+        elif isinstance(command, DimCommand):
+            self.schedule = [(0.0, 24.0, command.level)]  # one step covering the whole day
+        elif isinstance(command, ScheduleCommand):
+            self.schedule = [(s.start, s.end, s.level) for s in command.steps]
+        else:
+            raise CommandRejected(f"a street light cannot {type(command).__name__}")

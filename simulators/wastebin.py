@@ -11,11 +11,14 @@ import random
 from datetime import datetime
 
 from simulators.base import Placement, SimulatedDevice, local_hour, to_ms
+from smartcity.commands import CommandRejected
 from smartcity.devices import Event, Reading
+from smartcity.devices.base import Command
 from smartcity.devices.wastebin import (
     BinAlarm,
     BinEmptied,
     BinStatus,
+    IntervalCommand,
     Wastebin,
     WastebinReading,
     WasteKind,
@@ -109,3 +112,8 @@ class SimulatedWastebin(SimulatedDevice):
             return []
         self.status, self.heat = "ok", 0.0
         return [BinAlarm(ts=to_ms(now), kind="alarm", status="ok")]
+
+    def apply(self, command: Command) -> None:
+        if not isinstance(command, IntervalCommand):
+            raise CommandRejected(f"a waste bin cannot {type(command).__name__}")
+        self.interval = command.interval

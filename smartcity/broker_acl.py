@@ -28,12 +28,18 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-from smartcity.contract import DEADLETTER_TOPIC, DEVICE_ID_PATTERN, ROOT, VERSION
+from smartcity.contract import (
+    DEADLETTER_TOPIC,
+    DEVICE_ID_PATTERN,
+    INGESTED_CHANNELS,
+    ROOT,
+    VERSION,
+)
 from smartcity.devices import DEVICE_TYPES
 
 #: What a device sends, and what the ingester stores of it.
 DEVICE_SENDS = ("telemetry", "events", "status", "health", "cmd_result")
-INGESTED = ("telemetry", "events", "status", "health")
+INGESTED = INGESTED_CHANNELS
 #: The ingester's shutdown barrier, ``ingest/service.py`` SYNC_TOPIC_PREFIX/<client id> (the
 #: core may not import the ingester; a test checks the two agree).
 INGEST_SYNC = "smartcity/v1/_ingest/sync/+"
@@ -69,7 +75,7 @@ class Account:
 
 #: The platform's service accounts; each gets a password from ``smartcity up``
 #: (var/mosquitto/passwords/) or from .env (scripts/compose-env).
-SERVICE_ACCOUNTS = ("ingest", "simulator", "monitor", "observer", ADMIN)
+SERVICE_ACCOUNTS = ("ingest", "simulator", "api", "monitor", "observer", ADMIN)
 
 
 def _level(what: str, value: str) -> str:
@@ -97,15 +103,20 @@ def service_accounts(city: str) -> tuple[Account, ...]:
             Rule("read", "$SYS/#"),  # the pipeline board's broker figures
         ),
     )
-    simulator = Account(  # publishes as every simulated device, in its city only
+    simulator = Account(  # publishes as every simulated device, in its city only, and
+        "simulator",  # answers their commands as their edge agents would
         "simulator",
-        "simulator",
-        tuple(
-            Rule("write", _topic(city, kind, "+", channel))
-            for kind in DEVICE_TYPES
-            for channel in INGESTED
+        (
+            *(
+                Rule("write", _topic(city, kind, "+", channel))
+                for kind in DEVICE_TYPES
+                for channel in INGESTED
+            ),
+            Rule("read", _topic(city, "+", "+", "cmd")),
         ),
     )
+    # the API and `smartcity command` send commands to devices of its city, and do nothing else
+    api = Account("api", "api", (Rule("write", _topic(city, "+", "+", "cmd")),))
     monitor = Account("monitor", "monitor", (Rule("read", "$SYS/broker/uptime"),))
     observer = Account(  # people watching the raw messages: read only
         "observer", "observer", (Rule("read", "smartcity/#"), Rule("read", "$SYS/#"))
@@ -115,7 +126,7 @@ def service_accounts(city: str) -> tuple[Account, ...]:
         ADMIN,
         (Rule("write", f"{CONTROL_TOPIC}"), Rule("read", f"{CONTROL_TOPIC}/response")),
     )
-    return ingest, simulator, monitor, observer, admin
+    return ingest, simulator, api, monitor, observer, admin
 
 
 def device_account(device_type: str, device_id: str, city: str) -> Account:

@@ -49,8 +49,8 @@ _CITY_RE = re.compile(CITY_PATTERN)
 
 Channel = Literal["telemetry", "events", "status", "health", "cmd", "cmd_result"]
 CHANNELS: tuple[str, ...] = ("telemetry", "events", "status", "health", "cmd", "cmd_result")
-#: Channels devices publish and the ingester stores.
-INGESTED_CHANNELS: tuple[str, ...] = ("telemetry", "events", "status", "health")
+#: Channels devices publish and the ingester stores (a ``cmd_result`` as the command's state).
+INGESTED_CHANNELS: tuple[str, ...] = ("telemetry", "events", "status", "health", "cmd_result")
 DEADLETTER_TOPIC = f"{ROOT}/{VERSION}/deadletter"
 
 Zone = str
@@ -230,13 +230,14 @@ def decode_command(device_type: str, payload: bytes | bytearray) -> Command:
 
 _STATUS = TypeAdapter(Status)
 _HEALTH = TypeAdapter(Health)
+_RESULT = TypeAdapter(CommandResult)
 
 
 class Message(NamedTuple):
     """A decoded, valid message and where it came from (a tuple: made for every message)."""
 
     topic: Topic
-    body: Telemetry[Any] | Events[Any] | Status | Health
+    body: Telemetry[Any] | Events[Any] | Status | Health | CommandResult
 
     @property
     def device(self) -> type[DeviceType]:
@@ -260,6 +261,8 @@ def _body_adapter(device_type: str, channel: str) -> TypeAdapter[Any]:
         return _STATUS
     if channel == "health":
         return _HEALTH
+    if channel == "cmd_result":
+        return _RESULT
     raise InvalidMessage("bad_topic", f"channel {channel!r} is not published by devices")
 
 

@@ -42,3 +42,11 @@ INGEST_STATS_FIELDS = (
 #: Mosquitto's ``$SYS`` counters, copied by the ingester.
 BROKER_STATS_MEASUREMENT = "broker_stats"
 BROKER_STATS_FIELDS = ("dropped", "clients_connected", "messages_stored")
+
+#: Commands sent to devices and their results (``smartcity.commands``): a ``sent`` point from
+#: the API or ``smartcity command``, an ``applied`` or ``rejected`` one from the device's
+#: ``cmd_result`` (the ingester). Tag ``state``; fields ``command_id``, ``name``, ``args``
+#: (JSON), ``actor`` on sent points, ``command_id`` and ``reason`` on results.
+COMMAND_MEASUREMENT = "device_command"
+COMMAND_STATE_TAG = "state"
+COMMAND_FIELDS = ("command_id", "name", "args", "actor", "reason")

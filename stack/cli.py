@@ -25,13 +25,14 @@ COMMAND_MODULES = {
     "ingest": "ingest.cli",
     "edge": "edge.cli",
     "api": "api.cli",
+    "command": "api.command_cli",
     "grafana": "grafana.cli",
     "broker": "stack.broker_cli",
     "devices": "stack.devices_cli",
 }
 
 #: The pyproject extra each command needs, where it is not named like the command.
-EXTRAS = {"up": "server", "devices": "server"}
+EXTRAS = {"up": "server", "devices": "server", "command": "api"}
 
 N = TypeVar("N")
 

@@ -246,10 +246,11 @@ def _up(
     children = [("ingester", ingester)]
     if settings.api:
         api = [*me, "api", "--host", "127.0.0.1", "--port", str(settings.api_port)]
-        # device credentials (/v1/devices/{id}/credentials) change the broker as its admin
+        # commands go out over the broker's api account; device credentials
+        # (/v1/devices/{id}/credentials) change the broker as its admin
         admin_file = {"SMARTCITY_API_BROKER_ADMIN_PASSWORD_FILE": str(data / "mosquitto" /
                       "passwords" / "smartcity-admin")} if passwords else {}  # fmt: skip
-        api_env = env | admin_file
+        api_env = _as(env, "api", passwords) | admin_file
         children.append(("API", _spawn(stack, api, api_env)))
     if settings.simulate:
         # on a new broker the ingester's session does not exist until it subscribes, and

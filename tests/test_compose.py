@@ -266,14 +266,15 @@ def test_compose_env_writes_every_secret_compose_needs_owner_only_and_keeps_exis
         assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
 
 
-def test_the_api_gets_no_broker_and_shares_its_registry_with_the_ingester(
+def test_the_api_sends_commands_as_its_own_account_and_shares_its_registry_with_the_ingester(
     resolved: dict[str, Any],
 ) -> None:
     api, ingester = resolved["services"]["api"], resolved["services"]["ingester"]
-    # the API has no MQTT code: no broker address, account or start-up order
-    assert not any("MQTT" in k for k in api["environment"])
+    # commands go out over the API's own broker account, connected on the first command (so
+    # no start-up order on the broker)
+    assert "api" in SERVICE_ACCOUNTS
+    assert urllib.parse.urlsplit(api["environment"]["SMARTCITY_MQTT_URL"]).username == "api"
     assert "mosquitto" not in api.get("depends_on", {})
-    assert "api" not in SERVICE_ACCOUNTS
 
     def registry_file(service: dict[str, Any], variable: str) -> tuple[str, Path, str]:
         """(named volume, path of the SQLite file inside it, mount mode)."""

@@ -23,7 +23,7 @@ def test_every_broker_command_in_the_docs_logs_in() -> None:
                 found += 1
                 assert " -u " in line, f"{doc.name}:{number}: {line}"
                 assert " -P " in line, f"{doc.name}:{number}: {line}"
-    assert found >= 3
+    assert found >= 1  # the README's observer example (commands go through the API now)
 
 
 def test_the_sample_agent_config_names_every_option_of_its_driver() -> None:

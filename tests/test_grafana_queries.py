@@ -44,8 +44,9 @@ import yaml
 from grafana.boards import overview, pipeline
 from simulators.fleet import build_fleet, schedule
 from simulators.publisher import AckingPublisher
-from smartcity import storage
+from smartcity import commands, storage
 from smartcity.contract import (
+    CommandResult,
     Health,
     Location,
     Status,
@@ -83,6 +84,14 @@ FAILED_LAMP, BURNING_BIN, FAULTED_CHARGER, GONE_OFFLINE, EDGE_AGENT = (
     "sl-spento",
     "sl-edge",
 )
+#: A command to one device of each type (the ``sent`` point as the API writes it) and the
+#: device's answer over MQTT (the ingester stores it): (device type, device, name, args, reason).
+COMMANDS = (
+    ("streetlight", FAILED_LAMP, "dim", {"level": 0.4}, None),
+    ("wastebin", BURNING_BIN, "setInterval", {"interval": 600.0}, None),
+    ("evcharger", FAULTED_CHARGER, "setConnector", {"connectorId": 8, "enabled": False},
+     "connectorId 8: this station has connectors 1-2"),
+)  # fmt: skip
 EXPECTED_FIRING = {
     "cremona-lamp-failure": FAILED_LAMP,
     "cremona-bin-full": BURNING_BIN,
@@ -182,6 +191,10 @@ def _publish_known_states(url: str, city: str, now: datetime) -> int:
         )  # fmt: skip
         send("streetlight", EDGE_AGENT, "health", encode(beat))
     send("wastebin", BURNING_BIN, "telemetry", b'{"v": 1, "readings": "not a list"}')
+    for dtype, dev, _, _, reason in COMMANDS:
+        status = "accepted" if reason is None else "rejected"
+        result = CommandResult(v=1, ts=now, id=f"op-{dev}", status=status, reason=reason)
+        send(dtype, dev, "cmd_result", encode(result))
     assert pub.drain(30)
     pub.close()
     return 1
@@ -253,13 +266,22 @@ def filled(
         env=env,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
-    dead = _publish_known_states(mosquitto.url, city, datetime.now(UTC))
+    answered = datetime.now(UTC)
+    dead = _publish_known_states(mosquitto.url, city, answered)
+    sent_ns = int((answered - timedelta(seconds=5)).timestamp()) * 10**9  # sent, then answered
+    write(influx, [
+        commands.sent_line(dtype, dev, ZONE, commands.build(dtype, name, args, f"op-{dev}"),
+                           "key:0123456789ab", sent_ns)
+        for dtype, dev, name, args, _ in COMMANDS
+    ])  # fmt: skip
     try:
         for measurement, count in sent.readings.items():
             extra = 3 if measurement != "evcharger" else 1
             assert influx.wait_for_count(measurement, count + extra) == count + extra
         assert influx.wait_for_count("deadletter", dead, field="reason") == dead
         assert influx.wait_for_count("device_health", 3, field="uptime") == 3
+        commanded = 2 * len(COMMANDS)  # a sent point and an answer each
+        assert influx.wait_for_count("device_command", commanded, field="command_id") == commanded
         # the pipeline board's rates are differences between intervals: wait for two of them
         missing = wait_for_health_figures(influx, intervals=2)
         assert missing is None, f"{missing}\n{ingester.log()}"
@@ -416,6 +438,28 @@ def value_of(filled: Filled, board: str, title: str) -> float:
     shown = next(t["refId"] for t in panel["targets"] if not t.get("hide"))
     (found,) = results[shown]
     return found.numbers()[-1]
+
+
+@pytest.mark.servers
+@pytest.mark.parametrize("board", ["cremona-illuminazione", "cremona-rifiuti", "cremona-ricarica"])
+def test_each_device_board_lists_its_commands_and_their_answers(filled: Filled, board: str) -> None:
+    panel = next(p for p in boards()[board]["panels"] if p["title"] == "Comandi recenti")
+    (found,) = panel_results(filled.influx, panel, ALL_VARIABLES)["A"]
+    rows = [dict(zip(found.columns, row, strict=True)) for row in found.values]
+    (_, dev, name, args, reason) = next(c for c in COMMANDS if board_of(c[0]) == board)
+    assert [r["state"] for r in rows] == ["applied" if reason is None else "rejected", "sent"]
+    answer, sent = rows
+    assert answer["device_id"] == sent["device_id"] == dev
+    assert answer["command_id"] == sent["command_id"] == f"op-{dev}"
+    assert answer["reason"] == reason
+    assert sent["name"] == name
+    assert json.loads(sent["args"]) == args
+    assert sent["actor"] == "key:0123456789ab"
+
+
+def board_of(device_type: str) -> str:
+    return {"streetlight": "cremona-illuminazione", "wastebin": "cremona-rifiuti",
+            "evcharger": "cremona-ricarica"}[device_type]  # fmt: skip
 
 
 @pytest.mark.servers

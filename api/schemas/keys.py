@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from api.schemas.common import PlainText
 
-Scope = Literal["read", "write", "admin"]
+Scope = Literal["read", "operate", "write", "admin"]
 
 
 class KeyBase(BaseModel):

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
+from smartcity.commands import CommandRejected
 from smartcity.devices import DeviceType, Event, Reading
 from smartcity.devices.base import Command
 
@@ -38,16 +39,11 @@ class Sample:
     events: list[Event] = field(default_factory=list)
 
 
+__all__ = ["CommandRejected", "Driver", "DriverError", "DriverOptions", "Sample"]
+
+
 class DriverError(Exception):
     """The device could not be read now (the agent logs it, reports it and tries again)."""
-
-
-class CommandRejected(Exception):
-    """A valid command this device cannot carry out; ``reason`` goes back to the sender."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
 
 
 class DriverOptions(BaseModel):

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from grafana.boards.common import new_board
 from grafana.panels import ServicePanels
+from grafana.panels.base import recent_commands
 from grafana.sdk import dashboard
-from grafana.widgets import lay_out
+from grafana.widgets import Section, lay_out
 from smartcity.city import CITY_NAME
 
 
@@ -18,5 +19,6 @@ def build(service: ServicePanels) -> dashboard.Dashboard:
         [device.name],
         [device.name],
     )
-    lay_out(board, service.sections())
+    # every device type takes commands: the operations room sees what was asked and answered
+    lay_out(board, [*service.sections(), Section("Comandi", [recent_commands(device)])])
     return board

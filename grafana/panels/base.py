@@ -11,8 +11,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
-from grafana.queries import where
-from grafana.widgets import Panel, Section
+from grafana.queries import COMMAND_F, COMMANDS, eq, quote, where
+from grafana.sdk import influxql
+from grafana.widgets import Panel, Section, table_panel
 from smartcity.devices import DeviceType
 
 Reducer = Literal["last", "max", "min", "sum", "count", "mean"]
@@ -34,6 +35,28 @@ def devices_in_fault(measurement: str, field: str, fault: str) -> str:
     return (
         f'SELECT {CONDITION_FAULT} * count("v") AS "{CONDITION}" FROM ({latest}) '
         f"WHERE {fault} {GROUP_BY_DEVICE}"
+    )
+
+
+def recent_commands(device: type[DeviceType]) -> Panel:
+    """The latest commands to the board's devices and their answers, one row each: ``sent``
+    when the API or ``smartcity command`` published one, ``applied`` or ``rejected`` (with the
+    device's reason) when the device answered. A command with no answer within the API's
+    ``--command-timeout`` is expired: ``GET /v1/devices/{id}/commands`` says so."""
+    f = COMMAND_F
+    this_type = eq(quote("device_type"), device.name)  # the board's variable offers only it
+    columns = ", ".join(('"device_id"', f.state, f.command_id, f.name, f.args, f.actor, f.reason))
+    return table_panel(
+        "Comandi recenti",
+        "Commands sent to these devices in the time range, newest first: sent (by whom, with "
+        "what arguments), then applied or rejected with the device's reason. No answer within "
+        "the API's command timeout means expired (GET /v1/devices/{id}/commands).",
+        influxql(
+            f"SELECT {columns} FROM {COMMANDS} {where(this_type)} ORDER BY time DESC LIMIT 50",
+            result_format="table",
+        ),
+        colours={"applied": "green", "rejected": "red", "sent": "blue"},
+        w=24,
     )
 
 

@@ -16,6 +16,7 @@ from pydantic import Field
 from edge.drivers.base import Driver, DriverOptions, Sample
 from simulators.base import Placement, place
 from smartcity.city import ZONES
+from smartcity.devices.base import Command
 
 if TYPE_CHECKING:
     from edge.settings import EdgeSettings
@@ -52,3 +53,8 @@ class SimulatedDriver(Driver):
             time.sleep(self.options.read_delay)
         reading, events = self.device.read(now)
         return Sample([reading], events)
+
+    def apply(self, command: Command) -> None:
+        """The simulated device carries it out (``simulators/``: the fleet of ``smartcity up``
+        answers commands with the very same code)."""
+        self.device.apply(command)

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from edge.drivers.base import CommandRejected
 from edge.drivers.simulated.base import SimulatedDriver
 from simulators.wastebin import SimulatedWastebin
 from smartcity.devices.base import Command
-from smartcity.devices.wastebin import IntervalCommand, Wastebin
+from smartcity.devices.wastebin import Wastebin
 
 
 class SimulatedWastebinDriver(SimulatedDriver):
@@ -15,6 +14,5 @@ class SimulatedWastebinDriver(SimulatedDriver):
     device: SimulatedWastebin
 
     def apply(self, command: Command) -> None:
-        if not isinstance(command, IntervalCommand):
-            raise CommandRejected(f"a waste bin cannot {type(command).__name__}")
-        self.interval = self.device.interval = command.interval
+        super().apply(command)
+        self.interval = self.device.interval  # the agent reads the device this often
