@@ -14,6 +14,9 @@
 (clean start, no expiry), so no later phase publishes into the queue of one nobody reads. The
 line before the last is (e)'s readings/s over (b); the last is
 ``end-to-end/limit ratio: X.XX`` = median (c) / min(median (a), b).
+``--baseline-python PY`` also runs (c) with the ingester of another checkout (its virtualenv's
+python, e.g. one at the commit before a change), in turns with ours, and prints its ratio
+before (e)/(b): old and new measured in one run, against the same limits.
 Needs gcc (installed from Debian packages when missing, as root).
 """
 
@@ -150,7 +153,13 @@ def message_file(path: Path, n: int, devices: int, per_message: int, city: str) 
 
 class Ingester:
     def __init__(
-        self, broker: Mosquitto, db: Influxd, database: str, workers: int, work: Path
+        self,
+        broker: Mosquitto,
+        db: Influxd,
+        database: str,
+        workers: int,
+        work: Path,
+        python: str = sys.executable,
     ) -> None:
         env = {
             **os.environ, "SMARTCITY_MQTT_URL": broker.url, "SMARTCITY_INFLUX_URL": db.url,
@@ -159,7 +168,7 @@ class Ingester:
         self.broker, self.client_id, self.workers = broker, database, workers
         self.log = work / f"ingest-{database}.log"
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "smartcity", "ingest", "--workers", str(workers),
+            [python, "-m", "smartcity", "ingest", "--workers", str(workers),
              "--metrics-port", "0", "--spool-dir", str(work / "spool"), "--client-id", database,
              # a share group per phase: an earlier phase's offline sessions would keep their share
              *(["--share-group", database] if workers > 1 else [])],
@@ -217,15 +226,16 @@ def end_to_end(
     per_message: int,
     workers: int,
     label: str,
+    python: str = sys.executable,
 ) -> tuple[float, float, float]:
-    """Returns (messages/s, readings/s, peak ingester RSS MB)."""
+    """Returns (messages/s, readings/s, peak ingester RSS MB) of the ingester ``python`` runs."""
     database = f"bench_{label}"
     path = work / f"{devices}-{per_message}.tsv"
     if path.exists():  # a repeat: the very same messages, into a database of its own
         messages = sum(1 for _ in path.open())
     else:
         messages = message_file(path, n, devices, per_message, "bench")
-    ing = Ingester(broker, db, database, workers, work)
+    ing = Ingester(broker, db, database, workers, work, python)
     try:
         t0 = time.monotonic()
         results: list[tuple[int, float]] = []
@@ -344,6 +354,11 @@ def main() -> None:
         help="runs of (a) and of (c), taken in turns; the ratio is of their medians, as either "
         "moves by about 10%% from one run to the next on a shared machine",
     )  # fmt: skip
+    parser.add_argument(
+        "--baseline-python", metavar="PY",
+        help="also run (c) with the ingester this python runs (another checkout's .venv/bin/"
+        "python), in turns with ours, and print its ratio too",
+    )  # fmt: skip
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="smartcity-bench-"))
     exe = build_publisher(work)
@@ -358,7 +373,8 @@ def main() -> None:
         row(f"(b) InfluxDB pre-serialized {INGEST_BATCH:,}-line writes, points/s", f"{b:,.0f}")
         limits: list[float] = []
         rates: list[float] = []
-        peak_rss = 0.0
+        baseline: list[float] = []
+        peak_rss = baseline_rss = 0.0
         for i in range(1, args.repeat + 1):
             limits.append(broker_rate(exe, broker, n))
             row(f"(a) broker QoS 1 to a C subscriber, msg/s, run {i}", f"{limits[-1]:,.0f}")
@@ -369,10 +385,24 @@ def main() -> None:
             peak_rss = max(peak_rss, rss)
             what = f"{n:,} msgs / {args.devices:,} devices"
             row(f"(c) end to end, {what}, msg/s, run {i}", f"{c:,.0f}")
+            if args.baseline_python:
+                c, _, rss = end_to_end(
+                    exe, broker, db, work, n, args.devices, 1, args.workers, f"old{i}",
+                    args.baseline_python,
+                )  # fmt: skip
+                baseline.append(c)
+                baseline_rss = max(baseline_rss, rss)
+                row(f"(c) baseline ingester, msg/s, run {i}", f"{c:,.0f}")
         a, c = statistics.median(limits), statistics.median(rates)
         row(f"(a) median of {args.repeat}, msg/s", f"{a:,.0f}")
         row(f"(c) median of {args.repeat}, msg/s (0 lost in every run)", f"{c:,.0f}")
         row(f"    ingester peak RSS, MB ({args.workers} worker(s))", f"{peak_rss:,.0f}")
+        if baseline:
+            row(
+                f"(c) baseline median of {args.repeat}, msg/s",
+                f"{statistics.median(baseline):,.0f}",
+            )
+            row("    baseline ingester peak RSS, MB", f"{baseline_rss:,.0f}")
         p50, p99 = latency(broker, db, work)
         row("(d) publish-to-queryable at 2,000 msg/s, p50 s", f"{p50:.3f}")
         row("    p99 s", f"{p99:.3f}")
@@ -381,6 +411,9 @@ def main() -> None:
         )
         row(f"(e) {args.batch} readings per message: msg/s", f"{em:,.0f}")
         row("    readings/s", f"{er:,.0f}")
+        if baseline:
+            old = statistics.median(baseline) / min(a, b)
+            print(f"baseline end-to-end/limit ratio: {old:.2f}")
         print(f"(e) readings/s / (b) InfluxDB points/s: {er / b:.2f}")
         print(f"end-to-end/limit ratio: {c / min(a, b):.2f}")
     finally:

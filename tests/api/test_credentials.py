@@ -107,6 +107,7 @@ async def test_credentials_are_made_once_rotated_and_revoked_at_once(
         texts = " ".join(e.detail + e.outcome for e in session.scalars(select(AuditEntry)))
     assert rows == [
         ("device.provision", "refused", "key:"),  # not registered yet: 404
+        ("device.create", "ok", "key:"),  # registered through the API
         ("device.provision", "ok", "key:"), ("device.provision", "refused", "key:"),
         ("device.rotate", "ok", "key:"), ("device.revoke", "ok", "key:"),
         ("device.provision", "refused", "key:"), ("device.rotate", "refused", "key:"),
