@@ -172,7 +172,8 @@ class Ingester:
              "--metrics-port", "0", "--spool-dir", str(work / "spool"), "--client-id", database,
              # a share group per phase: an earlier phase's offline sessions would keep their share
              *(["--share-group", database] if workers > 1 else [])],
-            env=env, stdout=self.log.open("w"), stderr=subprocess.STDOUT,
+            # not from this checkout's folder: `python -m` would import its packages first
+            env=env, stdout=self.log.open("w"), stderr=subprocess.STDOUT, cwd=work,
         )  # fmt: skip
         self.peak_rss = 0.0
         deadline = time.monotonic() + 60

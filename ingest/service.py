@@ -91,6 +91,7 @@ class Ingester:
         connect: ConnectionFactory | None = None,
     ) -> None:
         self.settings = settings
+        self.worker = worker
         self.client_id = settings.client_id if worker == 0 else f"{settings.client_id}-{worker}"
         self.reports_broker = settings.broker_stats and worker <= 1
         self.influx = writer if writer is not None else InfluxWriter(settings)
@@ -295,6 +296,10 @@ class Ingester:
     async def _new_client(self, on_message: Delivery) -> Connection:
         """The real connection: persistent session, Receive Maximum, TLS with ``--ca-file``."""
         host, port, tls, user, password = mqtt_endpoint(self.settings.mqtt_url)
+        if user and self.worker:
+            # the broker binds each login to one client id: worker i has a login of its own,
+            # <user>-<i>, with the same password (smartcity/broker_acl.py makes ingest-1...)
+            user = f"{user}-{self.worker}"
         options = MqttOptions(
             host,
             port,

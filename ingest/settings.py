@@ -59,7 +59,14 @@ class IngestSettings(MqttSettings, InfluxSettings):
         description="Unacknowledged messages the broker may send us; must exceed a batch (better: "
         "several) or throughput stalls.",
     )
-    workers: int = Field(1, ge=1, le=64, description="Ingester processes on this machine.")
+    workers: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="Ingester processes on this machine; with a user name in the broker URL, "
+        "worker i logs in as <user>-<i> with the same password (the broker binds each login to "
+        "one client id).",
+    )
     reconnect_max_delay: float = Field(
         10.0, gt=0, description="Longest wait between reconnection attempts, in seconds."
     )

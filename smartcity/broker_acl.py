@@ -9,10 +9,10 @@ Two limits of the plugin in Mosquitto 2.0.11 shape it, both tried on the real br
 (``tests/test_broker_accounts.py``):
 
 * a client may be bound to **one** client id, and the broker then refuses any other; so every
-  account is bound to its own id, and a device's id is its username. The ingester is the one
-  exception: ``--workers N`` connects N times with one login as ``smartcity-ingest-1`` ...
-  ``-N``, which one binding cannot express. Every other account being bound to an id that is
-  not the ingester's, none of them can take the ingester's ids.
+  account is bound to its own id, and a device's id is its username. The ingester's
+  ``--workers N`` processes each need a login of their own: worker *i* logs in as ``ingest-i``
+  (client id ``smartcity-ingest-i``), sharing the ``ingest`` password and role, for up to
+  :data:`INGEST_WORKERS` workers.
 * ACL topics are literal: ``%u``/``%c`` are not substituted (that came in 2.1). A device's
   rules therefore name its own id, so each device has a role of its own, made from its
   kind's channels by :func:`device_account`.
@@ -63,19 +63,28 @@ class Rule:
 @dataclass(frozen=True)
 class Account:
     username: str
-    #: The only client id the broker accepts for this login; None: any (the ingester only).
-    clientid: str | None
+    #: The only client id the broker accepts for this login.
+    clientid: str
     rules: tuple[Rule, ...]
+    #: The service account whose password and role this login shares (an ingester worker's).
+    shares: str | None = None
 
     @property
     def role(self) -> str:
-        prefix = SERVICE_ROLE_PREFIX if self.username in SERVICE_ACCOUNTS else DEVICE_ROLE_PREFIX
-        return prefix + self.username
+        owner = self.shares or self.username
+        prefix = SERVICE_ROLE_PREFIX if owner in SERVICE_ACCOUNTS else DEVICE_ROLE_PREFIX
+        return prefix + owner
 
 
 #: The platform's service accounts; each gets a password from ``smartcity up``
 #: (var/mosquitto/passwords/) or from .env (scripts/compose-env).
 SERVICE_ACCOUNTS = ("ingest", "simulator", "api", "monitor", "observer", ADMIN)
+#: The ingester's client id (``smartcity ingest --client-id``'s default).
+INGEST_CLIENT_ID = "smartcity-ingest"
+#: How many ``smartcity ingest --workers`` processes the platform's accounts serve.
+INGEST_WORKERS = 8
+#: Every login the platform itself uses: no device may take one of these names.
+SERVICE_LOGINS = (*SERVICE_ACCOUNTS, *(f"ingest-{i}" for i in range(1, INGEST_WORKERS + 1)))
 
 
 def _level(what: str, value: str) -> str:
@@ -94,7 +103,7 @@ def service_accounts(city: str) -> tuple[Account, ...]:
     city = _level("city", city)
     ingest = Account(
         "ingest",
-        None,  # see the module's docstring: --workers N shares this login
+        INGEST_CLIENT_ID,
         (
             # every city: the dead-letter of another city's message is the ingester's to make
             *(Rule("read", f"smartcity/v1/+/+/+/{channel}") for channel in INGESTED),
@@ -102,6 +111,11 @@ def service_accounts(city: str) -> tuple[Account, ...]:
             Rule("write", INGEST_SYNC),
             Rule("read", "$SYS/#"),  # the pipeline board's broker figures
         ),
+    )
+    # --workers N: worker i logs in as ingest-i, with the ingest password and role
+    workers = tuple(
+        Account(f"ingest-{i}", f"{INGEST_CLIENT_ID}-{i}", ingest.rules, shares="ingest")
+        for i in range(1, INGEST_WORKERS + 1)
     )
     simulator = Account(  # publishes as every simulated device, in its city only, and
         "simulator",  # answers their commands as their edge agents would
@@ -126,7 +140,7 @@ def service_accounts(city: str) -> tuple[Account, ...]:
         ADMIN,
         (Rule("write", f"{CONTROL_TOPIC}"), Rule("read", f"{CONTROL_TOPIC}/response")),
     )
-    return ingest, simulator, api, monitor, observer, admin
+    return ingest, *workers, simulator, api, monitor, observer, admin
 
 
 def device_account(device_type: str, device_id: str, city: str) -> Account:
@@ -135,7 +149,7 @@ def device_account(device_type: str, device_id: str, city: str) -> Account:
     if device_type not in DEVICE_TYPES:
         known = ", ".join(DEVICE_TYPES)
         raise ValueError(f"unknown device type {device_type!r}; known: {known}")
-    if device_id in SERVICE_ACCOUNTS:
+    if device_id in SERVICE_LOGINS:
         raise ValueError(f"{device_id!r} is a service account's name, not a device id")
     if not re.fullmatch(DEVICE_ID_PATTERN, device_id):
         raise ValueError(f"device id {device_id!r} does not match {DEVICE_ID_PATTERN}")

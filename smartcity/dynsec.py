@@ -70,8 +70,7 @@ def hashed(password: str) -> dict[str, Any]:
 
 def client_entry(account: Account, password: str) -> dict[str, Any]:
     entry: dict[str, Any] = {"username": account.username, **hashed(password)}
-    if account.clientid is not None:
-        entry["clientid"] = account.clientid
+    entry["clientid"] = account.clientid
     entry["roles"] = [{"rolename": account.role}]
     return entry
 
@@ -94,10 +93,10 @@ def config(
     old = existing or {}
     return {
         "defaultACLAccess": DEFAULT_ACL_ACCESS,
-        "clients": [client_entry(a, passwords[a.username]) for a in services]
+        "clients": [client_entry(a, passwords[a.shares or a.username]) for a in services]
         + [c for c in old.get("clients", []) if c.get("username") not in ours],
         "groups": old.get("groups", []),
-        "roles": [role_entry(a) for a in services]
+        "roles": [role_entry(a) for a in services if a.shares is None]
         + [r for r in old.get("roles", []) if r.get("rolename") not in our_roles],
     }
 

@@ -36,7 +36,7 @@ from sqlalchemy.orm import Session
 
 from smartcity import audit, broker_accounts
 from smartcity.broker_accounts import Admin, BrokerAccountError
-from smartcity.broker_acl import DEVICE_ROLE_PREFIX, SERVICE_ACCOUNTS, device_account
+from smartcity.broker_acl import DEVICE_ROLE_PREFIX, SERVICE_LOGINS, device_account
 from smartcity.city import ZONE_NAMES
 from smartcity.contract import DEVICE_ID_PATTERN
 from smartcity.dynsec import new_password
@@ -337,7 +337,7 @@ def _found(session: Session, device_id: str) -> Device:
     device = session.get(Device, device_id)
     if device is None:
         raise UnknownDevice(f"device {device_id!r} is not in the registry")
-    if device_id in SERVICE_ACCOUNTS:
+    if device_id in SERVICE_LOGINS:
         raise InvalidDevice(
             f"{device_id!r} is a service account's name: its broker login is not a device's "
             "(remove the device from the registry and register it under another id)"

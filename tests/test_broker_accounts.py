@@ -12,6 +12,7 @@ import json
 import os
 import stat
 import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,7 +24,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from ingest.service import SYNC_TOPIC_PREFIX
 from smartcity import broker_accounts, dynsec
-from smartcity.broker_acl import INGEST_SYNC, SERVICE_ACCOUNTS, service_accounts
+from smartcity.broker_acl import INGEST_SYNC, SERVICE_ACCOUNTS, SERVICE_LOGINS, service_accounts
 from smartcity.contract import DEADLETTER_TOPIC, topic
 
 from .conftest import AuthBroker, Influx, IngesterProcess, run_smartcity, running, smartcity_env
@@ -96,7 +97,8 @@ def clients() -> Iterator[list[Client]]:
 def login(
     auth: AuthBroker, clients: list[Client], user: str, client_id: str, password: str | None = None
 ) -> Client:
-    client = Client(auth, user, client_id, auth.passwords[user] if password is None else password)
+    owner = user.split("-")[0] if user.startswith("ingest-") else user  # a worker's login
+    client = Client(auth, user, client_id, auth.passwords[owner] if password is None else password)
     clients.append(client)
     return client
 
@@ -131,6 +133,10 @@ def test_no_account_takes_a_client_id_not_its_own_and_the_ingester_loses_nothing
         attempts = [("wb-x", secret["wb-x"], "smartcity-ingest"), ("wb-x", secret["wb-x"], "wb-y")]
         attempts += [(a, auth.passwords[a], "smartcity-ingest") for a in SERVICE_ACCOUNTS]
         attempts.remove(("ingest", auth.passwords["ingest"], "smartcity-ingest"))  # its own id
+        # nor may the ingester's own logins take a device's id or each other's
+        attempts += [("ingest", auth.passwords["ingest"], "wb-y"),
+                     ("ingest-1", auth.passwords["ingest"], "smartcity-ingest"),
+                     ("ingest-1", auth.passwords["ingest"], "wb-y")]  # fmt: skip
         for user, password, taken in attempts:
             thief = login(auth, clients, user, taken, password)
             assert str(thief.connack) == "Not authorized", (user, taken, thief.connack)
@@ -179,7 +185,8 @@ def test_no_account_publishes_under_another_city(
     PUBACK 0 and was stored nowhere; now the broker refuses it, from every account."""
     auth, city = auth_broker, auth_broker.city
     secret = auth.add_device("streetlight", "sl-x")
-    accounts = {a.username: a.clientid or a.username for a in service_accounts(city)}
+    accounts = {a.username: a.clientid for a in service_accounts(city)}
+    assert accounts["ingest-2"] == "smartcity-ingest-2"  # --workers: a login per worker
     logins = [login(auth, clients, user, cid) for user, cid in accounts.items()]
     logins.append(login(auth, clients, "sl-x", "sl-x", secret))
     for client in logins:
@@ -259,7 +266,7 @@ def test_rewriting_the_config_keeps_the_devices_added_at_runtime(
         to = topic("wastebin", "wb-kept", "telemetry", auth.city)
         assert not device.publish(to).is_failure
     users = [c["username"] for c in json.loads(config.read_text())["clients"]]
-    assert sorted(users) == sorted([*SERVICE_ACCOUNTS, "wb-kept"])
+    assert sorted(users) == sorted([*SERVICE_LOGINS, "wb-kept"])
 
 
 def test_secret_files_are_created_owner_only(tmp_path: Path) -> None:
@@ -307,3 +314,30 @@ def test_the_broker_command_adds_disables_and_refuses_with_reasons(
     )
     assert missing.returncode == 1
     assert "smartcity up writes it there" in missing.stderr
+
+
+def test_ingester_workers_each_log_in_with_their_own_login(
+    auth_broker: AuthBroker, influx: Influx, clients: list[Client], tmp_path: Path
+) -> None:
+    """``--workers 2`` on the platform's broker: worker i logs in as ``ingest-i`` (each login is
+    bound to one client id), and every reading sent is stored."""
+    auth, city = auth_broker, auth_broker.city
+    ingester = IngesterProcess(
+        smartcity_env(auth.url("ingest"), influx, city), tmp_path / "ingest.log",
+        "--spool-dir", str(tmp_path / "spool"), "--metrics-port", "0", "--workers", "2",
+    ).start()  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while ingester.log().count("connected to broker") < 2:
+            assert time.monotonic() < deadline, ingester.log()
+            time.sleep(0.1)
+        device = login(auth, clients, "wb-w", "wb-w", auth.add_device("wastebin", "wb-w"))
+        for i in range(40):
+            reading = good_reading(i, datetime.now(UTC))
+            assert not device.publish(
+                topic("wastebin", "wb-w", "telemetry", city), reading
+            ).is_failure
+        assert influx.wait_for_count("wastebin", 40) == 40
+        assert "refused" not in ingester.log(), ingester.log()
+    finally:
+        assert ingester.stop() == 0, ingester.log()

@@ -80,8 +80,7 @@ def platform(
     ingester = IngesterProcess(
         {**env, "SMARTCITY_INGEST_REGISTRY_URL": registry_url},
         tmp_path / "ingest.log",
-        "--client-id", f"ingest-{city}", "--spool-dir", str(tmp_path / "spool"),
-        "--metrics-port", "0",
+        "--spool-dir", str(tmp_path / "spool"), "--metrics-port", "0",
     ).start().wait_subscribed()  # fmt: skip
     try:
         yield Platform(auth_broker, influx, registry_url, settings, keys, env)

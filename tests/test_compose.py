@@ -45,7 +45,7 @@ from api.settings import DEFAULT_ASSETS, ApiSettings
 from grafana import provisioning
 from ingest.service import SYNC_TOPIC_PREFIX
 from smartcity import broker_accounts, dynsec
-from smartcity.broker_acl import ADMIN, SERVICE_ACCOUNTS
+from smartcity.broker_acl import ADMIN, SERVICE_ACCOUNTS, SERVICE_LOGINS
 from smartcity.contract import topic
 from smartcity.devices.base import point_time_ns
 from smartcity.lineprotocol import line
@@ -227,9 +227,13 @@ def test_every_service_account_has_a_secret_and_the_broker_its_account(
     (seed,) = [v.split(":")[0] for v in broker["volumes"] if "/mosquitto/seed/" in v]
     values = secrets(Path(seed).with_name("compose.env"))
     clients = {c["username"]: c for c in json.loads(Path(seed).read_text())["clients"]}
-    assert set(clients) == set(SERVICE_ACCOUNTS)
+    assert set(clients) == set(SERVICE_LOGINS)
     for account in SERVICE_ACCOUNTS:
         assert verifies(clients[account], values[dynsec.env_name(account)]), account
+    # the ingester's workers log in with its password, each bound to its own client id
+    ingest = values[dynsec.env_name("ingest")]
+    assert verifies(clients["ingest-2"], ingest)
+    assert clients["ingest-2"]["clientid"] == "smartcity-ingest-2"
     for name in ("ingester", "simulator"):
         url = resolved["services"][name]["environment"]["SMARTCITY_MQTT_URL"]
         user, password = re.fullmatch(r"mqtt://(\w+):([^@]+)@mosquitto:1883", url).groups()  # type: ignore[union-attr]
@@ -467,7 +471,8 @@ def test_services_and_devices_work_within_their_acls(
 ) -> None:
     influx, city = Influx(influxd.url, f"db_{CITY}_{uuid.uuid4().hex[:6]}"), CITY
     env = smartcity_env(url(compose_broker, "ingest", passwords["ingest"]), influx, city)
-    ingester = IngesterProcess(env, tmp_path / "ingest.log", "--client-id", f"ingest-{city}")
+    # the ingest login is bound to the client id smartcity-ingest (the default)
+    ingester = IngesterProcess(env, tmp_path / "ingest.log")
     ingester.start().wait_subscribed()
     # a device made as docs/edge.md says, and a test-only account that sends commands (no
     # compose service sends any yet), so the devices' own rules are still tried

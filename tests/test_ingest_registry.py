@@ -128,3 +128,27 @@ def test_ingester_tags_points_with_the_registry_zone(
         pub.close()
     finally:
         assert proc.stop() == 0, proc.log()
+
+
+def test_the_ingest_extra_alone_reads_the_registry(tmp_path: Path) -> None:
+    """Issue 11: an ingester used to need the API's extra (FastAPI) to read the registry. With
+    FastAPI, Starlette and the api package made unimportable, the ingester still loads and
+    finds a registered device."""
+    import subprocess
+    import sys
+
+    url = f"sqlite:///{tmp_path}/registry.db"
+    register(url, "wb-1", "Po")
+    script = (
+        "import sys\n"
+        "for name in ('fastapi', 'starlette', 'uvicorn', 'api'):\n"
+        "    sys.modules[name] = None  # importing it now fails, as if not installed\n"
+        "import ingest.cli, ingest.service\n"
+        "from ingest.registry import RegistryZones\n"
+        f"print(RegistryZones({url!r}, refresh=3600).lookup('wb-1'))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=False, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "Registration(zone='Po', device_type='wastebin')"

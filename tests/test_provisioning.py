@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from smartcity import broker_accounts, dynsec, provisioning
 from smartcity.broker_accounts import BrokerAccountError
-from smartcity.broker_acl import SERVICE_ACCOUNTS
+from smartcity.broker_acl import SERVICE_ACCOUNTS, service_accounts
 from smartcity.registry.db import make_engine
 from smartcity.registry.models import AuditEntry, Device
 
@@ -70,7 +70,8 @@ def new(device_id: str = "sl-p1", kind: str = "streetlight") -> provisioning.New
 
 
 def can_login(auth: AuthBroker, user: str, password: str) -> bool:
-    client = Client(auth, user, user, password)
+    ids = {a.username: a.clientid for a in service_accounts(auth.city)}
+    client = Client(auth, user, ids.get(user, user), password)
     try:
         return not client.connack.is_failure
     finally:
