@@ -150,31 +150,27 @@ async def send(
     now = datetime.now(UTC)
     command_id = commands.new_command_id(now)
     detail = {"command_id": command_id, "name": name, "args": args}
+
+    def record(outcome: str) -> None:
+        audit.record(
+            session, actor=actor, action="command", device_id=device.device_id,
+            outcome=outcome, detail=detail,
+        )  # fmt: skip
+        session.commit()
+
     try:
         command = commands.build(device.device_type, name, args, command_id)
     except commands.CommandError as exc:
-        audit.record(
-            session, actor=actor, action="command", device_id=device.device_id,
-            outcome=f"refused: {exc.reason}", detail=detail,
-        )  # fmt: skip
-        session.commit()
+        record(f"refused: {exc.reason}")
         raise
     where = topic(device.device_type, device.device_id, "cmd", settings.city)
     sent_ns = time.time_ns()  # before publishing: a device may answer within milliseconds
     try:
         await asyncio.to_thread(sender.publish, where, encode(command))
     except SendFailed as exc:
-        audit.record(
-            session, actor=actor, action="command", device_id=device.device_id,
-            outcome=f"failed: {exc}", detail=detail,
-        )  # fmt: skip
-        session.commit()
+        record(f"failed: {exc}")
         raise
-    audit.record(
-        session, actor=actor, action="command", device_id=device.device_id, outcome="sent",
-        detail=detail,
-    )  # fmt: skip
-    session.commit()
+    record("sent")
     log.info("command sent", extra={"device_id": device.device_id, "id": command_id})
     point = commands.sent_line(
         device.device_type, device.device_id, device.zone, command, actor, sent_ns
