@@ -176,20 +176,23 @@ class Ingester:
             env=env, stdout=self.log.open("w"), stderr=subprocess.STDOUT, cwd=work,
         )  # fmt: skip
         self.peak_rss = 0.0
+        self.cpu_seconds = 0.0
         deadline = time.monotonic() + 60
         while self.log.read_text().count("connected to broker") < workers:
             if time.monotonic() > deadline or self.proc.poll() is not None:
                 raise SystemExit(f"ingester did not start:\n{self.log.read_text()}")
             time.sleep(0.1)
 
-    def sample_rss(self) -> None:
-        pids = [self.proc.pid] + [
+    def pids(self) -> list[int]:
+        return [self.proc.pid] + [
             int(p) for p in subprocess.run(
                 ["pgrep", "-P", str(self.proc.pid)], capture_output=True, text=True
             ).stdout.split()
         ]  # fmt: skip
+
+    def sample_rss(self) -> None:
         total = 0.0
-        for pid in pids:
+        for pid in self.pids():
             try:
                 for line in Path(f"/proc/{pid}/status").read_text().splitlines():
                     if line.startswith("VmRSS:"):
@@ -197,6 +200,19 @@ class Ingester:
             except FileNotFoundError:
                 pass
         self.peak_rss = max(self.peak_rss, total)
+
+    def sample_cpu(self) -> None:
+        """CPU seconds (user + system) the ingester's processes used so far: unlike a rate, a
+        figure that other load on the machine hardly moves."""
+        ticks = os.sysconf("SC_CLK_TCK")
+        total = 0.0
+        for pid in self.pids():
+            try:
+                fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except FileNotFoundError:
+                continue
+            total += (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
+        self.cpu_seconds = total
 
     def stop(self) -> None:
         """Stop the ingester and end its broker session(s)."""
@@ -228,8 +244,9 @@ def end_to_end(
     workers: int,
     label: str,
     python: str = sys.executable,
-) -> tuple[float, float, float]:
-    """Returns (messages/s, readings/s, peak ingester RSS MB) of the ingester ``python`` runs."""
+) -> tuple[float, float, float, float]:
+    """Returns (messages/s, readings/s, peak ingester RSS MB, ingester CPU µs per message) of
+    the ingester ``python`` runs."""
     database = f"bench_{label}"
     path = work / f"{devices}-{per_message}.tsv"
     if path.exists():  # a repeat: the very same messages, into a database of its own
@@ -238,6 +255,8 @@ def end_to_end(
         messages = message_file(path, n, devices, per_message, "bench")
     ing = Ingester(broker, db, database, workers, work, python)
     try:
+        ing.sample_cpu()
+        cpu_at_start = ing.cpu_seconds  # start-up (imports, connecting) is not per message
         t0 = time.monotonic()
         results: list[tuple[int, float]] = []
         pub = threading.Thread(target=lambda: results.append(publish(exe, broker, str(path))))
@@ -256,13 +275,15 @@ def end_to_end(
         pub.join()
         assert results, "the publisher failed"
         assert results[0][0] == messages, f"publisher had {results[0][0]} of {messages} acked"
+        ing.sample_cpu()
         time.sleep(1)
         final = count(db, database)
     finally:
         ing.stop()
     if final != n:
         raise SystemExit(f"{label}: {final} readings stored, {n} sent")
-    return messages / elapsed, n / elapsed, ing.peak_rss
+    cpu_us = (ing.cpu_seconds - cpu_at_start) / messages * 1e6
+    return messages / elapsed, n / elapsed, ing.peak_rss, cpu_us
 
 
 def latency(
@@ -376,38 +397,47 @@ def main() -> None:
         rates: list[float] = []
         baseline: list[float] = []
         peak_rss = baseline_rss = 0.0
+        cpu: list[float] = []
+        baseline_cpu: list[float] = []
         for i in range(1, args.repeat + 1):
             limits.append(broker_rate(exe, broker, n))
             row(f"(a) broker QoS 1 to a C subscriber, msg/s, run {i}", f"{limits[-1]:,.0f}")
-            c, _, rss = end_to_end(
+            c, _, rss, us = end_to_end(
                 exe, broker, db, work, n, args.devices, 1, args.workers, f"e2e{i}"
             )
             rates.append(c)
+            cpu.append(us)
             peak_rss = max(peak_rss, rss)
             what = f"{n:,} msgs / {args.devices:,} devices"
             row(f"(c) end to end, {what}, msg/s, run {i}", f"{c:,.0f}")
             if args.baseline_python:
-                c, _, rss = end_to_end(
+                c, _, rss, us = end_to_end(
                     exe, broker, db, work, n, args.devices, 1, args.workers, f"old{i}",
                     args.baseline_python,
                 )  # fmt: skip
                 baseline.append(c)
+                baseline_cpu.append(us)
                 baseline_rss = max(baseline_rss, rss)
                 row(f"(c) baseline ingester, msg/s, run {i}", f"{c:,.0f}")
         a, c = statistics.median(limits), statistics.median(rates)
         row(f"(a) median of {args.repeat}, msg/s", f"{a:,.0f}")
         row(f"(c) median of {args.repeat}, msg/s (0 lost in every run)", f"{c:,.0f}")
         row(f"    ingester peak RSS, MB ({args.workers} worker(s))", f"{peak_rss:,.0f}")
+        row("    ingester CPU per message, µs (median)", f"{statistics.median(cpu):,.1f}")
         if baseline:
             row(
                 f"(c) baseline median of {args.repeat}, msg/s",
                 f"{statistics.median(baseline):,.0f}",
             )
             row("    baseline ingester peak RSS, MB", f"{baseline_rss:,.0f}")
+            row(
+                "    baseline ingester CPU per message, µs (median)",
+                f"{statistics.median(baseline_cpu):,.1f}",
+            )
         p50, p99 = latency(broker, db, work)
         row("(d) publish-to-queryable at 2,000 msg/s, p50 s", f"{p50:.3f}")
         row("    p99 s", f"{p99:.3f}")
-        em, er, _ = end_to_end(
+        em, er, _, _ = end_to_end(
             exe, broker, db, work, n, args.devices, args.batch, args.workers, "batched"
         )
         row(f"(e) {args.batch} readings per message: msg/s", f"{em:,.0f}")
