@@ -30,7 +30,16 @@ from edge.drivers import DRIVERS, CommandRejected, Driver, DriverError
 from edge.drivers.modbus.registermap import SHIPPED_MAPS, Register, plan
 from edge.settings import EdgeSettings
 from smartcity.devices.streetlight import DimCommand, ScheduleCommand, SwitchCommand
-from stack.servers import free_port
+from stack.servers import Mosquitto, free_port
+
+from .conftest import Influx, IngesterProcess, smartcity_env
+from .test_edge import (
+    AgentProcess,
+    assert_every_reading_once,
+    check,
+    seq_stats,
+    wait_for_readings,
+)
 
 SERVER = Path(__file__).parent / "modbus_server.py"
 METER, CONTROLLER = 1, 2
@@ -363,3 +372,129 @@ def test_a_device_that_never_answers_is_a_timeout_not_a_hang() -> None:
             assert "unit 2 (lighting-controller)" in str(err.value)
         finally:
             driver.close()
+
+
+# -- the agent and the installer's check, through the real broker and ingester -----------------
+
+
+@pytest.fixture
+def agent() -> Iterator[list[AgentProcess]]:
+    """The agent a test starts, killed after it whatever happened."""
+    started: list[AgentProcess] = []
+    yield started
+    for proc in started:
+        if proc.proc is not None and proc.proc.poll() is None:
+            proc.stop(signal.SIGKILL)
+
+
+def agent_options(port: int) -> str:
+    return json.dumps(
+        {"host": "127.0.0.1", "port": port, "units": UNITS, "timeout": 0.3, "retries": 0,
+         "reconnect_min_delay": 0.1, "reconnect_max_delay": 0.5}
+    )  # fmt: skip
+
+
+def test_a_killed_modbus_server_is_survived_with_nothing_lost(
+    mosquitto: Mosquitto, influx: Influx, ingester: IngesterProcess, city: str, tmp_path: Path,
+    agent: list[AgentProcess],
+) -> None:  # fmt: skip
+    server = ModbusServer(tmp_path / "modbus.log", port=free_port()).start()
+    try:
+        cabinet = AgentProcess(
+            smartcity_env(mosquitto.url, influx, city), tmp_path, "sl-cabinet",
+            "--driver", "modbus", "--driver-options", agent_options(server.port or 0),
+        )  # fmt: skip
+        agent.append(cabinet.start())
+        wait_for_readings(influx, cabinet.device_id, 10)
+        server.kill()  # a power cut in the cabinet
+        cabinet.wait_log("reading not taken", count=3)
+        server.start()
+        before = seq_stats(influx, cabinet.device_id)[0]
+        wait_for_readings(influx, cabinet.device_id, before + 10)
+        health = wait_for_health(influx, cabinet.device_id)  # a heartbeat since the outage
+        assert cabinet.stop() == 0
+    finally:
+        server.kill()
+    # every reading the agent took is stored once, and each has the meter's values
+    total = assert_every_reading_once(influx, cabinet)
+    rows = influx.query(
+        'SELECT count("voltage") FROM "streetlight" WHERE "device_id" = $d '
+        'AND "voltage" = 230.20001 AND "activePower" = 1011.5 '
+        'AND "totalActiveEnergyImport" = 12345.6 AND "current" = 4.5',
+        d=cabinet.device_id,
+    )
+    assert rows[0]["count"] == total
+    # the reads the outage cost are counted in health, with the reason
+    assert health["readErrors"] >= 3
+    assert f"reading not taken: DriverError: tcp 127.0.0.1:{server.port}" in health["lastError"]
+
+
+def wait_for_health(influx: Influx, device_id: str) -> dict[str, object]:
+    """The first stored heartbeat that counts the outage's failed reads (3 at least)."""
+    deadline = time.monotonic() + 30
+    while True:
+        rows = influx.query(
+            'SELECT "readErrors", "lastError" FROM "device_health" '
+            'WHERE "device_id" = $d AND "readErrors" >= 3 LIMIT 1',
+            d=device_id,
+        )
+        if rows:
+            return rows[0]
+        assert time.monotonic() < deadline, f"no heartbeat of {device_id} counts a failed read"
+        time.sleep(0.1)
+
+
+def cabinet_config(path: Path, mqtt_url: str, city: str, port: int) -> Path:
+    path.write_text(f"""\
+mqtt_url = "{mqtt_url}"
+city = "{city}"
+
+[edge]
+device_type = "streetlight"
+device_id = "sl-cabinet-check"
+driver = "modbus"
+zone = "Po"
+outbox = "{path.parent / "check-outbox.sqlite"}"
+
+[edge.driver_options]
+transport = "tcp"
+host = "127.0.0.1"
+port = {port}
+timeout = 0.5
+
+[[edge.driver_options.units]]
+slave_id = {METER}
+model = "eastron-sdm630"
+
+[[edge.driver_options.units]]
+slave_id = {CONTROLLER}
+model = "lighting-controller"
+""")
+    return path
+
+
+def test_check_reads_each_mapped_register_and_shows_it_with_its_unit(
+    mosquitto: Mosquitto, tcp_server: ModbusServer, city: str, tmp_path: Path
+) -> None:
+    out = check(cabinet_config(tmp_path / "agent.toml", mosquitto.url, city, tcp_server.port or 0))
+    assert out.returncode == 0, out.stdout
+    lines = out.stdout.splitlines()
+    assert f"PASS  device    connected to tcp 127.0.0.1:{tcp_server.port}" in lines
+    for shown in (
+        "unit 1 (eastron-sdm630) input 42 (30043 Average line to neutral volts): "
+        "voltage = 230.20001 V",
+        "unit 1 (eastron-sdm630) input 48 (30049 Sum of line currents): current = 4.5 A",
+        "unit 1 (eastron-sdm630) input 52 (30053 Total system power): activePower = 1011.5 W",
+        "unit 1 (eastron-sdm630) input 72 (30073 Total import kWh): "
+        "totalActiveEnergyImport = 12345.6 kWh",
+        "unit 2 (lighting-controller) input 0 (30001 Lamp output: 0 off, 1 on, 2 on and dimmed "
+        "by schedule): powerState = on",
+        "unit 2 (lighting-controller) input 2 (30003 Rated lamp power, W): ratedPower = 100 W",
+    ):
+        assert f"PASS  device    {shown}" in lines, out.stdout
+    assert "edge check PASSED" in out.stdout
+    # nothing listens there: the device step fails with what to check
+    nowhere = free_port()
+    out = check(cabinet_config(tmp_path / "agent.toml", mosquitto.url, city, nowhere))
+    assert out.returncode == 1
+    assert f"FAIL  device    cannot open tcp 127.0.0.1:{nowhere}: check the address" in out.stdout

@@ -274,7 +274,7 @@ class ModbusDriver(Driver):
                     out.append(Probe(False, f"{what}: {exc}"))
                     continue
                 unit_name = contract_unit(self.device_type, reg.field)
-                shown = f"{value:g}" if isinstance(value, float) else value
+                shown = f"{value:.10g}" if isinstance(value, float) else value
                 suffix = f" {unit_name}" if unit_name and unit_name != "1" else ""
                 out.append(Probe(True, f"{what} = {shown}{suffix}"))
         return out
