@@ -364,12 +364,17 @@ def test_a_failed_read_says_why(tcp_server: ModbusServer, tmp_path: Path) -> Non
 def test_a_device_that_never_answers_is_a_timeout_not_a_hang() -> None:
     with socket.create_server(("127.0.0.1", 0)) as mute:  # accepts, never answers
         port = mute.getsockname()[1]
-        driver = started(modbus_settings(host="127.0.0.1", port=port, timeout=0.2))
+        driver = started(
+            modbus_settings(host="127.0.0.1", port=port, timeout=0.2, reconnect_min_delay=60)
+        )
         try:
             with pytest.raises(DriverError, match=r"no answer \(timeout\)") as err:
                 driver.read(datetime.now(UTC))
             assert "unit 1 (eastron-sdm630)" in str(err.value)
             assert "unit 2 (lighting-controller)" in str(err.value)
+            # nobody answered: the line is closed, and opened again only after the back-off
+            with pytest.raises(DriverError, match=r"not connected \(no unit answered\); next"):
+                driver.read(datetime.now(UTC))
         finally:
             driver.close()
 
