@@ -115,15 +115,21 @@ UNITS = [
 class ModbusServer:
     """tests/modbus_server.py as a child process, TCP on ``port`` or RTU on ``serial``."""
 
-    def __init__(self, log: Path, port: int | None = None, serial: str | None = None) -> None:
-        self.port, self.serial, self.log = port, serial, log
+    def __init__(
+        self,
+        log: Path,
+        port: int | None = None,
+        serial: str | None = None,
+        registers: dict = CABINET,
+    ) -> None:
+        self.port, self.serial, self.log, self.registers = port, serial, log, registers
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> ModbusServer:
         where = ["--tcp", str(self.port)] if self.port else ["--serial", str(self.serial)]
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, str(SERVER), *where, json.dumps(CABINET)],
+                [sys.executable, str(SERVER), *where, json.dumps(self.registers)],
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
@@ -282,6 +288,11 @@ def map_file(folder: Path, name: str, body: str) -> str:
         ([UNITS[0], {"slave_id": 1, "model": "lighting-controller"}], {}, "same slave_id"),
         (UNITS, {"voltage": 230.0}, "constants.voltage also comes from eastron-sdm630"),
         (UNITS, {"luminosity": 1.0}, "constants.luminosity is not a streetlight field"),
+        (
+            UNITS[:1],
+            {"ratedPower": 100, "status": "OK", "powerState": "on", "illuminanceLevel": 1},
+            "constants: status: Input should be 'ok'",
+        ),
         ([UNITS[0], {"slave_id": 2, "model": "kw"}], {}, "activePower is in 'W' in the contract"),
         ([UNITS[0], {"slave_id": 2, "model": "state"}], {}, "powerState takes one of on, off, low"),
         ([UNITS[0], {"slave_id": 2, "model": "blink"}], {}, "commands.blink: a streetlight takes"),
@@ -359,6 +370,37 @@ def test_a_failed_read_says_why(tcp_server: ModbusServer, tmp_path: Path) -> Non
         assert "unit 1 (meter-wrong): exception code 2 (illegal data address)" in str(err.value)
     finally:
         driver.close()
+
+
+@pytest.mark.parametrize(
+    ("unit", "kind", "address", "words", "says"),
+    [
+        (CONTROLLER, "input", 1, [9], "unit 2 (lighting-controller): status: register value 9 is "
+         "none of [0, 1, 2, 3]"),
+        (METER, "input", 0x002A, f32(612.0), "do not fit the contract: voltage: Input should be "
+         "less than or equal to 500"),
+        (METER, "input", 0x0034, [0x7FC0, 0], "unit 1 (eastron-sdm630): activePower: the device "
+         "sent nan"),
+    ],
+)  # fmt: skip
+def test_a_value_the_contract_refuses_fails_the_read_with_the_reason(
+    tmp_path: Path, unit: int, kind: str, address: int, words: list[int], says: str
+) -> None:
+    registers = json.loads(json.dumps(CABINET))
+    table = {int(a): w for a, w in registers[str(unit)][kind].items()}
+    for start, run in table.items():  # overwrite the value inside its run
+        if start <= address < start + len(run):
+            run[address - start : address - start + len(words)] = words
+    registers[str(unit)][kind] = {str(a): w for a, w in table.items()}
+    server = ModbusServer(tmp_path / "s.log", port=free_port(), registers=registers).start()
+    driver = started(modbus_settings(host="127.0.0.1", port=server.port))
+    try:
+        with pytest.raises(DriverError) as err:
+            driver.read(datetime.now(UTC))
+        assert says in str(err.value)
+    finally:
+        driver.close()
+        server.kill()
 
 
 def test_a_device_that_never_answers_is_a_timeout_not_a_hang() -> None:

@@ -19,7 +19,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
 
 from edge.drivers.base import CommandRejected, Driver, DriverError, DriverOptions, Probe, Sample
 from edge.drivers.modbus.errors import LinkError
@@ -32,6 +32,7 @@ from edge.drivers.modbus.registermap import (
     load_map,
     plan,
 )
+from smartcity.contract import describe
 from smartcity.devices import DeviceType
 from smartcity.devices.base import Command
 
@@ -120,6 +121,12 @@ class ModbusOptions(DriverOptions):
             if field in given:
                 raise ValueError(f"constants.{field} also comes from {given[field]}")
             given[field] = "constants"
+        fields: dict[str, Any] = {f: (model.model_fields[f].annotation, model.model_fields[f])
+                                  for f in self.constants}  # fmt: skip
+        try:  # each constant in its field's type and range, as the contract will check it
+            create_model("Constants", **fields).model_validate(self.constants)
+        except ValidationError as exc:
+            raise ValueError(f"constants: {describe(exc)}") from None
         missing = [
             f
             for f, info in model.model_fields.items()
@@ -196,8 +203,10 @@ class ModbusDriver(Driver):
         self.delay = self.options.reconnect_min_delay
         try:
             reading = self.device_type.reading_model.model_validate({"ts": now, "seq": 0, **values})
-        except ValueError as exc:
-            raise DriverError(f"the units' values do not fit the contract: {exc}") from None
+        except ValidationError as exc:
+            raise DriverError(
+                f"the units' values do not fit the contract: {describe(exc)}"
+            ) from None
         return Sample([reading])
 
     def _connected(self) -> Link:
