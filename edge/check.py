@@ -168,7 +168,8 @@ def _report_probes(report: Report, probes: list[Probe]) -> None:
             report.fail(
                 "device",
                 probe.text,
-                "check the unit's slave id and wiring, and that its register map "
+                probe.next_step
+                or "check the unit's slave id and wiring, and that its register map "
                 "(docs/edge.md) is the device's model",
             )
 

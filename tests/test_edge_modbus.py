@@ -544,4 +544,5 @@ def test_check_reads_each_mapped_register_and_shows_it_with_its_unit(
     nowhere = free_port()
     out = check(cabinet_config(tmp_path / "agent.toml", mosquitto.url, city, nowhere))
     assert out.returncode == 1
-    assert f"FAIL  device    cannot open tcp 127.0.0.1:{nowhere}: check the address" in out.stdout
+    assert f"FAIL  device    cannot open tcp 127.0.0.1:{nowhere}\n" in out.stdout
+    assert "next: tcp: check host and port" in out.stdout

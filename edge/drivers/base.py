@@ -44,6 +44,8 @@ class Probe(NamedTuple):
 
     ok: bool
     text: str
+    #: what to do about a line that is not ok (the check has a general advice otherwise)
+    next_step: str = ""
 
 
 __all__ = ["CommandRejected", "Driver", "DriverError", "DriverOptions", "Probe", "Sample"]

@@ -271,7 +271,15 @@ class ModbusDriver(Driver):
         try:
             self.link.connect()
         except LinkError as exc:
-            return [Probe(False, f"{exc}: check the address, cable and power")]
+            return [
+                Probe(
+                    False,
+                    str(exc),
+                    "tcp: check host and port, and that the device or gateway is on the network; "
+                    "rtu: check serial_port (ls /dev/serial/by-id/), and under systemd the "
+                    "serial.conf drop-in (docs/edge.md)",
+                )
+            ]
         out = [Probe(True, f"connected to {self.link.where}")]
         for unit in self.units:
             for reg in unit.regmap.registers:
