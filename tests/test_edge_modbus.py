@@ -29,12 +29,15 @@ from pymodbus.client import ModbusSerialClient, ModbusTcpClient
 from edge.drivers import DRIVERS, CommandRejected, Driver, DriverError
 from edge.drivers.modbus.registermap import SHIPPED_MAPS, Register, plan
 from edge.settings import EdgeSettings
+from smartcity.contract import topic
 from smartcity.devices.streetlight import DimCommand, ScheduleCommand, SwitchCommand
 from stack.servers import Mosquitto, free_port
 
 from .conftest import Influx, IngesterProcess, smartcity_env
 from .test_edge import (
     AgentProcess,
+    Operator,
+    agent_env,
     assert_every_reading_once,
     check,
     seq_stats,
@@ -489,6 +492,35 @@ def wait_for_health(influx: Influx, device_id: str) -> dict[str, object]:
             return rows[0]
         assert time.monotonic() < deadline, f"no heartbeat of {device_id} counts a failed read"
         time.sleep(0.1)
+
+
+def test_a_dim_command_through_the_broker_writes_the_controllers_holding_register(
+    mosquitto: Mosquitto, city: str, tmp_path: Path, agent: list[AgentProcess]
+) -> None:
+    server = ModbusServer(tmp_path / "modbus.log", port=free_port()).start()
+    cabinet = AgentProcess(
+        agent_env(mosquitto.url, city), tmp_path, "sl-cabinet-cmd",
+        "--driver", "modbus", "--driver-options", agent_options(server.port or 0),
+    )  # fmt: skip
+    results = topic("streetlight", cabinet.device_id, "cmd_result", city)
+    op = Operator(mosquitto)
+    try:
+        op.watch(results)
+        agent.append(cabinet.start())
+        cabinet.wait_log("connected to broker")
+        cmd = topic("streetlight", cabinet.device_id, "cmd", city)
+        op.send(cmd, b'{"v": 1, "id": "dim-1", "action": "dim", "level": 0.25}')
+        op.send(cmd, b'{"v": 1, "id": "sched-1", "action": "schedule", "steps": []}')
+        answers = op.wait_results(results, 2)
+        assert cabinet.stop() == 0
+        assert server.holding(CONTROLLER, 1) == 250
+    finally:
+        op.close()
+        server.kill()
+    by_id = {a["id"]: a for a in answers}
+    assert by_id["dim-1"]["status"] == "accepted", answers
+    assert by_id["sched-1"]["status"] == "rejected"
+    assert "no unit on this port takes 'schedule'" in by_id["sched-1"]["reason"]
 
 
 def cabinet_config(path: Path, mqtt_url: str, city: str, port: int) -> Path:
