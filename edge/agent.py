@@ -77,6 +77,7 @@ class Agent:
         self.sent_upto = 0  # highest outbox id handed to paho by this process
         self.refused: list[Batch] = []  # batches the broker refused, sent again after a pause
         self.last_error: str | None = None
+        self.read_errors = 0  # reads the driver could not take, reported in every heartbeat
         self.delay = settings.reconnect_min_delay
         now = time.monotonic()
         self.next_read = now
@@ -178,6 +179,7 @@ class Agent:
             sample = call.result()
             dropped = self.outbox.store(sample.readings, sample.events)
         except Exception as exc:  # a device error, a driver bug or a full disk must not stop us
+            self.read_errors += call.exception() is not None  # the device's, not the disk's
             self._error(f"reading not taken: {type(exc).__name__}: {exc}")
             expected = isinstance(exc, DriverError)  # the device did not answer: no traceback
             log.error("reading not taken", extra={"error": str(exc)}, exc_info=not expected and exc)
@@ -259,6 +261,7 @@ class Agent:
             uptime=round(time.monotonic() - self.started, 3),
             outboxDepth=self.outbox.depth,
             dropped=self.outbox.dropped,
+            readErrors=self.read_errors,
             lastError=self.last_error,
         )
 

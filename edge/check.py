@@ -1,6 +1,7 @@
 """``smartcity edge check``: the installer's field test, one line per step and what to do next.
 
-It runs what the agent will run, once: settings, outbox, one driver read, broker login, the
+It runs what the agent will run, once: settings, outbox, one driver read (a field bus driver
+first reads each mapped register on its own and shows its value and unit), broker login, the
 command subscription, and one real reading published and acknowledged. The reading takes the
 next ``seq`` from the outbox, so the device's sequence stays gap-free. It connects with the
 device's own client id (the broker binds each login to it, and refuses any other), with a clean
@@ -23,7 +24,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from edge import mqtt
-from edge.drivers import DRIVERS
+from edge.drivers import DRIVERS, Probe
 from edge.outbox import Outbox, OutboxError
 from edge.settings import EdgeSettings
 from smartcity.contract import encode_telemetry, topic
@@ -133,6 +134,7 @@ def _check_driver(settings: EdgeSettings, report: Report) -> Reading | None:
         driver = DRIVERS[settings.driver][settings.device_type](settings)
         try:
             driver.start()
+            _report_probes(report, driver.probe())
             sample = driver.read(datetime.now(UTC))
         finally:
             driver.close()
@@ -155,6 +157,21 @@ def _check_driver(settings: EdgeSettings, report: Report) -> Reading | None:
     summary = ", ".join(f"{k}={v}" for k, v in shown.items() if not isinstance(v, list | dict))
     report.ok("driver", f"read one reading: {summary}"[:200])
     return reading
+
+
+def _report_probes(report: Report, probes: list[Probe]) -> None:
+    """A field bus device, register by register: what each read gave, with its unit."""
+    for probe in probes:
+        if probe.ok:
+            report.ok("device", probe.text)
+        else:
+            report.fail(
+                "device",
+                probe.text,
+                probe.next_step
+                or "check the unit's slave id and wiring, and that its register map "
+                "(docs/edge.md) is the device's model",
+            )
 
 
 def _check_broker(

@@ -28,7 +28,8 @@ class EdgeSettings(MqttSettings):
         pattern=DEVICE_ID_PATTERN, description="The device's id, its topic level (e.g. sl-00042)."
     )
     driver: str = Field(
-        description="How the device is read: 'simulated' (real protocols come as drivers)."
+        description="How the device is read: 'modbus' (meters and controllers on Modbus TCP or "
+        "RTU) or 'simulated' (demos, tests); see docs/edge.md."
     )
     driver_options: dict[str, Any] = Field(
         default_factory=dict,

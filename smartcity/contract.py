@@ -174,6 +174,12 @@ class Health(BaseModel):
     uptime: float = Field(ge=0, description="Seconds since the agent started.")
     outboxDepth: int = Field(ge=0, description="Readings waiting on disk to be published.")
     dropped: int = Field(ge=0, description="Readings dropped because the outbox was full.")
+    readErrors: int | None = Field(
+        None,
+        ge=0,
+        description="Reads of the device that failed since the agent started (a timeout, a "
+        "Modbus exception code); lastError says why. Absent from agents older than it.",
+    )
     lastError: str | None = Field(None, max_length=512)
 
     @field_validator("ts")

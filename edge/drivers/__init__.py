@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from edge.drivers.base import CommandRejected, Driver, DriverError, DriverOptions, Sample
+from edge.drivers.base import CommandRejected, Driver, DriverError, DriverOptions, Probe, Sample
+from edge.drivers.modbus.streetlight import ModbusStreetlightDriver
 from edge.drivers.simulated.evcharger import SimulatedEvchargerDriver
 from edge.drivers.simulated.streetlight import SimulatedStreetlightDriver
 from edge.drivers.simulated.wastebin import SimulatedWastebinDriver
@@ -12,6 +13,15 @@ DRIVERS: dict[str, dict[str, type[Driver]]] = {
         d.device_type.name: d
         for d in (SimulatedStreetlightDriver, SimulatedWastebinDriver, SimulatedEvchargerDriver)
     },
+    "modbus": {d.device_type.name: d for d in (ModbusStreetlightDriver,)},
 }
 
-__all__ = ["DRIVERS", "CommandRejected", "Driver", "DriverError", "DriverOptions", "Sample"]
+__all__ = [
+    "DRIVERS",
+    "CommandRejected",
+    "Driver",
+    "DriverError",
+    "DriverOptions",
+    "Probe",
+    "Sample",
+]

@@ -19,7 +19,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, ClassVar, NamedTuple
 
 from pydantic import BaseModel, ConfigDict
 
@@ -39,7 +39,16 @@ class Sample:
     events: list[Event] = field(default_factory=list)
 
 
-__all__ = ["CommandRejected", "Driver", "DriverError", "DriverOptions", "Sample"]
+class Probe(NamedTuple):
+    """One line of what ``edge check`` found on the device (a register and its value)."""
+
+    ok: bool
+    text: str
+    #: what to do about a line that is not ok (the check has a general advice otherwise)
+    next_step: str = ""
+
+
+__all__ = ["CommandRejected", "Driver", "DriverError", "DriverOptions", "Probe", "Sample"]
 
 
 class DriverError(Exception):
@@ -77,6 +86,11 @@ class Driver(ABC):
     @abstractmethod
     def apply(self, command: Command) -> None:
         """Carry out a validated command, or raise :class:`CommandRejected` saying why not."""
+
+    def probe(self) -> list[Probe]:
+        """What ``smartcity edge check`` shows of the device beyond one reading, after ``start``:
+        a field bus driver reads each mapped register once. None for a simulated device."""
+        return []
 
     def close(self) -> None:  # noqa: B027 - optional hook, most drivers hold nothing
         """Release the device connection, if the driver holds one (also when ``start`` failed)."""
