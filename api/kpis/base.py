@@ -95,6 +95,15 @@ class DeviceKpis(ABC):
     zone_counts: ClassVar[dict[str, Check]] = {}
     #: Whether the registry may set a per-device ``threshold`` this type's checks use.
     uses_threshold: ClassVar[bool] = False
+    #: Points of a device's parts (a charger's connectors), fetched with the live state:
+    #: (measurement, tag naming the part); None for a type whose readings say it all.
+    parts: ClassVar[tuple[str, str] | None] = None
+
+    def latest_extras(self, parts: list[DeviceState]) -> dict[str, Any]:
+        """What a device's latest answer (``GET /v1/devices/{id}/latest``) carries beside its
+        reading, from the latest points of its ``parts``: keyword arguments of ``LatestPublic``.
+        """
+        return {}
 
     @abstractmethod
     async def window(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from api.kpis.base import (
     AlertDraft,
@@ -16,6 +16,7 @@ from api.kpis.base import (
     count_events,
     sum_of_spreads,
 )
+from api.schemas.readings import ConnectorPublic
 from api.settings import ApiSettings
 from smartcity.devices.evcharger import Evcharger
 from smartcity.influx import InfluxReader
@@ -44,6 +45,22 @@ class EvchargerKpis(DeviceKpis):
         "stations_with_available": lambda d, _s: connectors(d, "Available") > 0,
         "stations_faulted": faulted,
     }
+    parts = (Evcharger.connector_measurement(), "connector_id")
+
+    def latest_extras(self, parts: list[DeviceState]) -> dict[str, Any]:
+        """Each connector's latest state, in connector order."""
+        return {
+            "connectors": [
+                ConnectorPublic(
+                    connector_id=c.fields["connector_id"],
+                    time=c.time,
+                    status=c.fields.get("status"),
+                    power=c.fields.get("power"),
+                    energy=c.fields.get("energy"),
+                )
+                for c in sorted(parts, key=lambda c: int(c.fields["connector_id"]))
+            ]
+        }
 
     async def window(
         self, db: InfluxReader, end: datetime, settings: ApiSettings

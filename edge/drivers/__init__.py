@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from edge.drivers.base import CommandRejected, Driver, DriverError, DriverOptions, Sample
+from edge.drivers.simulated.airquality import SimulatedAirqualityDriver
 from edge.drivers.simulated.evcharger import SimulatedEvchargerDriver
 from edge.drivers.simulated.streetlight import SimulatedStreetlightDriver
 from edge.drivers.simulated.wastebin import SimulatedWastebinDriver
@@ -10,7 +11,12 @@ from edge.drivers.simulated.wastebin import SimulatedWastebinDriver
 DRIVERS: dict[str, dict[str, type[Driver]]] = {
     "simulated": {
         d.device_type.name: d
-        for d in (SimulatedStreetlightDriver, SimulatedWastebinDriver, SimulatedEvchargerDriver)
+        for d in (
+            SimulatedStreetlightDriver,
+            SimulatedWastebinDriver,
+            SimulatedEvchargerDriver,
+            SimulatedAirqualityDriver,
+        )
     },
 }
 
