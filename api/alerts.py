@@ -20,6 +20,22 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "Colonnina di ricarica guasta: {value} connettori",
         "Charging station faulted: {value} connectors",
     ),
+    "pm10_over_limit": (
+        "PM10 a {value} µg/m³, oltre il limite giornaliero di {limit:g}",
+        "PM10 at {value} µg/m³, over the daily limit of {limit:g}",
+    ),
+    "no2_over_limit": (
+        "NO2 a {value} µg/m³, oltre il limite orario di {limit:g}",
+        "NO2 at {value} µg/m³, over the hourly limit of {limit:g}",
+    ),
+    "o3_over_threshold": (
+        "Ozono a {value} µg/m³, oltre la soglia di informazione di {limit:g}",
+        "Ozone at {value} µg/m³, over the information threshold of {limit:g}",
+    ),
+    "station_faulted": (
+        "Centralina della qualità dell'aria guasta",
+        "Air-quality station faulted",
+    ),
     "device_offline": (
         "Dispositivo senza dati da {minutes} minuti",
         "Device silent for {minutes} minutes",

@@ -1,8 +1,8 @@
 """The city's live state: one consistent set of figures behind KPIs, alerts and zones.
 
 Computing it takes a handful of InfluxDB queries (a snapshot and window sums per device type,
-plus the parts some types have, Last Wills and edge-agent health), run one after the other. The result is
-cached for ``kpi_cache_seconds`` and refreshed in the background while the previous one is
+plus the parts some types have, Last Wills and edge-agent health), run one after the other. The
+result is cached for ``kpi_cache_seconds`` and refreshed in the background while the previous one is
 served, so a request never waits for a recomputation once the first one is done.
 """
 

@@ -38,6 +38,8 @@ UNITS = {
     "Cel": "celsius",
     "1": "percentunit",
     "s": "s",
+    "ug/m3": "conμgm3",
+    "mg/m3": "conmgm3",
 }
 
 

@@ -79,9 +79,7 @@ def weather(day: int) -> Weather:
         # still, cold days add to the pile; a rainy day yesterday washed most of it out
         stagnation = stagnation * PERSISTENCE + max(0.0, winter + 0.2) * still
         if d == day:
-            return Weather(
-                winter, stagnation, rain_from if wet else None, max(0.0, -winter) * hot
-            )
+            return Weather(winter, stagnation, rain_from if wet else None, max(0.0, -winter) * hot)
         if wet:
             stagnation *= 0.25
     raise AssertionError("unreachable")

@@ -36,6 +36,18 @@ class Target(Strict):
     source: str = Field(pattern=PLAN_LINE, description="The plan line that sets it.")
 
 
+class Limit(Strict):
+    """A limit the law sets for a KPI, with the article that sets it."""
+
+    operator: Literal[">=", ">", "<=", "<"] = Field(description="How the value must compare.")
+    value: float
+    law: str = Field(
+        min_length=10, examples=["Directive 2008/50/EC, Art. 13 and Annex XI"],
+        description="The act and article that set it.",
+    )  # fmt: skip
+    in_force_from: int = Field(ge=2000, le=2100, description="The first year it applies.")
+
+
 class KpiDefinition(Strict):
     id: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
     name: Text
@@ -43,6 +55,9 @@ class KpiDefinition(Strict):
     description: Text | None = None
     baseline: float | None = Field(None, description="The plan's starting figure.")
     target: Target | None = None
+    limits: list[Limit] = Field(
+        default_factory=list, description="Limits the law sets, oldest first (EU directives)."
+    )
     measured: bool = Field(
         True, description="False: a figure the plan sets but sensors cannot measure."
     )

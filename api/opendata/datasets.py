@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from api.registry import crud
 from smartcity.city import TIMEZONE
+from smartcity.devices.airquality import POLLUTANTS, Airquality
 from smartcity.devices.evcharger import Evcharger
 from smartcity.devices.streetlight import Streetlight
 from smartcity.devices.wastebin import Wastebin
@@ -145,6 +146,36 @@ async def _evcharger_usage(db: InfluxReader, _e: Engine, days: Days) -> list[dic
     return sorted(out, key=lambda x: (x["day"], x["zone"]))
 
 
+async def _airquality_daily(db: InfluxReader, engine: Engine, days: Days) -> list[dict[str, Any]]:
+    """Each station's daily mean of each pollutant, where the registry places it."""
+    import asyncio
+
+    means = ", ".join(f'mean("{p}") AS "{p}"' for p in POLLUTANTS)
+    rows = await db.rows(
+        f"SELECT {means} FROM $m WHERE time >= $from AND time < $to "
+        'GROUP BY time(1d), "device_id", "zone" fill(none) tz($tz)',
+        {"m": ident(Airquality.measurement()), **days.params()},
+    )
+
+    def places() -> dict[str, tuple[float | None, float | None]]:
+        with Session(engine) as session:
+            return {d.device_id: (d.lat, d.lon) for d in crud.all_devices(session)}
+
+    where = await asyncio.to_thread(places)
+    out = [
+        {
+            "day": _day(r),
+            "station": r.tags["device_id"],
+            "zone": r.tags["zone"],
+            "lat": where.get(r.tags["device_id"], (None, None))[0],
+            "lon": where.get(r.tags["device_id"], (None, None))[1],
+            **{p: _num(r.values[p], 2 if p == "co" else 1) for p in POLLUTANTS},
+        }
+        for r in rows
+    ]
+    return sorted(out, key=lambda x: (x["day"], x["station"]))
+
+
 async def _devices(_db: InfluxReader, engine: Engine, _days: Days) -> list[dict[str, Any]]:
     import asyncio
 
@@ -240,12 +271,44 @@ DATASETS: dict[str, Dataset] = {
             _evcharger_usage,
         ),
         Dataset(
+            "airquality-daily",
+            "Qualità dell'aria: medie giornaliere per centralina",
+            "Air quality: daily means by station",
+            "Media giornaliera (ora di Roma) di PM10, PM2.5, NO2 e ozono in µg/m³ e di CO in "
+            "mg/m³ per centralina, con la sua posizione. Dati non validati.",
+            "Daily mean (Rome time) of PM10, PM2.5, NO2 and ozone in µg/m³ and of CO in mg/m³ "
+            "per station, with its position. Unvalidated data.",
+            "ENVI",
+            "DAILY",
+            ("qualità dell'aria", "inquinamento", "PM10", "ambiente"),
+            (
+                DAY,
+                Column("station", "string", "Centralina", "Station"),
+                ZONE,
+                Column("lat", "number", "Latitudine (WGS84)", "Latitude (WGS84)"),
+                Column("lon", "number", "Longitudine (WGS84)", "Longitude (WGS84)"),
+                Column("pm10", "number", "PM10 (µg/m³)", "PM10 (µg/m³)"),
+                Column("pm25", "number", "PM2.5 (µg/m³)", "PM2.5 (µg/m³)"),
+                Column(
+                    "no2", "number", "Biossido di azoto NO2 (µg/m³)", "Nitrogen dioxide (µg/m³)"
+                ),
+                Column("o3", "number", "Ozono O3 (µg/m³)", "Ozone (µg/m³)"),
+                Column(
+                    "co", "number", "Monossido di carbonio CO (mg/m³)", "Carbon monoxide (mg/m³)"
+                ),
+            ),
+            "point",
+            True,
+            _airquality_daily,
+        ),
+        Dataset(
             "devices",
             "Dispositivi smart city: posizione",
             "Smart-city devices: locations",
-            "Lampioni, cassonetti e colonnine di ricarica con sensore: tipo, quartiere e "
-            "posizione.",
-            "Sensor-equipped street lights, bins and charging stations: type, zone and position.",
+            "Lampioni, cassonetti, colonnine di ricarica e centraline dell'aria con sensore: tipo, "
+            "quartiere e posizione.",
+            "Sensor-equipped street lights, bins, charging stations and air-quality stations: "
+            "type, zone and position.",
             "REGI",
             "IRREG",
             ("smart city", "arredo urbano", "sensori"),

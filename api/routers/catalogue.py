@@ -36,11 +36,18 @@ def live_figures(state: CityState, service: Service) -> dict[str, Figure]:
     return figures
 
 
-def _kpi(k: KpiDefinition, figure: Figure | None) -> KpiPublic:
+def _kpi(k: KpiDefinition, figure: Figure | None, year: int) -> KpiPublic:
     value = figure.value if figure and k.measured else None
     met = (
         COMPARE[k.target.operator](value, k.target.value)
         if k.target is not None and value is not None
+        else None
+    )
+    in_force = [lim for lim in k.limits if lim.in_force_from <= year]
+    limit = in_force[-1] if in_force else None
+    limit_met = (
+        COMPARE[limit.operator](value, limit.value)
+        if limit is not None and value is not None
         else None
     )
     return KpiPublic(
@@ -53,6 +60,8 @@ def _kpi(k: KpiDefinition, figure: Figure | None) -> KpiPublic:
         baseline=k.baseline,
         target=k.target,
         target_met=met,
+        limits=k.limits,
+        limit_met=limit_met,
         breakdown=figure.breakdown if figure else None,
     )
 
@@ -63,7 +72,7 @@ def service_public(service: Service, state: CityState, settings: ApiSettings) ->
     return ServicePublic(
         **service.model_dump(include={"id", "status", "name", "description", "strategic_line",
                                       "also_serves", "sdgs", "device_types"}),
-        kpis=[_kpi(k, figures.get(k.id)) for k in service.kpis],
+        kpis=[_kpi(k, figures.get(k.id), state.now.year) for k in service.kpis],
         datasets=[
             DatasetLink(
                 id=d,

@@ -19,7 +19,11 @@ from api.state import clock
 router = APIRouter(prefix="/v1/opendata", tags=["open data"])
 #: The keys of ``DATASETS``, in its order (``tests/api/test_types.py`` checks they agree).
 DatasetId = Literal[
-    "streetlight-energy-daily", "wastebin-collections-daily", "evcharger-usage-daily", "devices"
+    "streetlight-energy-daily",
+    "wastebin-collections-daily",
+    "evcharger-usage-daily",
+    "airquality-daily",
+    "devices",
 ]
 Format = Literal["csv", "json", "geojson"]
 DAY = r"^\d{4}-\d{2}-\d{2}$"

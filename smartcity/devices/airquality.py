@@ -9,11 +9,12 @@ the mean over the station's reporting interval. A command sets how often a stati
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field
 
-from smartcity.devices.base import Command, DeviceType, Event, Reading, measure
+from smartcity.devices.base import Command, DeviceType, Event, Reading, Row, measure
 
 #: ``ok``; ``calibrating`` (zero/span check: its values are not to be trusted for a while);
 #: ``sensorFault`` (a sensor failed: someone must go and see).
@@ -62,3 +63,47 @@ class Airquality(DeviceType):
     event_model = Annotated[StationStatusChanged, Field(discriminator="kind")]
     command_model = Annotated[ReportIntervalCommand, Field(discriminator="action")]
     report_interval_s = 60.0
+
+    @classmethod
+    def reading_rows(cls, reading: Reading) -> Iterator[Row]:
+        """The station's point, with its index band (``EAQI_FIELD``) beside the readings."""
+        assert isinstance(reading, AirqualityReading)
+        (point,) = super().reading_rows(reading)
+        band = f",{EAQI_FIELD}={eaqi_band(reading)}i"
+        yield Row(point.measurement, point.fields + band, point.time_ns)
+
+
+#: EU limit values for the protection of human health, in force now: Directive 2008/50/EC,
+#: Art. 13 and Annex XI (PM10, NO2), Art. 16 and Annex XIV (PM2.5), Art. 19 and Annex XII (the
+#: ozone information threshold). The API's KPIs and alerts and the Grafana boards use these.
+PM10_DAILY_LIMIT = 50.0
+PM10_DAYS_ALLOWED = 35
+NO2_HOURLY_LIMIT = 200.0
+NO2_HOURS_ALLOWED = 18
+PM25_ANNUAL_LIMIT = 25.0
+O3_INFORMATION_THRESHOLD = 180.0
+#: The same limits from 1 January 2030: Directive (EU) 2024/2881, Art. 13 and Annex I.
+PM10_DAILY_LIMIT_2030 = 45.0
+PM10_DAYS_ALLOWED_2030 = 18
+NO2_HOURS_ALLOWED_2030 = 3
+PM25_ANNUAL_LIMIT_2030 = 10.0
+
+#: The European Environment Agency's European Air Quality Index bands, best first; a reading's
+#: band is stored with it as ``eaqiBand``, 1 (good) to 6 (extremely poor).
+EAQI_BANDS = ("good", "fair", "moderate", "poor", "veryPoor", "extremelyPoor")
+EAQI_FIELD = "eaqiBand"
+#: Where each band after the first begins, per pollutant, in µg/m³ (the EEA's bands as revised
+#: in 2024). The EEA applies them to hourly means (PM over 24 hours where it has them); here
+#: they apply to each reading's own means, so the API and the boards read one stored band.
+EAQI_BREAKS: dict[str, tuple[float, ...]] = {
+    "pm25": (5.0, 15.0, 50.0, 90.0, 140.0),
+    "pm10": (15.0, 45.0, 120.0, 195.0, 270.0),
+    "no2": (10.0, 25.0, 60.0, 100.0, 150.0),
+    "o3": (60.0, 100.0, 120.0, 160.0, 180.0),
+}
+
+
+def eaqi_band(reading: AirqualityReading) -> int:
+    """The reading's index band, 1 (good) to 6 (extremely poor): its worst pollutant's."""
+    values: dict[str, float] = reading.model_dump(include=set(EAQI_BREAKS))
+    return 1 + max(sum(values[p] > edge for edge in edges) for p, edges in EAQI_BREAKS.items())
