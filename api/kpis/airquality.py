@@ -77,7 +77,7 @@ class AirqualityKpis(DeviceKpis):
         "pm25_annual_mean",
         "eaqi_band",
     )
-    zone_counts: ClassVar[dict[str, Check]] = {"stations_faulted": fault}
+    zone_counts: ClassVar[dict[str, Check]] = {"air_stations_faulted": fault}
 
     async def window(
         self, db: InfluxReader, end: datetime, settings: ApiSettings
