@@ -31,7 +31,7 @@ from smartcity.devices.base import Command
 #: Share of stations beside busy roads (the rest measure the urban background).
 TRAFFIC_SHARE = 0.4
 #: How much of a day's stagnation is left the next day: inversions last for days.
-PERSISTENCE = 0.8
+PERSISTENCE = 0.88
 #: Days of weather run before any day asked for, so a day's state does not depend on when the
 #: simulation started.
 SPIN_UP_DAYS = 30
@@ -60,7 +60,7 @@ class Weather:
 
 def _daily_draws(day: int) -> tuple[float, float, float, float]:
     rng = random.Random(f"cremona-weather:{day}")
-    return rng.random(), rng.uniform(0.0, 22.0), rng.uniform(0.1, 0.5), rng.random()
+    return rng.random(), rng.uniform(0.0, 22.0), rng.uniform(0.1, 0.6), rng.random()
 
 
 def _winter(day: int) -> float:
