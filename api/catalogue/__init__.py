@@ -111,7 +111,7 @@ class Catalogue(Strict):
 def parse(text: str, where: str = "catalogue") -> Catalogue:
     """Validate a catalogue file's text against the models and against the code."""
     from api.kpis import KPI_MODULES
-    from api.opendata.datasets import DATASETS
+    from api.opendata.registry import DATASETS
 
     try:
         catalogue = Catalogue.model_validate(yaml.safe_load(text))

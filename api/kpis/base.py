@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
+from api.opendata.datasets import Dataset
 from api.schemas.alerts import AlertKind, Severity
 from api.settings import ApiSettings
 from smartcity.devices import DeviceType
@@ -95,9 +96,18 @@ class DeviceKpis(ABC):
     zone_counts: ClassVar[dict[str, Check]] = {}
     #: Whether the registry may set a per-device ``threshold`` this type's checks use.
     uses_threshold: ClassVar[bool] = False
+    #: Italian and English text of each alert kind it raises, formatted with the draft's
+    #: ``value``, its ``detail`` and :meth:`message_values`.
+    alert_messages: ClassVar[dict[str, tuple[str, str]]] = {}
+    #: Its open datasets (``/v1/opendata/{id}``), listed in ``api.opendata.registry``.
+    datasets: ClassVar[tuple[Dataset, ...]] = ()
     #: Points of a device's parts (a charger's connectors), fetched with the live state:
     #: (measurement, tag naming the part); None for a type whose readings say it all.
     parts: ClassVar[tuple[str, str] | None] = None
+
+    def message_values(self, alert: AlertDraft) -> dict[str, object]:
+        """Values an alert's message needs beyond its value and detail (a share as a percent)."""
+        return {}
 
     def latest_extras(self, parts: list[DeviceState]) -> dict[str, Any]:
         """What a device's latest answer (``GET /v1/devices/{id}/latest``) carries beside its

@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, ClassVar
 
+from sqlalchemy import Engine
+
 from api.kpis.base import (
     AlertDraft,
     Check,
@@ -16,10 +18,11 @@ from api.kpis.base import (
     count_events,
     sum_of_spreads,
 )
+from api.opendata.datasets import DAY, ZONE, Column, Dataset, Days, day_of, rounded
 from api.schemas.readings import ConnectorPublic
 from api.settings import ApiSettings
 from smartcity.devices.evcharger import Evcharger
-from smartcity.influx import InfluxReader
+from smartcity.influx import InfluxReader, ident
 
 
 def connectors(d: DeviceState, status: str) -> int:
@@ -31,8 +34,60 @@ def faulted(d: DeviceState, _s: ApiSettings | None = None) -> bool:
     return connectors(d, "Faulted") > 0
 
 
+async def _evcharger_usage(db: InfluxReader, _e: Engine, days: Days) -> list[dict[str, Any]]:
+    rows = await db.rows(
+        'SELECT sum("count") AS sessions, sum("energy") AS energy, mean("duration") AS seconds '
+        'FROM $m WHERE "kind" = $kind AND time >= $from AND time < $to '
+        'GROUP BY time(1d), "zone" fill(none) tz($tz)',
+        {"m": ident(Evcharger.event_measurement()), "kind": "sessionStop", **days.params()},
+    )
+    out = [
+        {
+            "day": day_of(r),
+            "zone": r.tags["zone"],
+            "sessions": int(r.values["sessions"]),
+            "energy_kwh": rounded(r.values["energy"]),
+            "mean_duration_min": rounded(float(r.values["seconds"]) / 60, 1),
+        }
+        for r in rows
+    ]
+    return sorted(out, key=lambda x: (x["day"], x["zone"]))
+
+
+#: Its open dataset (``/v1/opendata/evcharger-usage-daily``).
+USAGE_DAILY = Dataset(
+    "evcharger-usage-daily",
+    "Ricarica veicoli elettrici: utilizzo giornaliero per quartiere",
+    "EV charging: daily use by zone",
+    "Ricariche concluse, energia erogata e durata media delle ricariche alle colonnine "
+    "pubbliche, per giorno e quartiere.",
+    "Charging sessions completed, energy delivered and mean session length at public "
+    "charging stations, by day and zone.",
+    "TRAN",
+    "DAILY",
+    ("mobilità elettrica", "ricarica", "energia"),
+    (
+        DAY,
+        ZONE,
+        Column("sessions", "integer", "Ricariche concluse", "Sessions completed"),
+        Column("energy_kwh", "number", "Energia erogata (kWh)", "Energy delivered (kWh)"),
+        Column("mean_duration_min", "number", "Durata media (min)", "Mean duration (min)"),
+    ),
+    "zone",
+    True,
+    _evcharger_usage,
+)
+
+
 class EvchargerKpis(DeviceKpis):
     device = Evcharger
+    datasets = (USAGE_DAILY,)
+    alert_messages: ClassVar[dict[str, tuple[str, str]]] = {
+        "charger_faulted": (
+            "Colonnina di ricarica guasta: {value} connettori",
+            "Charging station faulted: {value} connectors",
+        ),
+    }
     kpi_ids = (
         "stations_reporting",
         "connectors_available",

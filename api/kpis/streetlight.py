@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import ClassVar
+from typing import Any, ClassVar
+
+from sqlalchemy import Engine
 
 from api.kpis.base import (
     JOULES_PER_KWH,
@@ -17,6 +19,7 @@ from api.kpis.base import (
     scalar,
     sum_of_spreads,
 )
+from api.opendata.datasets import DAY, ZONE, Column, Dataset, Days, day_of, rounded
 from api.settings import ApiSettings
 from smartcity.devices.streetlight import Streetlight
 from smartcity.influx import InfluxReader, ident
@@ -32,8 +35,65 @@ def failed(d: DeviceState, _s: ApiSettings | None = None) -> bool:
     return status != "ok"
 
 
+async def _streetlight_energy(db: InfluxReader, _e: Engine, days: Days) -> list[dict[str, Any]]:
+    p = {"m": ident(Streetlight.measurement()), **days.params()}
+    energy = await db.rows(
+        "SELECT sum(s) AS energy_kwh, count(s) AS lamps FROM (SELECT "
+        'spread("totalActiveEnergyImport") AS s FROM $m WHERE time >= $from AND time < $to '
+        'GROUP BY time(1d), "device_id", "zone" fill(none) tz($tz)) '
+        'WHERE time >= $from AND time < $to GROUP BY time(1d), "zone" fill(none) tz($tz)',
+        p,
+    )
+    failures = await db.rows(
+        'SELECT sum("count") AS failures FROM $m WHERE "status" != $ok '
+        'AND time >= $from AND time < $to GROUP BY time(1d), "zone" fill(none) tz($tz)',
+        {**p, "m": ident(Streetlight.event_measurement()), "ok": "ok"},
+    )
+    failed = {(day_of(r), r.tags["zone"]): int(r.values["failures"]) for r in failures}
+    rows = [
+        {
+            "day": day_of(r),
+            "zone": r.tags["zone"],
+            "lamps": int(r.values["lamps"]),
+            "energy_kwh": rounded(r.values["energy_kwh"]),
+            "failures": failed.get((day_of(r), r.tags["zone"]), 0),
+        }
+        for r in energy
+    ]
+    return sorted(rows, key=lambda x: (x["day"], x["zone"]))
+
+
+#: Its open dataset (``/v1/opendata/streetlight-energy-daily``).
+ENERGY_DAILY = Dataset(
+    "streetlight-energy-daily",
+    "Illuminazione pubblica: energia giornaliera per quartiere",
+    "Public lighting: daily energy by zone",
+    "Energia consumata dai punti luce telegestiti, punti luce attivi e guasti segnalati, "
+    "per giorno e quartiere.",
+    "Energy drawn by remotely managed street lights, lamps reporting and failures "
+    "reported, by day and zone.",
+    "ENER",
+    "DAILY",
+    ("illuminazione pubblica", "energia", "smart city"),
+    (
+        DAY,
+        ZONE,
+        Column("lamps", "integer", "Punti luce che hanno trasmesso", "Lamps reporting"),
+        Column("energy_kwh", "number", "Energia consumata (kWh)", "Energy drawn (kWh)"),
+        Column("failures", "integer", "Guasti segnalati", "Failures reported"),
+    ),
+    "zone",
+    True,
+    _streetlight_energy,
+)
+
+
 class StreetlightKpis(DeviceKpis):
     device = Streetlight
+    datasets = (ENERGY_DAILY,)
+    alert_messages: ClassVar[dict[str, tuple[str, str]]] = {
+        "lamp_failure": ("Lampione guasto ({value})", "Lamp failure ({value})"),
+    }
     kpi_ids = (
         "lamps_reporting",
         "lamps_on",

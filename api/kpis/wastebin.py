@@ -5,7 +5,9 @@ measured against the plan's 80 % target."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import ClassVar
+from typing import Any, ClassVar
+
+from sqlalchemy import Engine
 
 from api.kpis.base import (
     AlertDraft,
@@ -18,6 +20,7 @@ from api.kpis.base import (
     count_by,
     count_events,
 )
+from api.opendata.datasets import DAY, ZONE, Column, Dataset, Days, day_of, rounded
 from api.settings import ApiSettings
 from smartcity.devices.wastebin import Wastebin
 from smartcity.influx import InfluxReader, ident
@@ -42,8 +45,61 @@ def stream(d: DeviceState) -> str:
     return str(d.fields.get("storedWasteKind", "unknown"))
 
 
+async def _wastebin_collections(db: InfluxReader, _e: Engine, days: Days) -> list[dict[str, Any]]:
+    rows = await db.rows(
+        'SELECT sum("count") AS collections, mean("collectedLevel") AS level FROM $m '
+        'WHERE "kind" = $kind AND time >= $from AND time < $to '
+        'GROUP BY time(1d), "zone", "waste_kind" fill(none) tz($tz)',
+        {"m": ident(Wastebin.event_measurement()), "kind": "emptied", **days.params()},
+    )
+    out = [
+        {
+            "day": day_of(r),
+            "zone": r.tags["zone"],
+            "stream": r.tags["waste_kind"],
+            "collections": int(r.values["collections"]),
+            "mean_collected_level": rounded(r.values["level"]),
+        }
+        for r in rows
+    ]
+    return sorted(out, key=lambda x: (x["day"], x["zone"], x["stream"]))
+
+
+#: Its open dataset (``/v1/opendata/wastebin-collections-daily``).
+COLLECTIONS_DAILY = Dataset(
+    "wastebin-collections-daily",
+    "Rifiuti: svuotamenti giornalieri per quartiere e flusso",
+    "Waste: daily collections by zone and stream",
+    "Svuotamenti dei cassonetti con sensore e riempimento medio allo svuotamento, per "
+    "giorno, quartiere e flusso di raccolta.",
+    "Collections of sensor-equipped bins and mean fill level when emptied, by day, zone "
+    "and collection stream.",
+    "ENVI",
+    "DAILY",
+    ("rifiuti", "raccolta differenziata", "economia circolare"),
+    (
+        DAY,
+        ZONE,
+        Column("stream", "string", "Flusso di raccolta", "Collection stream"),
+        Column("collections", "integer", "Svuotamenti", "Collections"),
+        Column("mean_collected_level", "number", "Riempimento medio (0-1)", "Mean fill (0-1)"),
+    ),
+    "zone",
+    True,
+    _wastebin_collections,
+)
+
+
 class WastebinKpis(DeviceKpis):
     device = Wastebin
+    datasets = (COLLECTIONS_DAILY,)
+    alert_messages: ClassVar[dict[str, tuple[str, str]]] = {
+        "bin_full": (
+            "Cassonetto pieno al {pct}% ({stream})",
+            "Bin {pct}% full ({stream})",
+        ),
+        "bin_burning": ("Cassonetto in fiamme ({value} °C)", "Bin on fire ({value} °C)"),
+    }
     kpi_ids = (
         "bins_reporting",
         "bins_full",
@@ -88,6 +144,10 @@ class WastebinKpis(DeviceKpis):
                 round(100 * window["collected_separately"] / total, 2) if total > 0 else None
             ),
         }
+
+    def message_values(self, alert: AlertDraft) -> dict[str, object]:
+        """A full bin's fill level as a percent."""
+        return {"pct": round(100 * float(alert.value or 0))} if alert.kind == "bin_full" else {}
 
     def alerts(self, snap: Snapshot, settings: ApiSettings) -> list[AlertDraft]:
         out = []

@@ -10,8 +10,8 @@ from fastapi import APIRouter, Path, Response
 from api.catalogue import Catalogue, KpiDefinition, Service
 from api.deps import CatalogueDep, SettingsDep, StateDep
 from api.kpis import KPI_MODULES, Figure
-from api.opendata.datasets import DATASETS
 from api.opendata.formats import MEDIA_TYPES
+from api.opendata.registry import DATASETS
 from api.problems import ProblemError
 from api.schemas.catalogue import (
     DashboardLink,

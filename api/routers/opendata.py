@@ -10,7 +10,8 @@ from fastapi import APIRouter, Path, Query, Request, Response
 
 from api.deps import EngineDep, InfluxDep, SettingsDep
 from api.opendata import dcat, formats
-from api.opendata.datasets import DATASETS, LOCAL, Dataset, Days
+from api.opendata.datasets import LOCAL, Dataset, Days
+from api.opendata.registry import DATASETS
 from api.problems import ProblemError
 from api.schemas.common import Text, problem_responses
 from api.schemas.opendata import ColumnPublic, DatasetPublic

@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 
-from api.opendata.datasets import DATASETS
+from api.opendata.registry import DATASETS
 from smartcity.city import ZONES
 from smartcity.devices.airquality import POLLUTANTS
 
