@@ -152,6 +152,21 @@ def math_ratio(expression: str, results: dict[str, list[Series]]) -> list[Series
     return out
 
 
+def mapped(value: float, mappings: list[dict[str, Any]]) -> float | str:
+    """A number as a panel shows it after its value mappings: the text of the first mapping
+    that matches (a ``value`` one by its text form, a ``range`` one with both ends included
+    and a null end unbounded), else the number."""
+    for m in mappings:
+        options = m["options"]
+        if m["type"] == "value" and str(value) in options:
+            return str(options[str(value)]["text"])
+        if m["type"] == "range":
+            low, high = options.get("from"), options.get("to")
+            if (low is None or value >= low) and (high is None or value <= high):
+                return str(options["result"]["text"])
+    return value
+
+
 #: Grafana's field calculations the boards' transformations use, over non-null values.
 FIELD_CALCS = {"lastNotNull": lambda xs: xs[-1], "max": max}
 

@@ -58,6 +58,9 @@ def kpi_panel(kpi: Kpi) -> Panel:
     if isinstance(kpi.measure, Band):  # the worst device's value, named by its band
         bounds = [None, *kpi.measure.edges, None]
         ranges = [(bounds[i], bounds[i + 1], t) for i, t in enumerate(kpi.measure.labels)]
+        # Grafana takes the first range that matches, both ends included: the highest band
+        # first, so a value on an edge is in the band that starts there, as the API says
+        ranges.reverse()
     return stat_panel(
         kpi.title_it,
         f"{kpi.description} Over {kpi.window.words()}; the API's KPI {kpi.id}.",
