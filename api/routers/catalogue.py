@@ -10,6 +10,7 @@ from fastapi import APIRouter, Path, Response
 from api.catalogue import Catalogue, KpiDefinition, Service
 from api.deps import CatalogueDep, SettingsDep, StateDep
 from api.kpis import KPI_MODULES, Figure
+from api.kpis.base import figures as kpi_figures
 from api.opendata.formats import MEDIA_TYPES
 from api.opendata.registry import DATASETS
 from api.problems import ProblemError
@@ -31,37 +32,28 @@ COMPARE = {">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator
 def live_figures(state: CityState, service: Service) -> dict[str, Figure]:
     figures: dict[str, Figure] = {}
     for t in service.device_types:
-        module = KPI_MODULES[t]
-        figures |= module.kpis(state.snapshots[t], state.windows[t], state.settings)
+        device = KPI_MODULES[t].device
+        figures |= kpi_figures(device, state.snapshots[t], state.windows[t], state.settings)
     return figures
 
 
-def _kpi(k: KpiDefinition, figure: Figure | None, year: int) -> KpiPublic:
+def _kpi(k: KpiDefinition, figure: Figure | None) -> KpiPublic:
     value = figure.value if figure and k.measured else None
     met = (
         COMPARE[k.target.operator](value, k.target.value)
         if k.target is not None and value is not None
         else None
     )
-    in_force = [lim for lim in k.limits if lim.in_force_from <= year]
-    limit = in_force[-1] if in_force else None
-    limit_met = (
-        COMPARE[limit.operator](value, limit.value)
-        if limit is not None and value is not None
-        else None
-    )
     return KpiPublic(
         id=k.id,
         name=k.name,
-        unit=k.unit,
+        unit=k.unit or "",
         description=k.description,
         measured=k.measured,
         value=value,
         baseline=k.baseline,
         target=k.target,
         target_met=met,
-        limits=k.limits,
-        limit_met=limit_met,
         breakdown=figure.breakdown if figure else None,
     )
 
@@ -72,7 +64,7 @@ def service_public(service: Service, state: CityState, settings: ApiSettings) ->
     return ServicePublic(
         **service.model_dump(include={"id", "status", "name", "description", "strategic_line",
                                       "also_serves", "sdgs", "device_types"}),
-        kpis=[_kpi(k, figures.get(k.id), state.now.year) for k in service.kpis],
+        kpis=[_kpi(k, figures.get(k.id)) for k in service.kpis],
         datasets=[
             DatasetLink(
                 id=d,

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from api.catalogue import Limit, Target
+from api.catalogue import Target
 from api.schemas.common import Text
 
 
@@ -21,12 +21,6 @@ class KpiPublic(BaseModel):
     baseline: float | None = None
     target: Target | None = None
     target_met: bool | None = None
-    limits: list[Limit] = Field(
-        default_factory=list, description="Limits the law sets for it, oldest first."
-    )
-    limit_met: bool | None = Field(
-        None, description="Whether the value meets the limit in force this year (null: none)."
-    )
     breakdown: dict[str, Any] | None = Field(
         None, description="e.g. bins_full by stream, then by zone."
     )

@@ -1,8 +1,9 @@
 """Air quality: the stations on a map by European Air Quality Index band, each pollutant's
-series against its EU limit, exceedances, and stations to repair.
+series against its EU limit, and stations to repair. The KPI row (PM10 days and NO2 hours over
+the limits, PM2.5 mean, worst band) is generated from the type's declarations.
 
 The limits and the index bands come from the device type (``smartcity.devices.airquality``),
-the same constants the API's KPIs and alerts use.
+the same constants the API's alerts use.
 """
 
 from __future__ import annotations
@@ -16,20 +17,17 @@ from grafana.widgets import (
     Section,
     Steps,
     geomap_panel,
-    higher_is_worse,
-    stat_panel,
     table_panel,
     timeseries_panel,
 )
-from smartcity.city import CENTRE, TIMEZONE
+from smartcity.city import CENTRE
 from smartcity.devices.airquality import (
     EAQI_BANDS,
+    EAQI_BANDS_IT,
     EAQI_FIELD,
     NO2_HOURLY_LIMIT,
-    NO2_HOURS_ALLOWED,
     O3_INFORMATION_THRESHOLD,
     PM10_DAILY_LIMIT,
-    PM10_DAYS_ALLOWED,
     PM25_ANNUAL_LIMIT,
     Airquality,
     AirqualityReading,
@@ -45,7 +43,7 @@ BAND_TEXTS: dict[int, tuple[str, str]] = {
     i + 1: (name, colour)
     for i, (name, colour) in enumerate(
         zip(
-            ("Buona", "Discreta", "Moderata", "Scadente", "Molto scadente", "Pessima"),
+            EAQI_BANDS_IT,
             ("#50F0E6", "#50CCAA", "#F0E641", "#FF5050", "#960032", "#7D2181"),
             strict=True,
         )
@@ -71,15 +69,6 @@ def latest_band(variables: bool = True) -> str:
         f'SELECT last({F.eaqiBand}) AS "band" FROM {M} {where(variables=variables)} '
         f"{GROUP_BY_DEVICE}"
     )
-
-
-def exceedances(field: str, period: str, limit: float) -> str:
-    """Per station, the days or hours in the range whose mean is over ``limit``."""
-    means = (
-        f'SELECT mean({quote(field)}) AS "m" FROM {M} {where()} '
-        f'GROUP BY time({period}), "device_id" fill(none) tz({literal(TIMEZONE)})'
-    )
-    return f'SELECT count("m") AS "n" FROM ({means}) WHERE "m" > {limit:g} GROUP BY "device_id"'
 
 
 def station_map() -> Panel:
@@ -115,46 +104,6 @@ def station_map() -> Panel:
     )
 
 
-def worst_band() -> Panel:
-    return stat_panel(
-        "Indice europeo, centralina peggiore",
-        "The worst European Air Quality Index band among the stations' latest readings: "
-        "1 good, 2 fair, 3 moderate, 4 poor, 5 very poor, 6 extremely poor.",
-        influxql(f'SELECT max("band") FROM ({latest_band()})'),
-        steps=BAND_STEPS,
-        w=4,
-    )
-
-
-def pm10_days() -> Panel:
-    return stat_panel(
-        "Giorni PM10 oltre 50 µg/m³",
-        f"The most days (Rome time) in the range with a PM10 daily mean over "
-        f"{PM10_DAILY_LIMIT:g} µg/m³ at one station; the law allows {PM10_DAYS_ALLOWED} a "
-        "calendar year (Directive 2008/50/EC, Annex XI). Set the range to this year for the "
-        "legal count.",
-        influxql(f'SELECT max("n") FROM ({exceedances("pm10", "1d", PM10_DAILY_LIMIT)})'),
-        steps=higher_is_worse(PM10_DAYS_ALLOWED * 0.8, PM10_DAYS_ALLOWED + 1),
-        w=4,
-    )
-
-
-def no2_hours() -> Panel:
-    return stat_panel(
-        "Ore NO2 oltre 200 µg/m³",
-        f"The most hours in the range with an NO2 hourly mean over {NO2_HOURLY_LIMIT:g} "
-        f"µg/m³ at one station; the law allows {NO2_HOURS_ALLOWED} a calendar year "
-        "(Directive 2008/50/EC, Annex XI).",
-        influxql(f'SELECT max("n") FROM ({exceedances("no2", "1h", NO2_HOURLY_LIMIT)})'),
-        steps=higher_is_worse(NO2_HOURS_ALLOWED * 0.8, NO2_HOURS_ALLOWED + 1),
-        w=4,
-    )
-
-
-def kpis() -> list[Panel]:
-    return [worst_band(), pm10_days()]
-
-
 def pollutant_series(field: str) -> Panel:
     title, limit = SERIES[field]
     return timeseries_panel(
@@ -175,25 +124,8 @@ def pollutant_series(field: str) -> Panel:
 def sections() -> list[Section]:
     return [
         Section(
-            "Indice e limiti",
-            [
-                station_map(),
-                worst_band(),
-                pm10_days(),
-                no2_hours(),
-                stat_panel(
-                    "PM2.5, media più alta",
-                    f"The highest PM2.5 mean of a station over the range, against the "
-                    f"{PM25_ANNUAL_LIMIT:g} µg/m³ annual limit (Directive 2008/50/EC, Annex XIV).",
-                    influxql(
-                        f'SELECT max("m") FROM (SELECT mean({F.pm25}) AS "m" FROM {M} {where()} '
-                        'GROUP BY "device_id")'
-                    ),
-                    unit=unit(AirqualityReading, "pm25"),
-                    steps=higher_is_worse(PM25_ANNUAL_LIMIT * 0.8, PM25_ANNUAL_LIMIT),
-                    w=4,
-                ),
-            ],
+            "Mappa",
+            [station_map()],
         ),
         Section("Inquinanti", [pollutant_series(f) for f in SERIES]),
         Section("Manutenzione", maintenance()),
@@ -268,4 +200,4 @@ def condition() -> str:
     return devices_in_fault(M, F.status, eq('"v"', "sensorFault"))
 
 
-PANELS = ServicePanels(Airquality, BOARD_UID, kpis, sections, maintenance, alerts, condition)
+PANELS = ServicePanels(Airquality, BOARD_UID, sections, maintenance, alerts, condition)

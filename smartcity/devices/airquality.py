@@ -15,6 +15,7 @@ from typing import Annotated, ClassVar, Literal
 from pydantic import Field
 
 from smartcity.devices.base import Command, DeviceType, Event, Reading, Row, measure
+from smartcity.kpis import Band, DeviceMean, Exceedances, Kpi, Latest, Names, Target, ThisYear
 
 #: ``ok``; ``calibrating`` (zero/span check: its values are not to be trusted for a while);
 #: ``sensorFault`` (a sensor failed: someone must go and see).
@@ -107,3 +108,53 @@ def eaqi_band(reading: AirqualityReading) -> int:
     """The reading's index band, 1 (good) to 6 (extremely poor): its worst pollutant's."""
     values: dict[str, float] = reading.model_dump(include=set(EAQI_BREAKS))
     return 1 + max(sum(values[p] > edge for edge in edges) for p, edges in EAQI_BREAKS.items())
+
+
+#: The index bands' Italian names, best first (boards and the API's breakdown use them).
+EAQI_BANDS_IT = ("Buona", "Discreta", "Moderata", "Scadente", "Molto scadente", "Pessima")
+
+_R = Names(AirqualityReading, extra=(EAQI_FIELD,))
+_M = Airquality.measurement()
+_IN_FORCE = "Directive 2008/50/EC"
+
+# Each KPI is the worst station's: the law counts exceedances per sampling point. The limits
+# of Directive (EU) 2024/2881 (Art. 13, Annex I), from 1 January 2030, are in the catalogue's
+# words; the targets here are the limits in force.
+Airquality.kpis = (
+    Kpi(
+        "stations_reporting", "Centraline che trasmettono",
+        "Air-quality stations with a reading in the last minutes.", "count",
+        Latest(_M, _R.status),
+    ),
+    Kpi(
+        "pm10_days_over_limit", "Giorni PM10 oltre 50 µg/m³",
+        f"The most days this year (Rome days) with a PM10 daily mean over "
+        f"{PM10_DAILY_LIMIT:g} µg/m³ at one station; {PM10_DAYS_ALLOWED} a year are allowed.",
+        "days", Exceedances(_M, _R.pm10, "1d", PM10_DAILY_LIMIT), ThisYear(),
+        target=Target("<=", PM10_DAYS_ALLOWED, f"{_IN_FORCE}, Art. 13(1) and Annex XI"),
+        alarm=PM10_DAYS_ALLOWED + 1, headline=True,
+    ),
+    Kpi(
+        "no2_hours_over_limit", "Ore NO2 oltre 200 µg/m³",
+        f"The most hours this year with an NO2 hourly mean over {NO2_HOURLY_LIMIT:g} µg/m³ at "
+        f"one station; {NO2_HOURS_ALLOWED} a year are allowed.",
+        "hours", Exceedances(_M, _R.no2, "1h", NO2_HOURLY_LIMIT), ThisYear(),
+        target=Target("<=", NO2_HOURS_ALLOWED, f"{_IN_FORCE}, Art. 13(1) and Annex XI"),
+        alarm=NO2_HOURS_ALLOWED + 1,
+    ),
+    Kpi(
+        "pm25_annual_mean", "PM2.5, media dell'anno",
+        f"The highest mean PM2.5 of a station this year so far, against the "
+        f"{PM25_ANNUAL_LIMIT:g} µg/m³ annual limit.",
+        "µg/m³", DeviceMean(_M, _R.pm25), ThisYear(),
+        target=Target("<=", PM25_ANNUAL_LIMIT, f"{_IN_FORCE}, Art. 16(2) and Annex XIV"),
+        decimals=1, alarm=PM25_ANNUAL_LIMIT,
+    ),
+    Kpi(
+        "eaqi_band", "Indice europeo della qualità dell'aria",
+        "The worst European Air Quality Index band among the stations' latest readings "
+        "(1 good ... 6 extremely poor; EEA bands, the worst pollutant's).",
+        "band", Band(_M, _R.eaqiBand, edges=(2, 3, 4, 5, 6), labels=EAQI_BANDS_IT),
+        alarm=4, headline=True,
+    ),
+)  # fmt: skip
