@@ -9,17 +9,8 @@ from api.schemas.alerts import AlertPublic
 from api.schemas.common import Text
 from api.state import CityState
 
-MESSAGES: dict[str, tuple[str, str]] = {
-    "lamp_failure": ("Lampione guasto ({value})", "Lamp failure ({value})"),
-    "bin_full": (
-        "Cassonetto pieno al {pct}% ({stream})",
-        "Bin {pct}% full ({stream})",
-    ),
-    "bin_burning": ("Cassonetto in fiamme ({value} °C)", "Bin on fire ({value} °C)"),
-    "charger_faulted": (
-        "Colonnina di ricarica guasta: {value} connettori",
-        "Charging station faulted: {value} connectors",
-    ),
+#: Messages of the alerts of no single type; each type's are in its KPI module.
+GENERIC_MESSAGES: dict[str, tuple[str, str]] = {
     "device_offline": (
         "Dispositivo senza dati da {minutes} minuti",
         "Device silent for {minutes} minutes",
@@ -28,6 +19,10 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "Dispositivo registrato senza dati nelle ultime {hours} ore",
         "Registered device with no data in the last {hours} hours",
     ),
+}
+MESSAGES: dict[str, tuple[str, str]] = {
+    **GENERIC_MESSAGES,
+    **{kind: text for k in KPI_MODULES.values() for kind, text in k.alert_messages.items()},
 }
 SEVERITY_ORDER = {"critical": 0, "warning": 1, "info": 2}
 
@@ -56,8 +51,7 @@ def _text(key: str, **values: object) -> Text:
 def _public(a: AlertDraft) -> AlertPublic:
     d = a.device
     values: dict[str, object] = {"value": a.value, **a.detail}
-    if a.kind == "bin_full":
-        values["pct"] = round(100 * float(a.value or 0))
+    values |= KPI_MODULES[d.device_type].message_values(a)
     return AlertPublic(
         id=f"{a.kind}:{d.device_id}",
         kind=a.kind,

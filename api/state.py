@@ -1,8 +1,8 @@
 """The city's live state: one consistent set of figures behind KPIs, alerts and zones.
 
 Computing it takes a handful of InfluxDB queries (a snapshot and window sums per device type,
-plus connectors, Last Wills and edge-agent health), run one after the other. The result is
-cached for ``kpi_cache_seconds`` and refreshed in the background while the previous one is
+plus the parts some types have, Last Wills and edge-agent health), run one after the other. The
+result is cached for ``kpi_cache_seconds`` and refreshed in the background while the previous one is
 served, so a request never waits for a recomputation once the first one is done.
 """
 
@@ -21,10 +21,9 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from api.kpis import KPI_MODULES, DeviceState, Snapshot
-from api.kpis.base import snapshot_rows_to_states
+from api.kpis.base import snapshot_rows_to_states, window_values
 from api.registry import crud
 from api.settings import ApiSettings
-from smartcity.devices.evcharger import Evcharger
 from smartcity.influx import InfluxReader, at, ident
 from smartcity.storage import HEALTH_MEASUREMENT, STATUS_MEASUREMENT
 
@@ -51,14 +50,16 @@ class CityState:
     now: datetime
     settings: ApiSettings
     snapshots: dict[str, Snapshot]
-    windows: dict[str, dict[str, float]]
+    #: device type -> its window KPIs' values (``api.kpis.base.window_values``)
+    windows: dict[str, dict[str, float | None]]
     #: device id -> its latest offline status (the MQTT Last Will), if one fired recently
     status: dict[str, DeviceState]
     #: device id -> its edge agent's latest heartbeat
     health: dict[str, DeviceState]
     registry: dict[str, Registered]
-    #: EV charging stations' connectors: device id -> each connector's latest point
-    connectors: dict[str, list[DeviceState]]
+    #: device id -> the latest point of each of its parts (a charger's connectors: the types
+    #: whose KPI module names ``parts``)
+    parts: dict[str, list[DeviceState]]
     #: Answers derived from this state (alerts, the catalogue's JSON...), computed once each.
     derived: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
@@ -118,12 +119,13 @@ async def compute(settings: ApiSettings, db: InfluxReader, engine: Engine) -> Ci
             db, t, since, now, thresholds=limits if module.uses_threshold else None
         )
         snapshots[t] = Snapshot(devices, fresh_since)
-        windows[t] = await module.window(db, now, settings)
-    connectors: dict[str, list[DeviceState]] = defaultdict(list)
-    for c in await latest_per_device(
-        db, Evcharger.connector_measurement(), since, now, ("connector_id",)
-    ):
-        connectors[c.device_id].append(c)
+        windows[t] = await window_values(db, module.device, now)
+    parts: dict[str, list[DeviceState]] = defaultdict(list)
+    for module in KPI_MODULES.values():
+        if module.parts is not None:
+            measurement, tag = module.parts
+            for part in await latest_per_device(db, measurement, since, now, (tag,)):
+                parts[part.device_id].append(part)
     return CityState(
         now=now,
         settings=settings,
@@ -134,7 +136,7 @@ async def compute(settings: ApiSettings, db: InfluxReader, engine: Engine) -> Ci
             d.device_id: d for d in await latest_per_device(db, HEALTH_MEASUREMENT, since, now)
         },
         registry=registry,
-        connectors=dict(connectors),
+        parts=dict(parts),
     )
 
 

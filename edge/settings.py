@@ -23,7 +23,7 @@ DEFAULT_OUTBOX_DIR = Path("var/edge")
 class EdgeSettings(MqttSettings):
     section = "edge"
 
-    device_type: str = Field(description="The device's type: streetlight, wastebin or evcharger.")
+    device_type: str = Field(description=f"The device's type: {', '.join(DEVICE_TYPES)}.")
     device_id: str = Field(
         pattern=DEVICE_ID_PATTERN, description="The device's id, its topic level (e.g. sl-00042)."
     )

@@ -35,6 +35,12 @@ class SimulatedDevice(ABC):
     device_type: ClassVar[type[DeviceType]]
     #: Prefix of simulated device ids, e.g. ``sl`` -> ``sl-00001``.
     id_prefix: ClassVar[str]
+    #: How many of this type the default fleet has (``smartcity simulate``, ``smartcity up``,
+    #: docker compose); ``--fleet TYPE=N`` changes it.
+    fleet_size: ClassVar[int]
+    #: The type's own count flag from before ``--fleet`` (``--streetlights``), kept working for
+    #: existing scripts; a type added since has none.
+    count_flag: ClassVar[str | None] = None
 
     def __init__(self, placement: Placement, rng: random.Random, fault_rate: float = 1.0) -> None:
         self.placement = placement

@@ -15,10 +15,11 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser(
         "simulate",
         parents=[common],
-        help="run a simulated fleet of street lights, bins and chargers",
+        help="run a simulated fleet of every device type",
         description="Publish readings from a seeded fleet placed in Cremona's quartieri, over "
         "MQTT QoS 1, in real time, faster, or as fast as the broker acknowledges. Example: "
-        "smartcity simulate --streetlights 500 --bins 200 --chargers 20 --seed 7 --messages 20000",
+        "smartcity simulate --fleet streetlight=500,wastebin=200,airquality=20 --seed 7 "
+        "--messages 20000",
     )
     add_arguments(p, SimulateSettings)
     p.set_defaults(func=run)

@@ -44,6 +44,8 @@ class ConnectorState:
 class SimulatedEvcharger(SimulatedDevice):
     device_type = Evcharger
     id_prefix = "ev"
+    fleet_size = 20
+    count_flag = "chargers"
 
     def __init__(self, placement: Placement, rng: random.Random, fault_rate: float = 1.0) -> None:
         super().__init__(placement, rng, fault_rate)

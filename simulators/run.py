@@ -24,7 +24,7 @@ def run(settings: SimulateSettings, stop: threading.Event | None = None) -> int:
     stop = stop or threading.Event()
     fleet = build_fleet(settings.seed, settings.counts(), settings.fault_rate, settings.id_prefix)
     if not fleet:
-        raise ValueError("the fleet is empty: give --streetlights, --bins or --chargers")
+        raise ValueError("the fleet is empty: give --fleet TYPE=N, e.g. --fleet airquality=10")
     start = settings.start_time()
     # a broker with accounts binds each login to one client id, its username
     # (smartcity/broker_acl.py); an open broker takes any

@@ -4,18 +4,85 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import AwareDatetime, Field
+from pydantic import AwareDatetime, Field, field_validator
 
 from simulators import SIMULATORS
-from smartcity.settings import MqttSettings
+from smartcity.settings import ComponentSettings, MqttSettings
 
 
-class SimulateSettings(MqttSettings):
+def parse_fleet(value: object) -> object:
+    """``airquality=20,streetlight=200`` (a flag, a variable or a config string) as a table;
+    a table (a config file's, or JSON in the variable) as it is."""
+    if not isinstance(value, str):
+        return value
+    fleet: dict[str, object] = {}
+    for item in filter(None, (part.strip() for part in value.split(","))):
+        name, sep, count = item.partition("=")
+        if not sep or not name.strip():
+            raise ValueError(f"{item!r} is not TYPE=COUNT, e.g. airquality=20,streetlight=200")
+        fleet[name.strip()] = count.strip()
+    return fleet
+
+
+class FleetSettings(ComponentSettings):
+    """How many simulated devices of each type: one option keyed by type, over each type's
+    default (its simulator's ``fleet_size``)."""
+
+    fleet: dict[str, int] = Field(
+        default_factory=dict,
+        description="Devices per type, e.g. airquality=20,streetlight=200; a type not named "
+        "keeps its default ("
+        + ", ".join(f"{t}={s.fleet_size}" for t, s in SIMULATORS.items())
+        + "), 0 leaves it out.",
+    )
+    # the flags of the first three types, from before --fleet: each simulator names its own
+    # (SimulatedDevice.count_flag); a new type has only --fleet
+    streetlights: int | None = Field(
+        None, ge=0, le=1_000_000, description="Street lights: the same as --fleet streetlight=N."
+    )
+    bins: int | None = Field(
+        None, ge=0, le=1_000_000, description="Waste bins: the same as --fleet wastebin=N."
+    )
+    chargers: int | None = Field(
+        None, ge=0, le=1_000_000, description="EV charging stations: --fleet evcharger=N."
+    )
+
+    @field_validator("fleet", mode="before")
+    @classmethod
+    def _parse(cls, value: object) -> object:
+        return parse_fleet(value)
+
+    @field_validator("fleet")
+    @classmethod
+    def _known_types(cls, fleet: dict[str, int]) -> dict[str, int]:
+        for name, count in fleet.items():
+            if name not in SIMULATORS:
+                raise ValueError(
+                    f"unknown device type {name!r}; the types are {', '.join(SIMULATORS)}"
+                )
+            if not 0 <= count <= 1_000_000:
+                raise ValueError(f"{name}={count}: a count from 0 to 1000000")
+        return fleet
+
+    def counts(self) -> dict[str, int]:
+        """Devices per type: the defaults, then the old per-type flags, then ``--fleet``."""
+        sizes = {name: sim.fleet_size for name, sim in SIMULATORS.items()}
+        for name, sim in SIMULATORS.items():
+            given = getattr(self, sim.count_flag) if sim.count_flag else None
+            if given is not None:
+                sizes[name] = given
+        sizes.update(self.fleet)
+        return {name: n for name, n in sizes.items() if n > 0}
+
+    def fleet_text(self) -> str:
+        """The fleet as one ``--fleet`` value, every type named (for a child simulator)."""
+        counts = self.counts()
+        return ",".join(f"{name}={counts.get(name, 0)}" for name in SIMULATORS)
+
+
+class SimulateSettings(FleetSettings, MqttSettings):
     section = "simulate"
 
-    streetlights: int = Field(100, ge=0, le=1_000_000, description="Street lights in the fleet.")
-    bins: int = Field(50, ge=0, le=1_000_000, description="Waste bins in the fleet.")
-    chargers: int = Field(10, ge=0, le=1_000_000, description="EV charging stations in the fleet.")
     seed: int = Field(1, description="Same seed, counts and --start give the same messages.")
     id_prefix: str = Field(
         "",
@@ -46,7 +113,7 @@ class SimulateSettings(MqttSettings):
         10_000, ge=1, le=60_000, description="Messages in flight awaiting PUBACK before pausing."
     )
     fault_rate: float = Field(
-        1.0, ge=0, le=10_000, description="Multiplier on lamp, bin and charger fault rates."
+        1.0, ge=0, le=10_000, description="Multiplier on every device type's fault rates."
     )
     status: bool = Field(True, description="Publish each device's retained online status first.")
     commands: bool = Field(
@@ -55,9 +122,6 @@ class SimulateSettings(MqttSettings):
         "(they act from the next reading on).",
     )
     progress: bool = Field(True, description="Show progress on stderr.")
-
-    def counts(self) -> dict[str, int]:
-        return {"streetlight": self.streetlights, "wastebin": self.bins, "evcharger": self.chargers}
 
     def effective_speed(self) -> float:
         if self.speed is not None:

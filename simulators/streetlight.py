@@ -34,6 +34,8 @@ REPAIRS_PER_HOUR = 1 / 36
 class SimulatedStreetlight(SimulatedDevice):
     device_type = Streetlight
     id_prefix = "sl"
+    fleet_size = 200
+    count_flag = "streetlights"
 
     #: Dimming schedule: (from local hour, to local hour, level). Commands may replace it.
     default_schedule: ClassVar[tuple[tuple[float, float, float], ...]] = ((23.0, 5.0, 0.5),)

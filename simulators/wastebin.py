@@ -41,6 +41,8 @@ LID_OPEN_PER_HOUR = 1 / (300 * 24)
 class SimulatedWastebin(SimulatedDevice):
     device_type = Wastebin
     id_prefix = "wb"
+    fleet_size = 100
+    count_flag = "bins"
 
     def __init__(self, placement: Placement, rng: random.Random, fault_rate: float = 1.0) -> None:
         super().__init__(placement, rng, fault_rate)

@@ -130,8 +130,8 @@ def _gather(settings_cls: type[ComponentSettings], given: dict[str, Any]) -> dic
 
     Variables are matched case-insensitively: a shared setting by its own names
     (``MQTT_URL``, then ``SMARTCITY_MQTT_URL``), then every field by the component's prefix
-    (``SMARTCITY_EDGE_INTERVAL``). A variable for a table or list holds JSON; a table from a
-    variable is merged into the file's, key by key.
+    (``SMARTCITY_EDGE_INTERVAL``). A variable for a table or list holds JSON (or a form the
+    field parses itself); a table from a variable is merged into the file's, key by key.
     """
     environ = {k.lower(): v for k, v in os.environ.items()}
     in_file = _file_values(settings_cls)
@@ -147,7 +147,10 @@ def _gather(settings_cls: type[ComponentSettings], given: dict[str, Any]) -> dic
         for env_name in [a.lower() for a in aliases] + [f"{prefix}{name}".lower()]:
             if env_name in environ:
                 text = environ[env_name]
-                layers.append(_decode(env_name, text) if _is_complex(info.annotation) else text)
+                # JSON for a table or list; any other text goes to the model as it is, for
+                # a field that also reads a compact form (``--fleet airquality=20``)
+                json_text = _is_complex(info.annotation) and text.lstrip()[:1] in ("{", "[")
+                layers.append(_decode(env_name, text) if json_text else text)
                 break
         lowered = [n.lower() for n in names]
         matched = [k for n in lowered for k in rest if k.lower() == n]

@@ -14,6 +14,7 @@ from typing import Any
 
 from pydantic import Field
 
+from smartcity.devices import DEVICE_TYPES
 from smartcity.settings import MqttSettings, add_arguments, load
 
 
@@ -47,7 +48,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     for name, text in ACTIONS.items():
         a = actions.add_parser(name, parents=[common], help=text, description=text)
         if name == "add-device":
-            a.add_argument("device_type", help="streetlight, wastebin or evcharger")
+            a.add_argument("device_type", help=", ".join(DEVICE_TYPES))
         a.add_argument("device_id" if name == "add-device" else "username")
         add_arguments(a, BrokerSettings)
         a.set_defaults(func=run)

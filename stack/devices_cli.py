@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
 
+from smartcity.devices import DEVICE_TYPES
 from smartcity.settings import MqttSettings, add_arguments, load
 
 if TYPE_CHECKING:
@@ -68,7 +69,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     for name, text in ACTIONS.items():
         a = actions.add_parser(name, parents=[common], help=text, description=text)
         if name == "provision":
-            a.add_argument("--device-type", required=True, help="streetlight, wastebin, evcharger")
+            a.add_argument("--device-type", required=True, help=", ".join(DEVICE_TYPES))
             a.add_argument("--device-id", required=True, help="e.g. sl-00042 (its topic level)")
             a.add_argument("--zone", required=True, help="the quartiere, e.g. Centro")
             a.add_argument("--lat", required=True, type=float, help="latitude (WGS84)")

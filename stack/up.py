@@ -24,18 +24,16 @@ from urllib.parse import urlsplit
 
 from pydantic import Field
 
+from simulators.settings import FleetSettings
 from smartcity.settings import InfluxSettings, MqttSettings, add_arguments, load, shared
 
 
-class UpSettings(MqttSettings, InfluxSettings):
+class UpSettings(FleetSettings, MqttSettings, InfluxSettings):
     section = "up"
 
     data_dir: Path = Field(
         Path("var"), description="Where servers keep config, data and logs (project-local)."
     )
-    streetlights: int = Field(200, ge=0, description="Simulated street lights.")
-    bins: int = Field(100, ge=0, description="Simulated waste bins.")
-    chargers: int = Field(20, ge=0, description="Simulated EV charging stations.")
     seed: int = Field(1, description="Simulator seed.")
     backfill: float = Field(
         3600.0, ge=0, description="Seconds of history the simulator fills in before going live."
@@ -257,8 +255,7 @@ def _up(
         # readings published before that would reach no one
         _wait_until_ready(ingester, ready)
         sim = [
-            *me, "simulate", "--streetlights", str(settings.streetlights), "--bins",
-            str(settings.bins), "--chargers", str(settings.chargers), "--seed", str(settings.seed),
+            *me, "simulate", "--fleet", settings.fleet_text(), "--seed", str(settings.seed),
             "--backfill", str(settings.backfill), "--speed", "0", "--no-progress",
         ]  # fmt: skip
         children.append(("simulator", _spawn(stack, sim, _as(env, "simulator", passwords))))
@@ -362,8 +359,7 @@ def prepare_registry(url: str, settings: UpSettings) -> int:
     engine = make_engine(url)  # creates the file and the tables
     if not settings.simulate:
         return 0
-    counts = {"streetlight": settings.streetlights, "wastebin": settings.bins,
-              "evcharger": settings.chargers}  # fmt: skip
+    counts = settings.counts()
     fleet = build_fleet(settings.seed, counts)
     devices = (
         DeviceCreate(device_id=d.device_id, device_type=d.device_type.name,
@@ -396,7 +392,10 @@ def banner(
     registered: int = 0,
     passwords: dict[str, str] | None = None,
 ) -> str:
-    q = "SELECT count(seq) FROM streetlight, wastebin, evcharger"
+    from smartcity.devices import DEVICE_TYPES
+
+    q = f"SELECT count(seq) FROM {', '.join(t.measurement() for t in DEVICE_TYPES.values())}"
+    fleet = ", ".join(f"{n} {t}" for t, n in settings.counts().items())
     api = f"http://127.0.0.1:{settings.api_port}"
     login = (
         f' -u observer -P "$(cat {settings.data_dir}/mosquitto/passwords/observer)" -i observer'
@@ -410,8 +409,7 @@ Cremona smart-city pipeline is up.
   ingester      smartcity ingest (acknowledges what is stored; spool {settings.data_dir}/spool)
   api           {f"{api}/ (catalogue page), {api}/docs (API)" if settings.api else "off"}
   registry      {settings.data_dir}/registry.db ({registered} simulated devices registered)
-  simulator     {settings.streetlights} street lights, {settings.bins} bins, \
-{settings.chargers} chargers, seed {settings.seed}
+  simulator     {fleet}, seed {settings.seed}
 Watch it:
   curl -s {db.url}/query --data-urlencode 'db={settings.influx_db}' --data-urlencode 'q={q}'
   mosquitto_sub -h {broker.host} -p {broker.port}{login} -t 'smartcity/v1/#' -v

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -213,3 +214,66 @@ def test_a_missing_extra_is_named_with_the_command_that_installs_it(
     assert f"pip install 'smartcity-cremona[{extra}]'" in out.stderr
     assert f".venv/bin/pip install -e '.[{extra}]'" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def fleet_of(*argv: str, config: Path | None = None) -> dict[str, int]:
+    from simulators.settings import SimulateSettings
+
+    p = argparse.ArgumentParser()
+    p.add_argument("--config")
+    add_arguments(p, SimulateSettings)
+    extra = ("--config", str(config)) if config else ()
+    return load(SimulateSettings, p.parse_args([*argv, *extra])).counts()
+
+
+def test_the_fleet_is_one_option_keyed_by_type_over_each_types_default(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from simulators import SIMULATORS
+
+    defaults = {t: s.fleet_size for t, s in SIMULATORS.items()}
+    assert fleet_of() == defaults
+    assert "airquality" in fleet_of()  # the default fleet has every type
+    assert fleet_of("--fleet", "airquality=20,streetlight=200") == {
+        **defaults,
+        "airquality": 20,
+        "streetlight": 200,
+    }
+    assert "wastebin" not in fleet_of("--fleet", "wastebin=0")
+    # today's per-type flags keep working, and --fleet wins over them
+    assert fleet_of("--streetlights", "7", "--bins", "0")["streetlight"] == 7
+    assert fleet_of("--streetlights", "7", "--fleet", "streetlight=9")["streetlight"] == 9
+    # a variable: the same text, or JSON; a config file: a string or a table
+    monkeypatch.setenv("SMARTCITY_SIMULATE_FLEET", "evcharger=3")
+    assert fleet_of()["evcharger"] == 3
+    monkeypatch.setenv("SMARTCITY_SIMULATE_FLEET", '{"evcharger": 4}')
+    assert fleet_of()["evcharger"] == 4
+    monkeypatch.delenv("SMARTCITY_SIMULATE_FLEET")
+    cfg = tmp_path / "smartcity.toml"
+    cfg.write_text("[simulate]\nfleet = {airquality = 5}\n")
+    assert fleet_of(config=cfg)["airquality"] == 5
+    cfg.write_text('[simulate]\nfleet = "airquality=6"\n')
+    assert fleet_of(config=cfg)["airquality"] == 6
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("toaster=3", "unknown device type 'toaster'; the types are streetlight"),
+        ("airquality", "'airquality' is not TYPE=COUNT"),
+        ("airquality=many", "fleet.airquality"),
+        ("airquality=-1", "a count from 0"),
+    ],
+)
+def test_a_wrong_fleet_is_refused_saying_how(value: str, message: str) -> None:
+    with pytest.raises(SettingsError, match=re.escape(message)):
+        fleet_of("--fleet", value)
+
+
+def test_smartcity_up_takes_the_same_fleet_option() -> None:
+    from stack.up import UpSettings
+
+    settings = UpSettings(fleet="airquality=10", streetlights=3)
+    assert settings.counts()["airquality"] == 10
+    assert settings.counts()["streetlight"] == 3
+    assert "airquality=10" in settings.fleet_text().split(",")

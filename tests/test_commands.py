@@ -336,7 +336,8 @@ def fleet(platform: Platform, tmp_path: Path) -> Iterator[subprocess.Popen[bytes
     with (tmp_path / "simulate.log").open("wb") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "smartcity", "simulate", "--streetlights", "0", "--bins", "0",
-             "--chargers", "1", "--start", start, "--speed", "0", "--no-progress"],
+             "--chargers", "1", "--fleet", "airquality=0", "--start", start, "--speed", "0",
+             "--no-progress"],
             env={**platform.env, "SMARTCITY_MQTT_URL": platform.auth.url("simulator")},
             stdout=log, stderr=subprocess.STDOUT,
         )  # fmt: skip

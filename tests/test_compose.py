@@ -47,6 +47,7 @@ from ingest.service import SYNC_TOPIC_PREFIX
 from smartcity import broker_accounts, dynsec
 from smartcity.broker_acl import ADMIN, SERVICE_ACCOUNTS, SERVICE_LOGINS
 from smartcity.contract import topic
+from smartcity.devices import DEVICE_TYPES
 from smartcity.devices.base import point_time_ns
 from smartcity.lineprotocol import line
 from stack.cli import build_parser
@@ -426,7 +427,7 @@ def test_the_ingester_account_may_publish_its_shutdown_barrier(
 
 
 def readings(influx: Influx) -> int:
-    return sum(influx.count(m) for m in ("streetlight", "wastebin", "evcharger"))
+    return sum(influx.count(t.measurement()) for t in DEVICE_TYPES.values())
 
 
 def eventually(check: Callable[[], bool], timeout: float = 60) -> bool:

@@ -406,6 +406,15 @@ ROUND_TRIPS: dict[
         wastebin_effects,
         0,  # its last command is to report every 10 s
     ),
+    "airquality": (
+        [
+            ("dim", b'{"v":1,"id":"dim","action":"dim","level":0.3}', "dim"),
+            ("first", b'{"v":1,"id":"first","action":"setInterval","interval":1}', "interval"),
+            ("slow", b'{"v":1,"id":"slow","action":"setInterval","interval":10}', "accepted"),
+        ],
+        wastebin_effects,  # the same command, the same effect: a reading every 10 s from then
+        0,
+    ),
 }
 
 

@@ -251,6 +251,13 @@ COMMANDS: dict[str, tuple[list[tuple[dict, object]], list[tuple[dict, str]]]] = 
         [({"action": "setInterval", "interval": 600}, None)],
         [({"action": "setInterval", "interval": 1}, "interval")],
     ),
+    "airquality": (
+        [({"action": "setInterval", "interval": 300}, None)],
+        [
+            ({"action": "setInterval", "interval": 1}, "interval"),
+            ({"action": "dim", "level": 0.5}, "action"),
+        ],
+    ),
 }
 
 

@@ -106,14 +106,12 @@ def test_a_board_per_device_type_and_an_alert_rule_per_fault() -> None:
     assert {p.board_uid for p in PANELS.values()} <= uids
     assert set(PANELS) == set(DEVICE_TYPES)
     titles = {r["uid"] for r in alerting.api_rules()}
-    assert {
-        "cremona-lamp-failure",
-        "cremona-bin-full",
-        "cremona-bin-burning",
-        "cremona-charger-faulted",
-        "cremona-device-offline",
-        "cremona-ingest-stalled",
-    } == titles
+    for name, panels in PANELS.items():
+        assert panels.alerts(), f"{name} has no alert rule"
+    by_type = {r.uid for p in PANELS.values() for r in p.alerts()}
+    assert {"cremona-lamp-failure", "cremona-bin-full", "cremona-bin-burning",
+            "cremona-charger-faulted", "cremona-air-pm10"} <= by_type  # fmt: skip
+    assert by_type | {"cremona-device-offline", "cremona-ingest-stalled"} == titles
 
 
 def load(path: str) -> dict:

@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from grafana import alerting
 from grafana.boards import BOARDS, FOLDERS
 from grafana.sdk import DATASOURCE_UID, alerting_models, load_dashboard, to_json
 from stack.servers import free_port
@@ -199,7 +200,7 @@ def test_push_creates_everything_then_updates_it_in_place(fake_grafana: FakeGraf
     for board in BOARDS:
         assert fake_grafana.dashboards[board.uid]["folderUid"] == board.folder.uid
         assert f"{fake_grafana.url}/d/{board.uid}" in first.stdout
-    assert len(rules) == 6
+    assert rules == {r["uid"] for r in alerting.api_rules()}  # every type's and the platform's
     assert len(fake_grafana.groups) == 1
     assert all(auth == f"Bearer {TOKEN}" for _, _, auth in fake_grafana.requests)
 

@@ -42,9 +42,11 @@ import pytest
 import yaml
 
 from grafana.boards import overview, pipeline
+from grafana.panels import PANELS
 from simulators.fleet import build_fleet, schedule
 from simulators.publisher import AckingPublisher
 from smartcity import commands, storage
+from smartcity.city import TIMEZONE
 from smartcity.contract import (
     CommandResult,
     Health,
@@ -55,7 +57,9 @@ from smartcity.contract import (
     encode_telemetry,
     topic,
 )
-from smartcity.devices.evcharger import Connector, EvchargerReading, SessionStopped
+from smartcity.devices import DEVICE_TYPES
+from smartcity.devices.airquality import AirqualityReading
+from smartcity.devices.evcharger import Connector, EvchargerReading
 from smartcity.devices.streetlight import LampStatusChanged, StreetlightReading
 from smartcity.devices.wastebin import BinEmptied, WastebinReading
 from smartcity.lineprotocol import line
@@ -65,7 +69,7 @@ from . import grafana_emulation as grafana
 from .conftest import Influx, IngesterProcess, run_smartcity, running, smartcity_env
 
 GRAFANA = Path(__file__).parents[1] / "grafana"
-FLEET = {"streetlight": 10, "wastebin": 60, "evcharger": 6}
+FLEET = {"streetlight": 10, "wastebin": 60, "evcharger": 6, "airquality": 4}
 SEED = 5
 FAULT_RATE = 50
 #: A day and two hours: always one morning collection round and one day of charging.
@@ -84,6 +88,10 @@ FAILED_LAMP, BURNING_BIN, FAULTED_CHARGER, GONE_OFFLINE, EDGE_AGENT = (
     "sl-spento",
     "sl-edge",
 )
+#: An air-quality station over every limit, and one with a failed sensor.
+POLLUTED_STATION, FAULTED_STATION = "aq-smog", "aq-guasta"
+#: Readings the known-state devices add to each type's measurement.
+KNOWN_READINGS = {"streetlight": 3, "wastebin": 3, "evcharger": 1, "airquality": 6}
 #: A command to one device of each type (the ``sent`` point as the API writes it) and the
 #: device's answer over MQTT (the ingester stores it): (device type, device, name, args, reason).
 COMMANDS = (
@@ -91,6 +99,7 @@ COMMANDS = (
     ("wastebin", BURNING_BIN, "setInterval", {"interval": 600.0}, None),
     ("evcharger", FAULTED_CHARGER, "setConnector", {"connectorId": 8, "enabled": False},
      "connectorId 8: this station has connectors 1-2"),
+    ("airquality", FAULTED_STATION, "setInterval", {"interval": 300.0}, None),
 )  # fmt: skip
 EXPECTED_FIRING = {
     "cremona-lamp-failure": FAILED_LAMP,
@@ -98,6 +107,10 @@ EXPECTED_FIRING = {
     "cremona-bin-burning": BURNING_BIN,
     "cremona-charger-faulted": FAULTED_CHARGER,
     "cremona-device-offline": GONE_OFFLINE,
+    "cremona-air-pm10": POLLUTED_STATION,
+    "cremona-air-no2": POLLUTED_STATION,
+    "cremona-air-o3": POLLUTED_STATION,
+    "cremona-air-station-fault": FAULTED_STATION,
 }
 
 
@@ -107,7 +120,6 @@ class Sent:
 
     readings: Counter[str] = field(default_factory=Counter)
     collected: Counter[str] = field(default_factory=Counter)
-    session_energy: float = 0.0
     last_lamp_status: dict[str, str] = field(default_factory=dict)
 
 
@@ -124,8 +136,6 @@ def replay(start: datetime, until: datetime) -> Sent:
         for e in events:
             if isinstance(e, BinEmptied):
                 sent.collected[e.storedWasteKind] += e.collectedLevel
-            elif isinstance(e, SessionStopped):
-                sent.session_energy += e.energy
     return sent
 
 
@@ -173,9 +183,23 @@ def _publish_known_states(url: str, city: str, now: datetime) -> int:
         ],
     )  # fmt: skip
     send("evcharger", FAULTED_CHARGER, "telemetry", encode_telemetry([charger], ZONE))
+    for dev, level, status in (
+        (POLLUTED_STATION, 3.0, "ok"),
+        (FAULTED_STATION, 0.5, "sensorFault"),
+    ):
+        air = [
+            AirqualityReading(
+                ts=now - timedelta(seconds=s), seq=i, pm10=100 * level, pm25=60 * level,
+                no2=120 * level, o3=85 * level, co=1.0 * level, temperature=4.0,
+                relativeHumidity=0.9, status=status,  # type: ignore[arg-type]
+            )
+            for i, s in enumerate((600, 300, 5))
+        ]  # fmt: skip
+        send("airquality", dev, "telemetry", encode_telemetry(air, ZONE))
     where = Location(lat=45.1255, lon=9.9975)
     for dtype, dev in (
-        ("streetlight", FAILED_LAMP), ("wastebin", BURNING_BIN), ("evcharger", FAULTED_CHARGER)
+        ("streetlight", FAILED_LAMP), ("wastebin", BURNING_BIN), ("evcharger", FAULTED_CHARGER),
+        ("airquality", POLLUTED_STATION), ("airquality", FAULTED_STATION),
     ):  # fmt: skip
         online = Status(v=1, state="online", ts=now - timedelta(hours=1), zone=ZONE, location=where)
         send(dtype, dev, "status", encode(online))
@@ -259,8 +283,7 @@ def filled(
     start = now - HISTORY
     sent = replay(start, now - timedelta(seconds=60))
     result = run_smartcity(
-        "simulate", "--streetlights", str(FLEET["streetlight"]), "--bins",
-        str(FLEET["wastebin"]), "--chargers", str(FLEET["evcharger"]), "--seed", str(SEED),
+        "simulate", "--fleet", ",".join(f"{t}={n}" for t, n in FLEET.items()), "--seed", str(SEED),
         "--fault-rate", str(FAULT_RATE), "--start", start.isoformat(), "--speed", "0",
         "--batch", "60", "--messages", str(sum(sent.readings.values())), "--no-progress",
         env=env,
@@ -276,7 +299,7 @@ def filled(
     ])  # fmt: skip
     try:
         for measurement, count in sent.readings.items():
-            extra = 3 if measurement != "evcharger" else 1
+            extra = KNOWN_READINGS[measurement]
             assert influx.wait_for_count(measurement, count + extra) == count + extra
         assert influx.wait_for_count("deadletter", dead, field="reason") == dead
         assert influx.wait_for_count("device_health", 3, field="uptime") == 3
@@ -323,6 +346,8 @@ def panel_results(
     """Each target's result by refId, math expressions evaluated over the others."""
     results: dict[str, list[grafana.Series]] = {}
     now_ms = time.time_ns() // 1_000_000
+    if panel.get("timeFrom"):  # the panel's own range (a KPI's window) replaces the board's
+        time_range = grafana.relative_range(panel["timeFrom"], now_ms, TIMEZONE)
     for t in panel["targets"]:
         if t["datasource"]["type"] == "influxdb":
             q = grafana.interpolate(
@@ -441,7 +466,7 @@ def value_of(filled: Filled, board: str, title: str) -> float:
 
 
 @pytest.mark.servers
-@pytest.mark.parametrize("board", ["cremona-illuminazione", "cremona-rifiuti", "cremona-ricarica"])
+@pytest.mark.parametrize("board", sorted(p.board_uid for p in PANELS.values()))
 def test_each_device_board_lists_its_commands_and_their_answers(filled: Filled, board: str) -> None:
     panel = next(p for p in boards()[board]["panels"] if p["title"] == "Comandi recenti")
     (found,) = panel_results(filled.influx, panel, ALL_VARIABLES)["A"]
@@ -458,18 +483,16 @@ def test_each_device_board_lists_its_commands_and_their_answers(filled: Filled, 
 
 
 def board_of(device_type: str) -> str:
-    return {"streetlight": "cremona-illuminazione", "wastebin": "cremona-rifiuti",
-            "evcharger": "cremona-ricarica"}[device_type]  # fmt: skip
+    return PANELS[device_type].board_uid
 
 
 @pytest.mark.servers
 def test_headline_numbers_match_what_was_sent(filled: Filled) -> None:
     sent = filled.sent
-    share = 1 - sent.collected["residual"] / sum(sent.collected.values())
-    assert value_of(filled, "cremona-rifiuti", "Quota di differenziata") == pytest.approx(share)
-    assert value_of(filled, "cremona-ricarica", "Energia erogata") == pytest.approx(
-        sent.session_energy
-    )
+    share = 100 * (1 - sent.collected["residual"] / sum(sent.collected.values()))
+    assert value_of(
+        filled, "cremona-rifiuti", "Raccolta differenziata (30 giorni)"
+    ) == pytest.approx(share)
     failed = sum(s != "ok" for s in sent.last_lamp_status.values()) + 1  # + FAILED_LAMP
     assert value_of(filled, "cremona-illuminazione", "Lampioni guasti") == failed
 
@@ -479,7 +502,7 @@ def test_variables_list_the_zones_and_filter_by_them(filled: Filled) -> None:
     for uid, board in boards().items():
         zone_var = next(v for v in board["templating"]["list"] if v["name"] == "zone")
         types = next(v for v in board["templating"]["list"] if v["name"] == "device_type")
-        assert set(types["query"].split(",")) <= {"streetlight", "wastebin", "evcharger"}
+        assert set(types["query"].split(",")) <= set(DEVICE_TYPES)
         q = grafana.interpolate(zone_var["query"], RANGE, {"device_type": ".*"})
         zones = {row[1] for s in run(filled.influx, q) for row in s.values}
         assert ZONE in zones, uid
@@ -487,7 +510,7 @@ def test_variables_list_the_zones_and_filter_by_them(filled: Filled) -> None:
     only = {
         **ALL_VARIABLES,
         "zone": grafana.regex_value([ZONE, "Borgo Loreto"], ".*"),
-        "device_type": grafana.regex_value(["streetlight", "wastebin", "evcharger"], ".*"),
+        "device_type": grafana.regex_value(list(DEVICE_TYPES), ".*"),
     }
     alarms = boards()["cremona-allarmi"]
     seen = set()
@@ -497,7 +520,7 @@ def test_variables_list_the_zones_and_filter_by_them(filled: Filled) -> None:
                 for s in found:
                     assert s.tags.get("zone", ZONE) in {ZONE, "Borgo Loreto"}
                     seen.add(s.tags.get("device_id"))
-    assert {FAILED_LAMP, BURNING_BIN, FAULTED_CHARGER, GONE_OFFLINE} <= seen
+    assert {FAILED_LAMP, BURNING_BIN, FAULTED_CHARGER, GONE_OFFLINE, FAULTED_STATION} <= seen
 
 
 @pytest.mark.servers
@@ -511,13 +534,14 @@ def test_the_city_map_colours_every_device_by_its_condition(filled: Filled) -> N
     lat, lon = layer["location"]["latitude"], layer["location"]["longitude"]
     colour = layer["config"]["style"]["color"]["field"]
     by_device = {row["device_id"]: row for row in rows}
-    assert len(by_device) == len(rows) == sum(FLEET.values()) + 4  # + the known-state devices
+    assert len(by_device) == len(rows) == sum(FLEET.values()) + 6  # + the known-state devices
     assert all(isinstance(row[lat], float) and isinstance(row[lon], float) for row in rows)
     # every condition shown has a name and a colour on the map
     (mapping,) = panel["fieldConfig"]["defaults"]["mappings"]
     assert {str(row[colour]) for row in rows} <= set(mapping["options"])
-    for dev in (FAILED_LAMP, BURNING_BIN, FAULTED_CHARGER):
+    for dev in (FAILED_LAMP, BURNING_BIN, FAULTED_CHARGER, FAULTED_STATION):
         assert by_device[dev][colour] == overview.CONDITION_FAULT, dev
+    assert by_device[POLLUTED_STATION][colour] == overview.CONDITION_OK  # polluted air, no fault
     assert by_device[GONE_OFFLINE][colour] == overview.CONDITION_OFFLINE
     for dev, status in filled.sent.last_lamp_status.items():
         expected = overview.CONDITION_OK if status == "ok" else overview.CONDITION_FAULT
@@ -531,3 +555,21 @@ def test_the_city_map_colours_every_device_by_its_condition(filled: Filled) -> N
     )
     assert {row["zone"] for row in narrowed} == {ZONE}
     assert FAILED_LAMP in {row["device_id"] for row in narrowed}
+
+
+@pytest.mark.servers
+def test_the_air_quality_map_colours_each_station_by_its_index_band(filled: Filled) -> None:
+    from grafana.panels.airquality import BAND_TEXTS
+
+    board = boards()[PANELS["airquality"].board_uid]
+    (panel,) = (p for p in board["panels"] if p["type"] == "geomap")
+    rows = grafana.transform(
+        panel_results(filled.influx, panel, ALL_VARIABLES), panel["transformations"]
+    )
+    by_station = {row["device_id"]: row for row in rows}
+    assert len(by_station) == FLEET["airquality"] + 2
+    assert all(isinstance(row["lat"], float) for row in rows)
+    # 300 µg/m³ of PM10 is extremely poor; 30 of PM2.5 and 50 of PM10 moderate
+    assert by_station[POLLUTED_STATION]["band"] == 6
+    assert by_station[FAULTED_STATION]["band"] == 3
+    assert {row["band"] for row in rows} <= set(BAND_TEXTS)

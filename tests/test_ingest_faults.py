@@ -27,6 +27,7 @@ import pytest
 from simulators.fleet import build_fleet, schedule
 from simulators.publisher import AckingPublisher
 from smartcity.contract import topic
+from smartcity.devices import DEVICE_TYPES
 from stack.servers import Influxd, Mosquitto, free_port
 
 from .conftest import (
@@ -66,8 +67,9 @@ def simulate(
     speed = "0" if rate is None else f"{rate / READINGS_PER_SIM_SECOND:.3f}"
     sim = subprocess.Popen(
         [
-            sys.executable, "-m", "smartcity", "simulate", "--streetlights", "30", "--bins", "20",
-            "--chargers", "6", "--seed", "5", "--messages", str(n), "--speed", speed,
+            sys.executable, "-m", "smartcity", "simulate", "--fleet",
+            ",".join(f"{t}={FLEET.get(t, 0)}" for t in DEVICE_TYPES), "--seed", "5",
+            "--messages", str(n), "--speed", speed,
             "--start", start.isoformat(), "--no-progress",
         ],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,

@@ -19,6 +19,7 @@ from ingest.convert import DEADLETTER_PAYLOAD_BYTES
 from simulators.fleet import build_fleet, schedule
 from simulators.publisher import AckingPublisher
 from smartcity.contract import topic
+from smartcity.devices import DEVICE_TYPES
 from stack.servers import Mosquitto
 
 from .conftest import (
@@ -31,7 +32,8 @@ from .conftest import (
 )
 
 START = datetime(2026, 11, 20, 16, 0, tzinfo=UTC)
-FLEET = {"streetlight": 30, "wastebin": 20, "evcharger": 6}
+MEASUREMENTS = ", ".join(f'"{t.measurement()}"' for t in DEVICE_TYPES.values())
+FLEET = {"streetlight": 30, "wastebin": 20, "evcharger": 6, "airquality": 4}
 
 
 def expected_per_type(seed: int, messages: int) -> Counter[str]:
@@ -46,7 +48,7 @@ def test_seeded_fleet_lands_exactly_per_device_type(
 ) -> None:
     n = 3000
     result = run_smartcity(
-        "simulate", "--streetlights", "30", "--bins", "20", "--chargers", "6", "--seed", "7",
+        "simulate", "--fleet", ",".join(f"{t}={n}" for t, n in FLEET.items()), "--seed", "7",
         "--messages", str(n), "--speed", "0", "--start", START.isoformat(), "--no-progress",
         env=smartcity_env(mosquitto.url, influx, city),
     )  # fmt: skip
@@ -153,7 +155,7 @@ def test_good_messages_around_bad_ones_are_all_stored_and_bad_ones_dead_lettered
 
 
 #: The README's example, as written: --speed 0 given, not only implied by --messages.
-README_EXAMPLE = ("--streetlights", "500", "--bins", "200", "--chargers", "20", "--seed", "7",
+README_EXAMPLE = ("--fleet", "streetlight=500,wastebin=200,airquality=20", "--seed", "7",
                   "--speed", "0")  # fmt: skip
 
 
@@ -178,7 +180,7 @@ def settled_total(influx: Influx, n: int, timeout: float = 60) -> int:
     for any extra to show."""
 
     def total() -> int:
-        rows = influx.query('SELECT count("seq") FROM "streetlight", "wastebin", "evcharger"')
+        rows = influx.query(f'SELECT count("seq") FROM {MEASUREMENTS}')
         return sum(int(r["count"]) for r in rows)  # type: ignore[call-overload]
 
     deadline = time.monotonic() + timeout
@@ -207,22 +209,22 @@ def test_a_second_fleet_with_an_id_prefix_leaves_the_first_alone(
     mosquitto: Mosquitto, influx: Influx, ingester: IngesterProcess, city: str
 ) -> None:
     env = smartcity_env(mosquitto.url, influx, city)
-    fleet = ("--streetlights", "4", "--bins", "3", "--chargers", "2", "--no-progress")
+    fleet = ("--streetlights", "4", "--bins", "3", "--chargers", "2", "--fleet", "airquality=2",
+             "--no-progress")  # fmt: skip
     first = run_smartcity("simulate", *fleet, "--messages", "30", env=env, timeout=120)
     assert first.returncode == 0, first.stderr
-    before = retained_statuses(mosquitto, city, 9)
-    assert len(before) == 9
+    before = retained_statuses(mosquitto, city, 11)
+    assert len(before) == 11
     second = run_smartcity(
         "simulate", *fleet, "--messages", "30", "--id-prefix", "b2-", env=env, timeout=120
     )
     assert second.returncode == 0, second.stderr
-    after = retained_statuses(mosquitto, city, 18)
+    after = retained_statuses(mosquitto, city, 22)
     assert {t: p for t, p in after.items() if t in before} == before, "first fleet's changed"
     new = {t.split("/")[4] for t in after.keys() - before.keys()}
     assert new == {f"b2-{d.split('/')[4]}" for d in before}
     assert settled_total(influx, 60) == 60  # both fleets' readings, none lost or merged
-    rows = influx.query('SELECT count("seq") FROM "streetlight", "wastebin", "evcharger" '
-                        'GROUP BY "device_id"')  # fmt: skip
+    rows = influx.query(f'SELECT count("seq") FROM {MEASUREMENTS} GROUP BY "device_id"')
     ids = {str(r["device_id"]) for r in rows}
     assert any(i.startswith("b2-") for i in ids)
     assert any(not i.startswith("b2-") for i in ids)

@@ -22,12 +22,16 @@ from pathlib import Path
 
 import pytest
 
+from smartcity.devices import DEVICE_TYPES
 from stack.servers import free_port
 
 from .conftest import Influx
 
-TYPES = ("streetlight", "wastebin", "evcharger")
-FLEET = ("--streetlights", "10", "--bins", "6", "--chargers", "3", "--backfill", "300")
+TYPES = tuple(DEVICE_TYPES)
+#: The old per-type flags and --fleet together: both set the fleet, type by type.
+FLEET = ("--streetlights", "10", "--bins", "6", "--chargers", "3", "--fleet", "airquality=10",
+         "--backfill", "300")  # fmt: skip
+DEVICES = 10 + 6 + 3 + 10
 
 
 class Up:
@@ -163,18 +167,21 @@ def listening(port: int) -> bool:
 # -- the tests ---------------------------------------------------------------------------------
 
 
+MEASUREMENTS = ", ".join(f'"{t.measurement()}"' for t in DEVICE_TYPES.values())
+
+
 def counts(influx: Influx) -> dict[str, int]:
     try:
-        rows = influx.query('SELECT count("seq") FROM "streetlight", "wastebin", "evcharger"')
+        rows = influx.query(f'SELECT count("seq") FROM {MEASUREMENTS}')
     except (OSError, AssertionError):  # not up yet, or the database not created yet
         return {}
     return {str(r["_measurement"]): int(r["count"]) for r in rows}  # type: ignore[call-overload]
 
 
-def test_readings_of_all_three_types_within_60_s_tagged_by_the_registry(up: Up) -> None:
+def test_readings_of_every_type_within_60_s_tagged_by_the_registry(up: Up) -> None:
     t0 = time.monotonic()
     up.start()
-    up.wait_for(lambda: set(counts(up.influx)) == set(TYPES), "readings of all three types", 60)
+    up.wait_for(lambda: set(counts(up.influx)) == set(TYPES), "readings of every type", 60)
     assert time.monotonic() - t0 < 60
     assert all(n > 0 for n in counts(up.influx).values())
     # the simulated fleet is registered, so no device is flagged as unregistered, and the API
@@ -182,19 +189,30 @@ def test_readings_of_all_three_types_within_60_s_tagged_by_the_registry(up: Up) 
     assert up.influx.count("device_unregistered", "count") == 0
     up.wait_for(lambda: listening(up.api_port), "the API", 30)
     with urllib.request.urlopen(f"http://127.0.0.1:{up.api_port}/v1/devices", timeout=10) as r:
-        assert json.load(r)["count"] == 10 + 6 + 3
+        assert json.load(r)["count"] == DEVICES
     # on a new broker nothing before the ingester's subscription is lost: every device's
     # first reading (seq 0) is stored
-    up.wait_for(lambda: len(first_seqs(up.influx)) == 10 + 6 + 3, "every device", 30)
+    up.wait_for(lambda: len(first_seqs(up.influx)) == DEVICES, "every device", 30)
     assert set(first_seqs(up.influx).values()) == {0}, first_seqs(up.influx)
+    # the environment service is live, with its stations' KPIs
+    up.wait_for(lambda: stations_reporting(up.api_port) == 10, "the air-quality KPIs", 60)
     assert up.stop() == 0, up.output()
+
+
+def stations_reporting(api_port: int) -> float | None:
+    url = f"http://127.0.0.1:{api_port}/v1/services"
+    with urllib.request.urlopen(url, timeout=10) as r:
+        services = {s["id"]: s for s in json.load(r)["data"]}
+    environment = services["environment"]
+    assert environment["status"] == "live"
+    kpis = {k["id"]: k["value"] for k in environment["kpis"]}
+    assert {"pm10_days_over_limit", "no2_hours_over_limit", "pm25_annual_mean"} <= set(kpis)
+    return kpis["stations_reporting"]
 
 
 def first_seqs(influx: Influx) -> dict[str, int]:
     """The lowest ``seq`` stored per device."""
-    rows = influx.query(
-        'SELECT min("seq") FROM "streetlight", "wastebin", "evcharger" GROUP BY "device_id"'
-    )
+    rows = influx.query(f'SELECT min("seq") FROM {MEASUREMENTS} GROUP BY "device_id"')
     return {str(r["device_id"]): int(r["min"]) for r in rows}  # type: ignore[call-overload]
 
 

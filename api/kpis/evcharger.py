@@ -1,24 +1,18 @@
-"""EV charging KPIs: connectors available, charging and faulted; energy and sessions."""
+"""EV charging: faulted station alerts, and stations with a free or faulted connector per zone.
+The KPIs are declared with the device type (``Evcharger.kpis``)."""
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import ClassVar
+from typing import Any, ClassVar
 
-from api.kpis.base import (
-    AlertDraft,
-    Check,
-    DeviceKpis,
-    DeviceState,
-    Figure,
-    Period,
-    Snapshot,
-    count_events,
-    sum_of_spreads,
-)
+from sqlalchemy import Engine
+
+from api.kpis.base import AlertDraft, Check, DeviceKpis, DeviceState, Snapshot
+from api.opendata.datasets import DAY, ZONE, Column, Dataset, Days, day_of, rounded
+from api.schemas.readings import ConnectorPublic
 from api.settings import ApiSettings
 from smartcity.devices.evcharger import Evcharger
-from smartcity.influx import InfluxReader
+from smartcity.influx import InfluxReader, ident
 
 
 def connectors(d: DeviceState, status: str) -> int:
@@ -30,45 +24,80 @@ def faulted(d: DeviceState, _s: ApiSettings | None = None) -> bool:
     return connectors(d, "Faulted") > 0
 
 
+async def _evcharger_usage(db: InfluxReader, _e: Engine, days: Days) -> list[dict[str, Any]]:
+    rows = await db.rows(
+        'SELECT sum("count") AS sessions, sum("energy") AS energy, mean("duration") AS seconds '
+        'FROM $m WHERE "kind" = $kind AND time >= $from AND time < $to '
+        'GROUP BY time(1d), "zone" fill(none) tz($tz)',
+        {"m": ident(Evcharger.event_measurement()), "kind": "sessionStop", **days.params()},
+    )
+    out = [
+        {
+            "day": day_of(r),
+            "zone": r.tags["zone"],
+            "sessions": int(r.values["sessions"]),
+            "energy_kwh": rounded(r.values["energy"]),
+            "mean_duration_min": rounded(float(r.values["seconds"]) / 60, 1),
+        }
+        for r in rows
+    ]
+    return sorted(out, key=lambda x: (x["day"], x["zone"]))
+
+
+#: Its open dataset (``/v1/opendata/evcharger-usage-daily``).
+USAGE_DAILY = Dataset(
+    "evcharger-usage-daily",
+    "Ricarica veicoli elettrici: utilizzo giornaliero per quartiere",
+    "EV charging: daily use by zone",
+    "Ricariche concluse, energia erogata e durata media delle ricariche alle colonnine "
+    "pubbliche, per giorno e quartiere.",
+    "Charging sessions completed, energy delivered and mean session length at public "
+    "charging stations, by day and zone.",
+    "TRAN",
+    "DAILY",
+    ("mobilità elettrica", "ricarica", "energia"),
+    (
+        DAY,
+        ZONE,
+        Column("sessions", "integer", "Ricariche concluse", "Sessions completed"),
+        Column("energy_kwh", "number", "Energia erogata (kWh)", "Energy delivered (kWh)"),
+        Column("mean_duration_min", "number", "Durata media (min)", "Mean duration (min)"),
+    ),
+    "zone",
+    True,
+    _evcharger_usage,
+)
+
+
 class EvchargerKpis(DeviceKpis):
     device = Evcharger
-    kpi_ids = (
-        "stations_reporting",
-        "connectors_available",
-        "connectors_charging",
-        "connectors_faulted",
-        "energy_delivered_24h",
-        "sessions_24h",
-    )
+    datasets = (USAGE_DAILY,)
+    alert_messages: ClassVar[dict[str, tuple[str, str]]] = {
+        "charger_faulted": (
+            "Colonnina di ricarica guasta: {value} connettori",
+            "Charging station faulted: {value} connectors",
+        ),
+    }
     zone_counts: ClassVar[dict[str, Check]] = {
         "stations_with_available": lambda d, _s: connectors(d, "Available") > 0,
         "stations_faulted": faulted,
     }
 
-    async def window(
-        self, db: InfluxReader, end: datetime, settings: ApiSettings
-    ) -> dict[str, float]:
-        period = Period.last(end, 24)
-        sessions = await count_events(db, Evcharger.event_measurement(), "sessionStop", period)
-        return {
-            "energy_delivered_24h": await sum_of_spreads(
-                db, Evcharger.measurement(), "energy", period
-            ),
-            "sessions_24h": sessions,
-        }
+    parts = (Evcharger.connector_measurement(), "connector_id")
 
-    def kpis(
-        self, snap: Snapshot, window: dict[str, float], settings: ApiSettings
-    ) -> dict[str, Figure]:
-        fresh = snap.fresh
+    def latest_extras(self, parts: list[DeviceState]) -> dict[str, Any]:
+        """Each connector's latest state, in connector order."""
         return {
-            "stations_reporting": Figure(len(fresh)),
-            **{
-                f"connectors_{s.lower()}": Figure(sum(connectors(d, s) for d in fresh))
-                for s in ("Available", "Charging", "Faulted")
-            },
-            "energy_delivered_24h": Figure(round(window["energy_delivered_24h"], 3)),
-            "sessions_24h": Figure(window["sessions_24h"]),
+            "connectors": [
+                ConnectorPublic(
+                    connector_id=c.fields["connector_id"],
+                    time=c.time,
+                    status=c.fields.get("status"),
+                    power=c.fields.get("power"),
+                    energy=c.fields.get("energy"),
+                )
+                for c in sorted(parts, key=lambda c: int(c.fields["connector_id"]))
+            ]
         }
 
     def alerts(self, snap: Snapshot, settings: ApiSettings) -> list[AlertDraft]:

@@ -1,8 +1,10 @@
-"""The open datasets: what each holds, and the query that builds it.
+"""What an open dataset is: its columns, metadata and the query that builds it; and the
+registry's device positions, the one dataset of no single type.
 
-Only aggregates leave the platform: daily figures per zone (and per waste stream), and the
-registry's street-furniture positions. Nothing here describes a person: charging sessions are
-summed per zone and day, never listed.
+Each device type declares its own datasets in its API module (``api/kpis/<type>.py``,
+``DeviceKpis.datasets``); ``api.opendata.registry`` lists them all. Only aggregates leave the
+platform: daily figures per zone, stream or station, and the registry's street-furniture
+positions. Nothing describes a person: charging sessions are summed per zone and day.
 """
 
 from __future__ import annotations
@@ -18,10 +20,7 @@ from sqlalchemy.orm import Session
 
 from api.registry import crud
 from smartcity.city import TIMEZONE
-from smartcity.devices.evcharger import Evcharger
-from smartcity.devices.streetlight import Streetlight
-from smartcity.devices.wastebin import Wastebin
-from smartcity.influx import InfluxReader, Row, at, ident
+from smartcity.influx import InfluxReader, Row, at
 
 LOCAL = ZoneInfo(TIMEZONE)
 Spatial = Literal["zone", "point"]
@@ -69,80 +68,13 @@ class Dataset:
     build: Builder
 
 
-def _day(r: Row) -> str:
+def day_of(r: Row) -> str:
+    """The Rome day a row of ``GROUP BY time(1d) ... tz(...)`` stands for."""
     return r.time.astimezone(LOCAL).date().isoformat()
 
 
-def _num(value: Any, digits: int = 3) -> float | None:
+def rounded(value: Any, digits: int = 3) -> float | None:
     return round(float(value), digits) if value is not None else None
-
-
-async def _streetlight_energy(db: InfluxReader, _e: Engine, days: Days) -> list[dict[str, Any]]:
-    p = {"m": ident(Streetlight.measurement()), **days.params()}
-    energy = await db.rows(
-        "SELECT sum(s) AS energy_kwh, count(s) AS lamps FROM (SELECT "
-        'spread("totalActiveEnergyImport") AS s FROM $m WHERE time >= $from AND time < $to '
-        'GROUP BY time(1d), "device_id", "zone" fill(none) tz($tz)) '
-        'WHERE time >= $from AND time < $to GROUP BY time(1d), "zone" fill(none) tz($tz)',
-        p,
-    )
-    failures = await db.rows(
-        'SELECT sum("count") AS failures FROM $m WHERE "status" != $ok '
-        'AND time >= $from AND time < $to GROUP BY time(1d), "zone" fill(none) tz($tz)',
-        {**p, "m": ident(Streetlight.event_measurement()), "ok": "ok"},
-    )
-    failed = {(_day(r), r.tags["zone"]): int(r.values["failures"]) for r in failures}
-    rows = [
-        {
-            "day": _day(r),
-            "zone": r.tags["zone"],
-            "lamps": int(r.values["lamps"]),
-            "energy_kwh": _num(r.values["energy_kwh"]),
-            "failures": failed.get((_day(r), r.tags["zone"]), 0),
-        }
-        for r in energy
-    ]
-    return sorted(rows, key=lambda x: (x["day"], x["zone"]))
-
-
-async def _wastebin_collections(db: InfluxReader, _e: Engine, days: Days) -> list[dict[str, Any]]:
-    rows = await db.rows(
-        'SELECT sum("count") AS collections, mean("collectedLevel") AS level FROM $m '
-        'WHERE "kind" = $kind AND time >= $from AND time < $to '
-        'GROUP BY time(1d), "zone", "waste_kind" fill(none) tz($tz)',
-        {"m": ident(Wastebin.event_measurement()), "kind": "emptied", **days.params()},
-    )
-    out = [
-        {
-            "day": _day(r),
-            "zone": r.tags["zone"],
-            "stream": r.tags["waste_kind"],
-            "collections": int(r.values["collections"]),
-            "mean_collected_level": _num(r.values["level"]),
-        }
-        for r in rows
-    ]
-    return sorted(out, key=lambda x: (x["day"], x["zone"], x["stream"]))
-
-
-async def _evcharger_usage(db: InfluxReader, _e: Engine, days: Days) -> list[dict[str, Any]]:
-    rows = await db.rows(
-        'SELECT sum("count") AS sessions, sum("energy") AS energy, mean("duration") AS seconds '
-        'FROM $m WHERE "kind" = $kind AND time >= $from AND time < $to '
-        'GROUP BY time(1d), "zone" fill(none) tz($tz)',
-        {"m": ident(Evcharger.event_measurement()), "kind": "sessionStop", **days.params()},
-    )
-    out = [
-        {
-            "day": _day(r),
-            "zone": r.tags["zone"],
-            "sessions": int(r.values["sessions"]),
-            "energy_kwh": _num(r.values["energy"]),
-            "mean_duration_min": _num(float(r.values["seconds"]) / 60, 1),
-        }
-        for r in rows
-    ]
-    return sorted(out, key=lambda x: (x["day"], x["zone"]))
 
 
 async def _devices(_db: InfluxReader, engine: Engine, _days: Days) -> list[dict[str, Any]]:
@@ -168,98 +100,27 @@ async def _devices(_db: InfluxReader, engine: Engine, _days: Days) -> list[dict[
 DAY = Column("day", "date", "Giorno (ora di Roma)", "Day (Rome time)")
 ZONE = Column("zone", "string", "Quartiere", "Zone (quartiere)")
 
-DATASETS: dict[str, Dataset] = {
-    d.id: d
-    for d in (
-        Dataset(
-            "streetlight-energy-daily",
-            "Illuminazione pubblica: energia giornaliera per quartiere",
-            "Public lighting: daily energy by zone",
-            "Energia consumata dai punti luce telegestiti, punti luce attivi e guasti segnalati, "
-            "per giorno e quartiere.",
-            "Energy drawn by remotely managed street lights, lamps reporting and failures "
-            "reported, by day and zone.",
-            "ENER",
-            "DAILY",
-            ("illuminazione pubblica", "energia", "smart city"),
-            (
-                DAY,
-                ZONE,
-                Column("lamps", "integer", "Punti luce che hanno trasmesso", "Lamps reporting"),
-                Column("energy_kwh", "number", "Energia consumata (kWh)", "Energy drawn (kWh)"),
-                Column("failures", "integer", "Guasti segnalati", "Failures reported"),
-            ),
-            "zone",
-            True,
-            _streetlight_energy,
-        ),
-        Dataset(
-            "wastebin-collections-daily",
-            "Rifiuti: svuotamenti giornalieri per quartiere e flusso",
-            "Waste: daily collections by zone and stream",
-            "Svuotamenti dei cassonetti con sensore e riempimento medio allo svuotamento, per "
-            "giorno, quartiere e flusso di raccolta.",
-            "Collections of sensor-equipped bins and mean fill level when emptied, by day, zone "
-            "and collection stream.",
-            "ENVI",
-            "DAILY",
-            ("rifiuti", "raccolta differenziata", "economia circolare"),
-            (
-                DAY,
-                ZONE,
-                Column("stream", "string", "Flusso di raccolta", "Collection stream"),
-                Column("collections", "integer", "Svuotamenti", "Collections"),
-                Column(
-                    "mean_collected_level", "number", "Riempimento medio (0-1)", "Mean fill (0-1)"
-                ),
-            ),
-            "zone",
-            True,
-            _wastebin_collections,
-        ),
-        Dataset(
-            "evcharger-usage-daily",
-            "Ricarica veicoli elettrici: utilizzo giornaliero per quartiere",
-            "EV charging: daily use by zone",
-            "Ricariche concluse, energia erogata e durata media delle ricariche alle colonnine "
-            "pubbliche, per giorno e quartiere.",
-            "Charging sessions completed, energy delivered and mean session length at public "
-            "charging stations, by day and zone.",
-            "TRAN",
-            "DAILY",
-            ("mobilità elettrica", "ricarica", "energia"),
-            (
-                DAY,
-                ZONE,
-                Column("sessions", "integer", "Ricariche concluse", "Sessions completed"),
-                Column("energy_kwh", "number", "Energia erogata (kWh)", "Energy delivered (kWh)"),
-                Column("mean_duration_min", "number", "Durata media (min)", "Mean duration (min)"),
-            ),
-            "zone",
-            True,
-            _evcharger_usage,
-        ),
-        Dataset(
-            "devices",
-            "Dispositivi smart city: posizione",
-            "Smart-city devices: locations",
-            "Lampioni, cassonetti e colonnine di ricarica con sensore: tipo, quartiere e "
-            "posizione.",
-            "Sensor-equipped street lights, bins and charging stations: type, zone and position.",
-            "REGI",
-            "IRREG",
-            ("smart city", "arredo urbano", "sensori"),
-            (
-                Column("device_id", "string", "Identificativo", "Identifier"),
-                Column("device_type", "string", "Tipo", "Type"),
-                ZONE,
-                Column("lat", "number", "Latitudine (WGS84)", "Latitude (WGS84)"),
-                Column("lon", "number", "Longitudine (WGS84)", "Longitude (WGS84)"),
-                Column("installed_on", "date", "Data di installazione", "Installation date"),
-            ),
-            "point",
-            False,
-            _devices,
-        ),
-    )
-}
+#: The registry's devices of every type, where they stand.
+DEVICES = Dataset(
+    "devices",
+    "Dispositivi smart city: posizione",
+    "Smart-city devices: locations",
+    "Lampioni, cassonetti, colonnine di ricarica e centraline dell'aria con sensore: tipo, "
+    "quartiere e posizione.",
+    "Sensor-equipped street lights, bins, charging stations and air-quality stations: "
+    "type, zone and position.",
+    "REGI",
+    "IRREG",
+    ("smart city", "arredo urbano", "sensori"),
+    (
+        Column("device_id", "string", "Identificativo", "Identifier"),
+        Column("device_type", "string", "Tipo", "Type"),
+        ZONE,
+        Column("lat", "number", "Latitudine (WGS84)", "Latitude (WGS84)"),
+        Column("lon", "number", "Longitudine (WGS84)", "Longitude (WGS84)"),
+        Column("installed_on", "date", "Data di installazione", "Installation date"),
+    ),
+    "point",
+    False,
+    _devices,
+)

@@ -10,8 +10,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from api.opendata.datasets import DATASETS, Dataset
+from api.opendata.datasets import Dataset
 from api.opendata.formats import LICENSE_URL, MEDIA_TYPES, PUBLISHER
+from api.opendata.registry import DATASETS
 
 EU = "http://publications.europa.eu/resource/authority"
 IPA_CODE = "c_d150"

@@ -47,7 +47,10 @@ def to_geojson(dataset: Dataset, rows: list[dict[str, Any]], meta: dict[str, Any
     features = []
     for row in rows:
         if dataset.spatial == "point":
-            coords: tuple[float, float] | None = (row["lon"], row["lat"])
+            # a station the registry does not place has no geometry
+            coords: tuple[float, float] | None = (
+                (row["lon"], row["lat"]) if row["lat"] is not None else None
+            )
         else:
             coords = _CENTROIDS.get(row["zone"])
         features.append(

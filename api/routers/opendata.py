@@ -10,7 +10,8 @@ from fastapi import APIRouter, Path, Query, Request, Response
 
 from api.deps import EngineDep, InfluxDep, SettingsDep
 from api.opendata import dcat, formats
-from api.opendata.datasets import DATASETS, LOCAL, Dataset, Days
+from api.opendata.datasets import LOCAL, Dataset, Days
+from api.opendata.registry import DATASETS
 from api.problems import ProblemError
 from api.schemas.common import Text, problem_responses
 from api.schemas.opendata import ColumnPublic, DatasetPublic
@@ -19,7 +20,11 @@ from api.state import clock
 router = APIRouter(prefix="/v1/opendata", tags=["open data"])
 #: The keys of ``DATASETS``, in its order (``tests/api/test_types.py`` checks they agree).
 DatasetId = Literal[
-    "streetlight-energy-daily", "wastebin-collections-daily", "evcharger-usage-daily", "devices"
+    "streetlight-energy-daily",
+    "wastebin-collections-daily",
+    "evcharger-usage-daily",
+    "airquality-daily",
+    "devices",
 ]
 Format = Literal["csv", "json", "geojson"]
 DAY = r"^\d{4}-\d{2}-\d{2}$"

@@ -24,7 +24,8 @@ from api.state import CityState
 
 router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=Path(__file__).parent.parent / "templates")
-UNITS = {"count": "", "%": "%", "kWh": "kWh"}
+#: How a KPI's unit is shown after its value ("" where the KPI's name says it: lamps, days).
+UNITS = {"count": "", "%": "%", "kWh": "kWh", "days": "", "hours": "", "band": ""}
 
 
 def number(value: float | None, lang: str) -> str:

@@ -11,14 +11,13 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from api.deps import EngineDep, InfluxDep, SettingsDep, StateDep
-from api.kpis import DeviceState
+from api.kpis import KPI_MODULES, DeviceState
 from api.problems import ProblemError
 from api.registry import crud
 from api.routers.devices import DeviceIdPath
 from api.schemas.common import problem_responses
 from api.schemas.readings import (
     Aggregation,
-    ConnectorPublic,
     LatestPublic,
     Point,
     SeriesPublic,
@@ -26,7 +25,6 @@ from api.schemas.readings import (
 from api.state import CityState, clock
 from smartcity.devices import DEVICE_TYPES, DeviceType
 from smartcity.devices.base import EARLIEST_TS
-from smartcity.devices.evcharger import Evcharger
 from smartcity.influx import at, duration, ident
 
 router = APIRouter(prefix="/v1/devices", tags=["readings"])
@@ -75,12 +73,18 @@ def numeric_fields(device: type[DeviceType]) -> dict[str, str | None]:
 SeriesField = Literal[
     "activePower",
     "batteryLevel",
+    "co",
     "current",
     "energy",
     "fillingLevel",
     "illuminanceLevel",
+    "no2",
+    "o3",
+    "pm10",
+    "pm25",
     "power",
     "ratedPower",
+    "relativeHumidity",
     "seq",
     "temperature",
     "totalActiveEnergyImport",
@@ -102,21 +106,7 @@ async def _types_of(engine: Engine, device_id: str) -> list[str]:
 
 def latest_public(state: CityState, last: DeviceState) -> LatestPublic:
     device = DEVICE_TYPES[last.device_type]
-    connectors = None
-    if device is Evcharger:
-        connectors = [
-            ConnectorPublic(
-                connector_id=c.fields["connector_id"],
-                time=c.time,
-                status=c.fields.get("status"),
-                power=c.fields.get("power"),
-                energy=c.fields.get("energy"),
-            )
-            for c in sorted(
-                state.connectors.get(last.device_id, []),
-                key=lambda c: int(c.fields["connector_id"]),
-            )
-        ]
+    extras = KPI_MODULES[device.name].latest_extras(state.parts.get(last.device_id, []))
     return LatestPublic(
         device_id=last.device_id,
         device_type=device.name,
@@ -125,7 +115,7 @@ def latest_public(state: CityState, last: DeviceState) -> LatestPublic:
         time=last.time,
         fields={k: v for k, v in last.fields.items() if v is not None},
         units={k: v for k, v in numeric_fields(device).items() if v},
-        connectors=connectors,
+        **extras,
     )
 
 

@@ -9,7 +9,17 @@ from pydantic import BaseModel, Field
 
 from api.schemas.common import Text
 
-AlertKind = Literal["lamp_failure", "bin_full", "bin_burning", "charger_faulted", "device_offline"]
+AlertKind = Literal[
+    "lamp_failure",
+    "bin_full",
+    "bin_burning",
+    "charger_faulted",
+    "pm10_over_limit",
+    "no2_over_limit",
+    "o3_over_threshold",
+    "station_faulted",
+    "device_offline",
+]
 Severity = Literal["info", "warning", "critical"]
 
 

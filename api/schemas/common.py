@@ -15,7 +15,7 @@ from smartcity.contract import DEVICE_ID_PATTERN
 
 DeviceId = Annotated[str, StringConstraints(pattern=DEVICE_ID_PATTERN)]
 #: The contract's device types (``smartcity.devices.DEVICE_TYPES``), in its order.
-DeviceTypeName = Literal["streetlight", "wastebin", "evcharger"]
+DeviceTypeName = Literal["streetlight", "wastebin", "evcharger", "airquality"]
 #: The city's zones (``smartcity.city.ZONE_NAMES``), in its order.
 ZoneName = Literal[
     "Centro",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from edge.drivers.base import CommandRejected, Driver, DriverError, DriverOptions, Probe, Sample
 from edge.drivers.modbus.streetlight import ModbusStreetlightDriver
+from edge.drivers.simulated.airquality import SimulatedAirqualityDriver
 from edge.drivers.simulated.evcharger import SimulatedEvchargerDriver
 from edge.drivers.simulated.streetlight import SimulatedStreetlightDriver
 from edge.drivers.simulated.wastebin import SimulatedWastebinDriver
@@ -11,7 +12,12 @@ from edge.drivers.simulated.wastebin import SimulatedWastebinDriver
 DRIVERS: dict[str, dict[str, type[Driver]]] = {
     "simulated": {
         d.device_type.name: d
-        for d in (SimulatedStreetlightDriver, SimulatedWastebinDriver, SimulatedEvchargerDriver)
+        for d in (
+            SimulatedStreetlightDriver,
+            SimulatedWastebinDriver,
+            SimulatedEvchargerDriver,
+            SimulatedAirqualityDriver,
+        )
     },
     "modbus": {d.device_type.name: d for d in (ModbusStreetlightDriver,)},
 }

@@ -32,6 +32,7 @@ from simulators.publisher import AckingPublisher
 from smartcity import dynsec
 from smartcity.broker_acl import ADMIN
 from smartcity.contract import Status, encode, encode_telemetry, topic
+from smartcity.devices import DEVICE_TYPES
 from smartcity.registry.db import make_engine
 from smartcity.registry.models import Device
 from stack.servers import Influxd, Mosquitto, Postgres, free_port
@@ -87,7 +88,7 @@ def city_data(
         measured = sum(
             influx.wait_for_count(m, sum(len(rs) for d, rs in sent.readings.items()
                                          if sent.kind[d] == m))
-            for m in ("streetlight", "wastebin", "evcharger")
+            for m in DEVICE_TYPES
         )  # fmt: skip
         assert measured == readings
         assert influx.wait_for_count("device_status", len(sent.status), field="state") == len(

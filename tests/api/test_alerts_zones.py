@@ -26,6 +26,9 @@ def expected_alerts(sent: c.Sent, registered: set[str]) -> dict[str, str]:
     for d, r in c.fresh(sent, "evcharger").items():
         if any(x.status == "Faulted" for x in r.connectors):
             out[f"charger_faulted:{d}"] = sent.zone[d]
+    for d, r in c.fresh(sent, "airquality").items():
+        for kind in c.air_alerts(r):
+            out[f"{kind}:{d}"] = sent.zone[d]
     for d in c.offline(sent, registered):
         out[f"device_offline:{d}"] = sent.zone.get(d, "Cavatigozzi")
     return out
@@ -92,6 +95,7 @@ async def test_zone_summaries_count_what_each_zone_reported(
     lamps = c.fresh(sent, "streetlight")
     bins = c.fresh(sent, "wastebin")
     stations = c.fresh(sent, "evcharger")
+    air = c.fresh(sent, "airquality")
     for name, z in zones.items():
         here = {d for d, zone in sent.zone.items() if zone == name}
         assert z["figures"] == {
@@ -107,8 +111,10 @@ async def test_zone_summaries_count_what_each_zone_reported(
                 any(x.status == "Faulted" for x in stations[d].connectors)
                 for d in here & stations.keys()
             ),
+            "air_stations_faulted": sum(air[d].status == "sensorFault" for d in here & air.keys()),
         }, name
-        for kind, fresh in (("streetlight", lamps), ("wastebin", bins), ("evcharger", stations)):
+        for kind, fresh in (("streetlight", lamps), ("wastebin", bins), ("evcharger", stations),
+                            ("airquality", air)):  # fmt: skip
             counts = z["devices"][kind]
             assert counts["reporting"] == len(here & fresh.keys()), (name, kind)
             assert counts["registered"] == sum(
@@ -117,7 +123,7 @@ async def test_zone_summaries_count_what_each_zone_reported(
         assert z["alerts"] == dict(
             sorted(Counter(a.split(":")[0] for a, zone in alerts.items() if zone == name).items())
         )
-        reporting = here & (lamps.keys() | bins.keys() | stations.keys())
+        reporting = here & (lamps.keys() | bins.keys() | stations.keys() | air.keys())
         assert z["health"]["unregistered_reporting"] == len(reporting - registered)
     one = (await client.get("/v1/zones/Sant'Ambrogio")).json()
     assert one == zones["Sant'Ambrogio"]

@@ -119,14 +119,14 @@ async def test_keys_made_and_revoked_from_the_cli_are_recorded_as_the_os_user(
 
 
 def test_smartcity_up_records_one_entry_per_fleet_registration(registry_url: str) -> None:
-    settings = UpSettings(streetlights=3, bins=2, chargers=1)
-    assert prepare_registry(registry_url, settings) == 6
-    assert prepare_registry(registry_url, settings) == 6
+    settings = UpSettings(streetlights=3, bins=2, chargers=1, fleet="airquality=4")
+    assert prepare_registry(registry_url, settings) == 10
+    assert prepare_registry(registry_url, settings) == 10
     with registry_session(registry_url) as session:
         entries = session.execute(text("SELECT actor, action, device_id, outcome, detail "
                                        "FROM audit_log ORDER BY id")).all()  # fmt: skip
     expected = (audit.cli_actor(), "device.register_fleet", None, "ok",
-                '{"evcharger": 1, "streetlight": 3, "wastebin": 2}')  # fmt: skip
+                '{"airquality": 4, "evcharger": 1, "streetlight": 3, "wastebin": 2}')  # fmt: skip
     assert [tuple(e) for e in entries] == [expected, expected]
 
 

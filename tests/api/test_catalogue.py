@@ -14,7 +14,7 @@ from . import city as c
 def test_the_catalogue_file_loads_and_names_the_plan_services() -> None:
     catalogue = load()
     live = {s.id for s in catalogue.services if s.status == "live"}
-    assert live == {"public-lighting", "waste-collection", "ev-charging"}
+    assert live == {"public-lighting", "waste-collection", "ev-charging", "environment"}
     planned = {s.id for s in catalogue.services if s.status == "planned"}
     assert planned == {
         "sustainable-mobility", "safety", "welfare-caregivers-elderly", "tourism", "culture",
@@ -25,6 +25,14 @@ def test_the_catalogue_file_loads_and_names_the_plan_services() -> None:
     targets = {k.id: (k.target.operator, k.target.value) for k in waste.kpis if k.target}
     assert targets == {"separate_collection_share": (">=", 80), "material_recovery": (">", 50)}
     assert next(k for k in waste.kpis if k.id == "separate_collection_share").baseline == 75
+    environment = catalogue.get("environment")
+    assert environment is not None
+    assert environment.strategic_line.startswith("5.c ")  # the plan names the environment there
+    assert {line[:3] for line in environment.also_serves} == {"1.c", "1.e"}
+    for k in environment.kpis[1:4]:  # the three KPIs the law limits, with both directives
+        assert k.description is not None
+        assert "2008/50" in k.description.en, k.id
+        assert "2024/2881" in k.description.en, k.id
 
 
 def _with(change: dict[str, object], service: str = "public-lighting") -> str:
@@ -37,8 +45,12 @@ def _with(change: dict[str, object], service: str = "public-lighting") -> str:
 @pytest.mark.parametrize(
     ("change", "service", "message"),
     [
-        ({"kpis": [{"id": "x", "unit": "1", "name": {"it": "a", "en": "b"}}]}, "public-lighting",
+        ({"kpis": [{"id": "x", "name": {"it": "a", "en": "b"}}]}, "public-lighting",
          "no KPI module"),
+        ({"kpis": [{"id": "lamps_on", "unit": "count", "name": {"it": "a", "en": "b"}}]},
+         "public-lighting", "declared with its device type"),
+        ({"kpis": [{"id": "x", "measured": False, "name": {"it": "a", "en": "b"}}]},
+         "public-lighting", "not measured needs a unit"),
         ({"device_types": ["streetlight"]}, "free-wifi", "planned service has no devices"),
         ({"sdgs": [18]}, "culture", "sdgs must be distinct goal numbers"),
         ({"strategic_line": "Piano energetico"}, "public-lighting", "strategic_line"),
@@ -105,6 +117,25 @@ async def test_charging_kpis_match_what_the_stations_sent(
     got = await kpis(client, "ev-charging")
     for name, value in expected.items():
         assert got[name]["value"] == pytest.approx(value, rel=1e-6, abs=1e-3), name
+
+
+async def test_air_quality_kpis_match_what_the_stations_sent(
+    client: httpx.AsyncClient, sent: c.Sent
+) -> None:
+    expected = c.air_kpis(sent)
+    assert expected["pm10_days_over_limit"] > 0  # a January day in the Po Valley
+    got = await kpis(client, "environment")
+    for name in ("stations_reporting", "pm10_days_over_limit", "no2_hours_over_limit",
+                 "eaqi_band"):  # fmt: skip
+        assert got[name]["value"] == expected[name], name
+    assert got["pm25_annual_mean"]["value"] == pytest.approx(expected["pm25_annual_mean"], abs=0.05)
+    assert got["eaqi_band"]["breakdown"] == expected["eaqi_breakdown"]
+    # the targets are the limits in force, each citing its article
+    days = got["pm10_days_over_limit"]
+    assert days["target"]["value"] == 35
+    assert "2008/50/EC, Art. 13" in days["target"]["source"]
+    assert days["target_met"] == (days["value"] <= 35)
+    assert "2024/2881" in days["description"]["en"]  # and the limits from 2030, in words
 
 
 async def test_the_list_has_every_service_and_planned_ones_carry_no_figures(

@@ -14,7 +14,9 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 
+from api.opendata.registry import DATASETS
 from smartcity.city import ZONES
+from smartcity.devices.airquality import POLLUTANTS
 
 from . import city as c
 from .test_devices import register_fleet
@@ -112,6 +114,51 @@ async def test_daily_datasets_in_every_format(
     same_rows(one_day.json()["data"], [e for e in expected if e["day"] == "2026-01-16"])
 
 
+def air_days(sent: c.Sent) -> list[dict[str, Any]]:
+    """Each station's daily means (Rome days), at the place it is registered."""
+    per: dict[tuple[str, str], list[Any]] = defaultdict(list)
+    for d, rs in sent.readings.items():
+        if sent.kind[d] == "airquality":
+            for r in rs:
+                per[(day(r.ts), d)].append(r)
+    return [
+        {"day": dd, "station": d, "zone": sent.zone[d], "lat": sent.place[d][0],
+         "lon": sent.place[d][1],
+         **{p: statistics.fmean(getattr(r, p) for r in v) for p in POLLUTANTS}}
+        for (dd, d), v in sorted(per.items())
+    ]  # fmt: skip
+
+
+async def test_air_quality_daily_means_per_station_in_every_format(
+    client: httpx.AsyncClient, sent: c.Sent, write_key: str
+) -> None:
+    await register_fleet(client, write_key, sent)
+    expected = air_days(sent)
+    assert {e["station"] for e in expected} == {
+        d for d, kind in sent.kind.items() if kind == "airquality"
+    }
+
+    def same(got: list[dict[str, Any]]) -> None:
+        assert [(g["day"], g["station"], g["zone"]) for g in got] == [
+            (e["day"], e["station"], e["zone"]) for e in expected
+        ]
+        for g, e in zip(got, expected, strict=True):
+            for p in ("lat", "lon", *POLLUTANTS):  # rounded to 0.1 (CO to 0.01)
+                assert float(g[p]) == pytest.approx(e[p], abs=0.051), (e, p)
+
+    body = (await client.get("/v1/opendata/airquality-daily.json")).json()
+    assert body["license"] == "https://creativecommons.org/licenses/by/4.0/"
+    same(body["data"])
+    same(list(csv.DictReader(io.StringIO(
+        (await client.get("/v1/opendata/airquality-daily.csv")).text
+    ))))  # fmt: skip
+    features = (await client.get("/v1/opendata/airquality-daily.geojson")).json()["features"]
+    same([f["properties"] for f in features])
+    for f in features:  # each station where it stands, not its zone's centroid
+        lat, lon = sent.place[f["properties"]["station"]]
+        assert f["geometry"]["coordinates"] == [lon, lat]
+
+
 async def test_device_locations_dataset_is_the_registry(
     client: httpx.AsyncClient, sent: c.Sent, write_key: str
 ) -> None:
@@ -156,7 +203,7 @@ async def test_dcat_ap_it_catalogue_describes_every_dataset_with_working_links(
     assert "dcatapit:Catalog" in cat["@type"]
     assert cat["dct:publisher"]["foaf:name"] == "Comune di Cremona"
     described = (await client.get("/v1/opendata/datasets")).json()
-    assert len(cat["dcat:dataset"]) == len(described) == 4
+    assert len(cat["dcat:dataset"]) == len(described) == len(DATASETS)
     eu = "http://publications.europa.eu/resource/authority"
     for ds in cat["dcat:dataset"]:
         assert "dcatapit:Dataset" in ds["@type"]
@@ -176,7 +223,7 @@ async def test_dcat_ap_it_catalogue_describes_every_dataset_with_working_links(
         assert formats == {"CSV", "JSON", "GEOJSON"}
     # every address of ours the catalogue gives resolves: catalogue, datasets, downloads, home
     ours = sorted({u for u in ids(cat) if u.startswith("http://api.test/")})
-    assert len(ours) >= 2 + 4 * 4, ours
+    assert len(ours) >= 2 + 4 * len(DATASETS), ours
     for url in ours:
         assert (await client.get(url.removeprefix("http://api.test"))).status_code == 200, url
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import get_args
 
-from api.opendata.datasets import DATASETS
+from api.opendata.registry import DATASETS
 from api.routers.opendata import DatasetId
 from api.schemas.common import ZoneName
 from smartcity.city import ZONE_NAMES
