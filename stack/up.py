@@ -24,10 +24,11 @@ from urllib.parse import urlsplit
 
 from pydantic import Field
 
-from smartcity.settings import InfluxSettings, MqttSettings, add_arguments, load, shared
+from smartcity.retention import RetentionSettings
+from smartcity.settings import MqttSettings, add_arguments, load, shared
 
 
-class UpSettings(MqttSettings, InfluxSettings):
+class UpSettings(MqttSettings, RetentionSettings):
     section = "up"
 
     data_dir: Path = Field(
@@ -129,7 +130,9 @@ def run(args: argparse.Namespace) -> int:
     mqtt_host, mqtt_port = _local_port(settings.mqtt_url, "mosquitto")
     influx_host, influx_port = _local_port(settings.influx_url, "influxd")
     ports = [("MQTT", mqtt_host, mqtt_port, "--mqtt-url"),
-             ("InfluxDB", influx_host, influx_port, "--influx-url")]  # fmt: skip
+             ("InfluxDB", influx_host, influx_port, "--influx-url"),
+             ("InfluxDB's backup RPC (the HTTP port + 2)", influx_host, influx_port + 2,
+              "--influx-url")]  # fmt: skip
     if settings.api:
         ports.append(("the API", "127.0.0.1", settings.api_port, "--api-port"))
     if settings.ingest_metrics_port:
@@ -218,11 +221,16 @@ def _up(
     passwords = broker_passwords(data / "mosquitto") if settings.broker_auth else {}
     auth = broker_accounts(data / "mosquitto", passwords, settings.city) if passwords else ""
     broker = Mosquitto(workdir=data / "mosquitto", host=mqtt[0], port=mqtt[1], extra_config=auth)
-    db = Influxd(workdir=data / "influxdb", host=influx[0], port=influx[1])
+    # the backup RPC on the HTTP port + 2 (8088 for 8086, InfluxDB's own default pair)
+    db = Influxd(workdir=data / "influxdb", host=influx[0], port=influx[1], rpc_port=influx[1] + 2)
     stack.callback(db.stop)  # stops run last first: the servers go after every client
     stack.callback(broker.stop)
     broker.start()
     db.start()
+    from stack.storage_cli import init_storage
+
+    # retention and rollups before anything writes (idempotent, keeps the data of a former run)
+    print(f"storage: {init_storage(settings)}", flush=True)
 
     env = {
         **os.environ,

@@ -10,7 +10,7 @@ import math
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from typing import Annotated, Any, ClassVar, Literal, NamedTuple
+from typing import Annotated, Any, ClassVar, Literal, NamedTuple, get_origin
 
 from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
@@ -38,9 +38,16 @@ def _integer_one(value: object) -> object:
 SchemaVersion = Annotated[Literal[1], BeforeValidator(_integer_one)]
 
 
-def measure(unit: str, ge: float, le: float, description: str) -> Any:
-    """A numeric reading with its unit and physical range, checked on every message."""
-    return Field(ge=ge, le=le, description=description, json_schema_extra={"unit": unit})
+def measure(unit: str, ge: float, le: float, description: str, *, counter: bool = False) -> Any:
+    """A numeric reading with its unit and physical range, checked on every message.
+
+    ``counter``: a meter's running total (lifetime energy), so rollups also keep how much it
+    grew per window (its spread), which is what consumption KPIs add up.
+    """
+    extra: dict[str, Any] = {"unit": unit}
+    if counter:
+        extra["counter"] = True
+    return Field(ge=ge, le=le, description=description, json_schema_extra=extra)
 
 
 class Reading(BaseModel):
@@ -134,6 +141,33 @@ def point_time_ns(ts: datetime, seq: int | None = None) -> int:
 _TS = frozenset({"ts"})
 
 
+class Stored(NamedTuple):
+    """What one measurement of a device type holds, by kind, for its rollups: numeric gauges,
+    counters (running totals), states (text or flags), or events (a ``count`` per point)."""
+
+    measurement: str
+    gauges: tuple[str, ...] = ()
+    counters: tuple[str, ...] = ()
+    states: tuple[str, ...] = ()
+    events: bool = False
+
+
+def stored_fields(model: type[BaseModel], skip: frozenset[str] = frozenset()) -> Stored:
+    """A model's stored fields by kind (lists, the time and ``seq`` are not rolled up)."""
+    gauges: list[str] = []
+    counters: list[str] = []
+    states: list[str] = []
+    for name, info in model.model_fields.items():
+        if name in skip or name in ("ts", "seq"):
+            continue
+        extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
+        if info.annotation in (float, int):
+            (counters if extra.get("counter") else gauges).append(name)
+        elif get_origin(info.annotation) is not list:
+            states.append(name)
+    return Stored("", tuple(gauges), tuple(counters), tuple(states))
+
+
 class DeviceType:
     """A device type: subclass it in one module and list it in ``smartcity.devices``."""
 
@@ -157,6 +191,14 @@ class DeviceType:
     @classmethod
     def event_measurement(cls) -> str:
         return f"{cls.name}_event"
+
+    @classmethod
+    def stored(cls) -> list[Stored]:
+        """The measurements this type writes and their fields by kind: the reading's own
+        measurement and the events'. A type that writes more (``reading_rows`` overridden)
+        adds them; rollups (``smartcity.retention``) are generated from this."""
+        reading = stored_fields(cls.reading_model)._replace(measurement=cls.measurement())
+        return [reading, Stored(cls.event_measurement(), events=True)]
 
     @classmethod
     def reading_rows(cls, reading: Reading) -> Iterator[Row]:
