@@ -124,6 +124,13 @@ def sources() -> list[Stored]:
     return [s for t in DEVICE_TYPES.values() for s in t.stored()]
 
 
+def rolled_up(measurement: str, field: str) -> bool:
+    """Whether ``field`` of ``measurement`` has numeric rollups (``<field>_mean``...)."""
+    return any(
+        s.measurement == measurement and field in (*s.gauges, *s.counters) for s in sources()
+    )
+
+
 def aggregates(source: Stored) -> list[tuple[str, str, str]]:
     """``(function, field, rollup field)`` for every value a window of ``source`` keeps."""
     out: list[tuple[str, str, str]] = []
@@ -482,12 +489,21 @@ def settled(res: Resolution, now: datetime | None = None) -> datetime:
 
 
 def split(
-    res: Resolution, start: datetime, end: datetime, now: datetime | None = None
+    res: Resolution,
+    start: datetime,
+    end: datetime,
+    now: datetime | None = None,
+    align_s: int | None = None,
 ) -> tuple[tuple[datetime, datetime] | None, tuple[datetime, datetime] | None]:
-    """``(rollup part, raw part)`` of a range: rollups up to :func:`settled`, raw after it."""
+    """``(rollup part, raw part)`` of a range: rollups up to :func:`settled`, raw after it;
+    the cut falls on a multiple of ``align_s`` (a series' step), so no step mixes the two."""
     if res is RAW:
         return None, (start, end)
-    cut = min(max(settled(res, now), start), end)
+    cut = settled(res, now)
+    if align_s:
+        t = cut.timestamp()
+        cut = datetime.fromtimestamp(t - t % align_s, UTC)
+    cut = min(max(cut, start), end)
     rolled = (start, cut) if cut > start else None
     raw = (cut, end) if end > cut else None
     return rolled, raw

@@ -10,7 +10,7 @@ import math
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from typing import Annotated, Any, ClassVar, Literal, NamedTuple, get_origin
+from typing import Annotated, Any, ClassVar, Literal, NamedTuple, get_args, get_origin
 
 from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
@@ -168,6 +168,13 @@ def stored_fields(model: type[BaseModel], skip: frozenset[str] = frozenset()) ->
     return Stored("", tuple(gauges), tuple(counters), tuple(states))
 
 
+def _union_members(annotation: Any) -> list[type[BaseModel]]:
+    """The models of an ``Annotated[A | B, ...]`` (or a single model)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [m for a in get_args(annotation) for m in _union_members(a)]
+
+
 class DeviceType:
     """A device type: subclass it in one module and list it in ``smartcity.devices``."""
 
@@ -198,7 +205,12 @@ class DeviceType:
         measurement and the events'. A type that writes more (``reading_rows`` overridden)
         adds them; rollups (``smartcity.retention``) are generated from this."""
         reading = stored_fields(cls.reading_model)._replace(measurement=cls.measurement())
-        return [reading, Stored(cls.event_measurement(), events=True)]
+        gauges: dict[str, None] = {}  # the numeric fields of every kind of event, in order
+        for model in _union_members(cls.event_model):
+            tags = frozenset(getattr(model, "TAGS", {}))
+            fields = stored_fields(model, tags)
+            gauges.update(dict.fromkeys((*fields.gauges, *fields.counters)))
+        return [reading, Stored(cls.event_measurement(), tuple(gauges), events=True)]
 
     @classmethod
     def reading_rows(cls, reading: Reading) -> Iterator[Row]:

@@ -1,0 +1,251 @@
+"""Retention policies, rollups, late readings and backups, on real InfluxDB (and Mosquitto,
+the ingester, SQLite) processes.
+
+Each test has a database of its own on the session's InfluxDB; the backup test restores into
+a fresh InfluxDB of its own.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from api.security import create_key
+from simulators.publisher import AckingPublisher
+from smartcity import audit, retention
+from smartcity.contract import encode_events, encode_telemetry, topic
+from smartcity.devices.base import point_time_ns
+from smartcity.devices.wastebin import BinEmptied, WastebinReading
+from smartcity.lineprotocol import line
+from smartcity.registry.db import make_engine
+from smartcity.registry.models import ApiKey, AuditEntry, Device
+from smartcity.storage import (
+    HOURLY_RETENTION_POLICY,
+    ROLLUP_PENDING_MEASUREMENT,
+    rollup_field,
+)
+from stack.servers import Influxd, Mosquitto
+
+from .conftest import Influx, IngesterProcess, run_smartcity, smartcity_env
+
+HOUR = 3600
+
+
+def lamp_lines(device: str, start: datetime, n: int, every_s: float) -> list[str]:
+    """``n`` street-light points from ``start``, as the ingester writes them."""
+    out = []
+    for i in range(n):
+        t = start + timedelta(seconds=i * every_s)
+        fields = {"seq": i, "powerState": "on", "illuminanceLevel": 1.0,
+                  "activePower": 40.0 + (i * 7) % 31, "totalActiveEnergyImport": 100.0 + i * 0.05,
+                  "voltage": 230.0, "current": 0.2, "ratedPower": 70.0, "status": "ok"}  # fmt: skip
+        tags = {"device_id": device, "device_type": "streetlight", "zone": "Centro"}
+        out.append(line("streetlight", tags, fields, point_time_ns(t, i)))
+    return out
+
+
+def write(influx: Influx, lines: list[str]) -> None:
+    import urllib.request
+
+    url = f"{influx.url}/write?db={influx.db}&precision=ns"
+    for i in range(0, len(lines), 5000):
+        body = "\n".join(lines[i : i + 5000]).encode()
+        with urllib.request.urlopen(url, body, timeout=30) as resp:
+            assert resp.status == 204
+
+
+def create_db(influx: Influx) -> None:
+    import urllib.parse
+    import urllib.request
+
+    body = urllib.parse.urlencode({"q": f'CREATE DATABASE "{influx.db}"'}).encode()
+    urllib.request.urlopen(f"{influx.url}/query", body, timeout=10).close()
+
+
+def hours_ago(h: float) -> datetime:
+    now = datetime.now(UTC)
+    return now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=h)
+
+
+def env_of(influx: Influx) -> dict[str, str]:
+    return smartcity_env("mqtt://127.0.0.1:1", influx, "cremona")
+
+
+def test_storage_init_is_idempotent_and_keeps_the_data_it_finds(influx: Influx) -> None:
+    """On a database that already holds readings: policies, queries, and the history rolled
+    up before the raw policy is shortened; a second run changes nothing and loses nothing."""
+    create_db(influx)
+    start = hours_ago(50) + timedelta(minutes=7)
+    write(influx, lamp_lines("sl-1", start, 240, 600))  # 40 hours, a reading every 10 minutes
+    before = influx.count("streetlight")
+
+    first = run_smartcity("storage", "init", "--raw-retention", "30d", env=env_of(influx))
+    assert first.returncode == 0, first.stderr
+    assert "policies created: hourly, daily" in first.stdout
+    second = run_smartcity("storage", "init", "--raw-retention", "30d", env=env_of(influx))
+    assert second.returncode == 0, second.stderr
+    assert "policies created: none; altered: none; continuous queries created: 0" in second.stdout
+
+    assert influx.count("streetlight") == before == 240
+    policies = {r["name"]: r["duration"] for r in influx.query("SHOW RETENTION POLICIES")}
+    assert policies == {"autogen": "720h0m0s", "hourly": "0s", "daily": "0s"}
+    queries = {r["name"] for r in influx.query("SHOW CONTINUOUS QUERIES") if "name" in r}
+    assert queries == set(retention.continuous_queries(influx.db))
+    # the history found was rolled up: every reading is counted once in the hourly windows
+    f = rollup_field("activePower", "count")
+    rolled = influx.query(f'SELECT sum("{f}") AS n FROM "hourly"."streetlight"')
+    assert rolled[0]["n"] == 240
+    daily = influx.query(f'SELECT sum("{f}") AS n FROM "daily"."streetlight"')
+    assert daily[0]["n"] == 240
+
+
+def test_readings_two_days_late_are_rolled_up(
+    mosquitto: Mosquitto, influx: Influx, city: str, tmp_path: Path
+) -> None:
+    """An outbox flushed two days late through the real ingester: the window that was rolled
+    up without those readings is recomputed, and so is the day."""
+    assert run_smartcity("storage", "init", env=env_of(influx)).returncode == 0
+    env = smartcity_env(mosquitto.url, influx, city)
+    ingester = IngesterProcess(
+        env, tmp_path / "ingest.log", "--client-id", f"ingest-{city}", "--spool-dir",
+        str(tmp_path / "spool"), "--metrics-port", "0", "--rollup-interval", "0.5",
+    ).start()  # fmt: skip
+    window = hours_ago(48)
+    pub = AckingPublisher(mosquitto.url, f"edge-{city}")
+    pub.connect()
+    try:
+        ingester.wait_subscribed()
+
+        def send(seqs: range) -> None:
+            readings = [
+                WastebinReading(
+                    ts=window + timedelta(minutes=5 * i + 1), seq=i, fillingLevel=i / 20,
+                    temperature=20.0, storedWasteKind="paper", status="ok", batteryLevel=0.9,
+                )
+                for i in seqs
+            ]  # fmt: skip
+            pub.publish(topic("wastebin", "wb-late", "telemetry", city), encode_telemetry(readings))
+            assert pub.drain(30)
+
+        f = rollup_field("fillingLevel", "count")
+
+        def rolled() -> tuple[object, object]:
+            q = f'SELECT "{f}", "fillingLevel_max" FROM "hourly"."wastebin" WHERE device_id = $d'
+            rows = influx.query(q, d="wb-late")
+            return (rows[0][f], rows[0]["fillingLevel_max"]) if rows else (None, None)
+
+        def settle(readings: int) -> None:
+            """Until the readings are stored and the windows they marked recomputed."""
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                left = influx.query(f'SELECT count(*) FROM "{ROLLUP_PENDING_MEASUREMENT}"')
+                if influx.count("wastebin") == readings and not left:
+                    return
+                time.sleep(0.2)
+            raise AssertionError(f"late windows not rolled up:\n{ingester.log()}")
+
+        send(range(6))  # the first half of the hour, two days late
+        settle(6)
+        assert rolled() == (6, 5 / 20)
+        send(range(6, 12))  # the rest of that hour arrives later still
+        settle(12)
+        assert rolled() == (12, 11 / 20)
+        day = influx.query(
+            f'SELECT "{f}" FROM "daily"."wastebin" WHERE device_id = $d', d="wb-late"
+        )
+        assert [r[f] for r in day] == [12]
+        # an event two days late is counted too
+        emptied = BinEmptied(ts=window + timedelta(minutes=3), kind="emptied",
+                             collectedLevel=0.8, storedWasteKind="paper")  # fmt: skip
+        pub.publish(topic("wastebin", "wb-late", "events", city), encode_events([emptied]))
+        assert pub.drain(30)
+        deadline = time.monotonic() + 30
+        while not influx.query('SELECT * FROM "hourly"."wastebin_event"'):
+            assert time.monotonic() < deadline, ingester.log()
+            time.sleep(0.2)
+        (event,) = influx.query(
+            'SELECT "count", "collectedLevel_sum" FROM "hourly"."wastebin_event"'
+        )
+        assert (event["count"], event["collectedLevel_sum"]) == (1, 0.8)
+    finally:
+        pub.close()
+        ingester.stop()
+
+
+def test_backup_restores_every_point_device_key_and_audit_entry(
+    influx: Influx, influxd: Influxd, own_influxd: Influxd, tmp_path: Path
+) -> None:
+    create_db(influx)
+    write(influx, lamp_lines("sl-b", hours_ago(30), 300, 300))
+    assert run_smartcity("storage", "init", env=env_of(influx)).returncode == 0
+    registry = f"sqlite:///{tmp_path}/registry.db"
+    engine = make_engine(registry)
+    now = datetime.now(UTC)
+    with Session(engine) as session:
+        for i in range(3):
+            session.add(Device(device_id=f"sl-{i}", device_type="streetlight", zone="Centro",
+                               lat=45.1, lon=10.0, created_at=now, updated_at=now))  # fmt: skip
+        create_key(session, "ops", "operate")
+        audit.record(session, actor="cli", action="device.create", outcome="ok", device_id="sl-0")
+        session.commit()
+    engine.dispose()
+
+    backup = tmp_path / "backup"
+    env = env_of(influx)
+    out = run_smartcity(
+        "backup", str(backup), "--influx-rpc", f"127.0.0.1:{influxd.rpc_port}",
+        "--registry-url", registry, env=env,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    manifest = json.loads((backup / "manifest.json").read_text())
+    assert manifest["influxdb"]["points"]["autogen"]["streetlight"] == 300
+    assert manifest["influxdb"]["points"][HOURLY_RETENTION_POLICY]["streetlight"] > 0
+    counts = manifest["registry"]["counts"]
+    assert counts["devices"] == 3
+    assert counts["api_keys"] == 1
+    assert counts["audit_entries"] >= 1
+
+    # into a fresh InfluxDB and a new registry file
+    restored = tmp_path / "restored.db"
+    fresh = Influx(own_influxd.url, influx.db)
+    out = run_smartcity(
+        "restore", str(backup), "--influx-rpc", f"127.0.0.1:{own_influxd.rpc_port}",
+        "--registry-url", f"sqlite:///{restored}", env=env_of(fresh),
+    )  # fmt: skip
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "every point, device, key and audit entry" in out.stdout
+    assert fresh.count("streetlight") == 300
+    for rp, measurements in manifest["influxdb"]["points"].items():
+        for m, n in measurements.items():
+            got = fresh.query(f'SELECT count(*) FROM "{rp}"."{m}"')
+            assert max(v for k, v in got[0].items() if k.startswith("count_")) == n, (rp, m)
+    queries = {r["name"] for r in fresh.query("SHOW CONTINUOUS QUERIES") if "name" in r}
+    assert queries == set(retention.continuous_queries(influx.db))
+    engine = make_engine(f"sqlite:///{restored}", create=False)
+    with Session(engine) as session:
+        assert session.scalar(select(func.count()).select_from(Device)) == 3
+        assert session.scalar(select(func.count()).select_from(ApiKey)) == 1
+        entries = session.scalar(select(func.count()).select_from(AuditEntry))
+        assert entries == counts["audit_entries"]
+    engine.dispose()
+
+    # a second restore onto the same servers is refused, saying why
+    again = run_smartcity(
+        "restore", str(backup), "--influx-rpc", f"127.0.0.1:{own_influxd.rpc_port}",
+        "--registry-url", f"sqlite:///{restored}", env=env_of(fresh),
+    )  # fmt: skip
+    assert again.returncode == 1
+    assert "exists" in again.stderr
+
+
+@pytest.mark.parametrize("duration", ["12h", "90", "forever"])
+def test_bad_retention_is_refused_with_the_fix(influx: Influx, duration: str) -> None:
+    out = run_smartcity("storage", "init", "--raw-retention", duration, env=env_of(influx))
+    assert out.returncode == 2
+    assert "raw_retention" in out.stderr or "raw-retention" in out.stderr
