@@ -11,12 +11,16 @@ import json
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from api.app import create_app
 from api.security import create_key
+from api.settings import ApiSettings
 from simulators.publisher import AckingPublisher
 from smartcity import audit, retention
 from smartcity.contract import encode_events, encode_telemetry, topic
@@ -249,3 +253,73 @@ def test_bad_retention_is_refused_with_the_fix(influx: Influx, duration: str) ->
     out = run_smartcity("storage", "init", "--raw-retention", duration, env=env_of(influx))
     assert out.returncode == 2
     assert "raw_retention" in out.stderr or "raw-retention" in out.stderr
+
+
+async def series(client: httpx.AsyncClient, device: str, **params: str) -> dict[str, Any]:
+    resp = await client.get(f"/v1/devices/{device}/series", params=params)
+    assert resp.status_code == 200, resp.text
+    body: dict[str, Any] = resp.json()
+    return body
+
+
+def iso(t: datetime) -> str:
+    return t.isoformat().replace("+00:00", "Z")
+
+
+async def test_series_agree_from_raw_readings_and_from_rollups(
+    influx: Influx, tmp_path: Path
+) -> None:
+    """Data present at every resolution: the series from rollups (long ranges) are the raw
+    readings' own aggregates, and the answer says which it read."""
+    create_db(influx)
+    end = hours_ago(24)
+    start = end - timedelta(days=63)
+    lines = lamp_lines("sl-r", start + timedelta(minutes=7), 63 * 72, 1200)  # every 20 minutes
+    lines += lamp_lines("sl-r", datetime.now(UTC) - timedelta(minutes=1), 1, 1)  # a live one
+    write(influx, lines)
+    assert run_smartcity("storage", "init", env=env_of(influx)).returncode == 0
+    settings = ApiSettings(  # type: ignore[call-arg]
+        influx_url=influx.url, influx_db=influx.db, registry_url=f"sqlite:///{tmp_path}/r.db"
+    )
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://api.test") as client:
+            for agg in ("mean", "max", "min", "last"):
+                common = {"field": "activePower", "agg": agg}
+                # three days hourly from the hourly rollup, against each day from raw readings
+                a = end - timedelta(days=10)
+                rolled = await series(client, "sl-r", **common, interval="1h",
+                                      start=iso(a), end=iso(a + timedelta(days=3)))  # fmt: skip
+                assert rolled["resolution"] == "hourly"
+                raw: list[dict[str, Any]] = []
+                for d in range(3):
+                    day = await series(client, "sl-r", **common, interval="1h",
+                                       start=iso(a + timedelta(days=d)),
+                                       end=iso(a + timedelta(days=d + 1)))  # fmt: skip
+                    assert day["resolution"] == "raw"
+                    raw += day["points"]
+                assert len(rolled["points"]) == len(raw) == 72
+                for r, p in zip(rolled["points"], raw, strict=True):
+                    assert r["time"] == p["time"]
+                    assert r["value"] == pytest.approx(p["value"], rel=1e-9)
+                # sixty-one days daily from the daily rollup, against InfluxDB on raw readings
+                b = end.replace(hour=0) - timedelta(days=61)
+                daily = await series(client, "sl-r", **common, interval="1d",
+                                     start=iso(b), end=iso(b + timedelta(days=61)))  # fmt: skip
+                assert daily["resolution"] == "daily"
+                direct = influx.query(
+                    f'SELECT {agg}("activePower") AS v FROM "streetlight" WHERE time >= $a '
+                    "AND time < $b GROUP BY time(1d) fill(none)",
+                    a=iso(b), b=iso(b + timedelta(days=61)),
+                )  # fmt: skip
+                assert [p["value"] for p in daily["points"]] == pytest.approx(
+                    [r["v"] for r in direct], rel=1e-9
+                )
+            # a long range up to now: rollups, then the newest readings from raw
+            recent = await series(client, "sl-r", field="activePower", interval="1h",
+                                  start=iso(end - timedelta(days=3)),
+                                  end=iso(datetime.now(UTC)))  # fmt: skip
+            assert recent["resolution"] == "hourly"
+            newest = datetime.fromisoformat(recent["points"][-1]["time"])
+            assert newest == hours_ago(0)
