@@ -22,7 +22,7 @@ import hashlib
 import logging
 import re
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -32,7 +32,7 @@ from pydantic import Field, field_validator
 
 from smartcity.devices import DEVICE_TYPES
 from smartcity.devices.base import Stored
-from smartcity.influx import InfluxWriter
+from smartcity.influx import InfluxReader, InfluxWriter, QueryFailed, Row
 from smartcity.settings import InfluxSettings
 from smartcity.storage import (
     COUNTER_AGGREGATE,
@@ -507,6 +507,19 @@ def split(
     rolled = (start, cut) if cut > start else None
     raw = (cut, end) if end > cut else None
     return rolled, raw
+
+
+async def rollup_rows(
+    db: InfluxReader, query: str, params: Mapping[str, object]
+) -> list[Row] | None:
+    """A rollup query's rows, or None on a database without rollups yet (``storage init``
+    never ran): the caller reads raw readings instead."""
+    try:
+        return await db.rows(query, params)
+    except QueryFailed as exc:
+        if "retention policy not found" in str(exc):
+            return None
+        raise
 
 
 def hours(ts: Iterable[float]) -> set[int]:

@@ -19,6 +19,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from api.app import create_app
+from api.opendata import datasets
 from api.security import create_key
 from api.settings import ApiSettings
 from simulators.publisher import AckingPublisher
@@ -26,9 +27,11 @@ from smartcity import audit, retention
 from smartcity.contract import encode_events, encode_telemetry, topic
 from smartcity.devices.base import point_time_ns
 from smartcity.devices.wastebin import BinEmptied, WastebinReading
+from smartcity.influx import InfluxReader
 from smartcity.lineprotocol import line
 from smartcity.registry.db import make_engine
 from smartcity.registry.models import ApiKey, AuditEntry, Device
+from smartcity.settings import InfluxSettings
 from smartcity.storage import (
     HOURLY_RETENTION_POLICY,
     ROLLUP_PENDING_MEASUREMENT,
@@ -323,3 +326,50 @@ async def test_series_agree_from_raw_readings_and_from_rollups(
             assert recent["resolution"] == "hourly"
             newest = datetime.fromisoformat(recent["points"][-1]["time"])
             assert newest == hours_ago(0)
+
+
+async def test_open_data_agrees_from_raw_readings_and_from_rollups(influx: Influx) -> None:
+    """Daily open datasets over a long range (hourly rollups, whole local days) against the
+    same days asked one by one (raw readings)."""
+    create_db(influx)
+    first = hours_ago(24 * 6)
+    lines = lamp_lines("sl-o", first + timedelta(minutes=3), 5 * 48, 1800)
+    for i in range(5 * 24):  # a collection and a charging session every hour
+        t = first + timedelta(hours=i, minutes=11)
+        lines.append(
+            line(
+                "wastebin_event",
+                {
+                    "device_id": "wb-o",
+                    "device_type": "wastebin",
+                    "kind": "emptied",
+                    "waste_kind": "paper",
+                    "zone": "Centro",
+                },
+                {"collectedLevel": 0.5 + (i % 5) / 10, "count": 1},
+                point_time_ns(t),
+            )
+        )
+        lines.append(line("evcharger_event", {"connector_id": "1", "device_id": "ev-o",
+                          "device_type": "evcharger", "kind": "sessionStop", "zone": "Po"},
+                          {"sessionId": f"s{i}", "energy": 5.0 + i % 7, "duration": 600.0 + i,
+                           "count": 1}, point_time_ns(t)))  # fmt: skip
+    write(influx, lines)
+    assert run_smartcity("storage", "init", env=env_of(influx)).returncode == 0
+    reader = InfluxReader(InfluxSettings(influx_url=influx.url, influx_db=influx.db))
+    try:
+        local = first.astimezone(datasets.LOCAL).date() + timedelta(days=1)
+        span = datasets.Days(local, local + timedelta(days=3))
+        assert [r.name for r, _ in datasets._parts(span)] == ["hourly"]
+        for dataset in [d for d in datasets.DATASETS if d != "devices"]:
+            build = datasets.DATASETS[dataset].build
+            together = await build(reader, None, span)  # type: ignore[arg-type]
+            one_by_one = []
+            for d in range(4):
+                day = datasets.Days(local + timedelta(days=d), local + timedelta(days=d))
+                assert [r.name for r, _ in datasets._parts(day)] == ["raw"]
+                one_by_one += await build(reader, None, day)  # type: ignore[arg-type]
+            assert len(together) == 4, dataset
+            assert together == one_by_one, dataset
+    finally:
+        await reader.aclose()

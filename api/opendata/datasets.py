@@ -17,11 +17,14 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from api.registry import crud
+from smartcity import retention
 from smartcity.city import TIMEZONE
 from smartcity.devices.evcharger import Evcharger
 from smartcity.devices.streetlight import Streetlight
 from smartcity.devices.wastebin import Wastebin
 from smartcity.influx import InfluxReader, Row, at, ident
+from smartcity.retention import Resolution
+from smartcity.storage import rollup_field
 
 LOCAL = ZoneInfo(TIMEZONE)
 Spatial = Literal["zone", "point"]
@@ -77,19 +80,86 @@ def _num(value: Any, digits: int = 3) -> float | None:
     return round(float(value), digits) if value is not None else None
 
 
-async def _streetlight_energy(db: InfluxReader, _e: Engine, days: Days) -> list[dict[str, Any]]:
-    p = {"m": ident(Streetlight.measurement()), **days.params()}
-    energy = await db.rows(
-        "SELECT sum(s) AS energy_kwh, count(s) AS lamps FROM (SELECT "
-        'spread("totalActiveEnergyImport") AS s FROM $m WHERE time >= $from AND time < $to '
-        'GROUP BY time(1d), "device_id", "zone" fill(none) tz($tz)) '
-        'WHERE time >= $from AND time < $to GROUP BY time(1d), "zone" fill(none) tz($tz)',
-        p,
+def _parts(days: Days) -> list[tuple[Resolution, Days]]:
+    """Which days to read from hourly rollups and which from raw readings: a range of days
+    long enough for rollups (``retention.choose``) reads them for every local day wholly
+    rolled up, raw readings for the rest. (Hourly, not daily: the city's days are local, and
+    a local day is whole UTC hours, never whole UTC days.)"""
+    start = datetime.combine(days.first, time(), LOCAL)
+    end = datetime.combine(days.last + timedelta(days=1), time(), LOCAL)
+    if retention.choose(start, end) is retention.RAW:
+        return [(retention.RAW, days)]
+    # the first local day not wholly rolled up yet
+    cut = retention.settled(retention.HOURLY).astimezone(LOCAL).date()
+    out: list[tuple[Resolution, Days]] = []
+    if cut > days.first:
+        out.append((retention.HOURLY, Days(days.first, min(days.last, cut - timedelta(days=1)))))
+    if cut <= days.last:
+        out.append((retention.RAW, Days(max(days.first, cut), days.last)))
+    return out
+
+
+async def _read(
+    db: InfluxReader, queries: dict[str, str], days: Days, params: dict[str, object]
+) -> list[Row]:
+    """The rows of a query per day, from rollups or raw (``queries`` by resolution name; a
+    rollup query reads ``$rp.$m``); all raw on a database without rollups."""
+    rows: list[Row] = []
+    for res, part in _parts(days):
+        p = {**params, **part.params()}
+        if res is not retention.RAW:
+            got = await retention.rollup_rows(db, queries["hourly"], {**p, "rp": ident(res.policy)})
+            if got is not None:
+                rows += got
+                continue
+        rows += await db.rows(queries["raw"], p)
+    return rows
+
+
+_C = rollup_field  # the rollups' field names, short: _C("energy", "sum") is "energy_sum"
+ENERGY = {
+    res: "SELECT sum(s) AS energy_kwh, count(s) AS lamps FROM (SELECT "
+    f"{spread} AS s FROM {src} WHERE time >= $from AND time < $to "
+    'GROUP BY time(1d), "device_id", "zone" fill(none) tz($tz)) '
+    'WHERE time >= $from AND time < $to GROUP BY time(1d), "zone" fill(none) tz($tz)'
+    for res, src, spread in (
+        ("raw", "$m", 'spread("totalActiveEnergyImport")'),
+        # a meter's growth in a day: its highest reading less its lowest, as spread() does
+        ("hourly", "$rp.$m", f'max("{_C("totalActiveEnergyImport", "max")}") - '
+         f'min("{_C("totalActiveEnergyImport", "min")}")'),
     )
-    failures = await db.rows(
-        'SELECT sum("count") AS failures FROM $m WHERE "status" != $ok '
-        'AND time >= $from AND time < $to GROUP BY time(1d), "zone" fill(none) tz($tz)',
-        {**p, "m": ident(Streetlight.event_measurement()), "ok": "ok"},
+}  # fmt: skip
+FAILURES = {
+    res: f'SELECT sum("count") AS failures FROM {src} WHERE "status" != $ok '
+    'AND time >= $from AND time < $to GROUP BY time(1d), "zone" fill(none) tz($tz)'
+    for res, src in (("raw", "$m"), ("hourly", "$rp.$m"))
+}
+COLLECTIONS = {
+    res: f'SELECT sum("count") AS collections, {level} AS level FROM {src} '
+    'WHERE "kind" = $kind AND time >= $from AND time < $to '
+    'GROUP BY time(1d), "zone", "waste_kind" fill(none) tz($tz)'
+    for res, src, level in (
+        ("raw", "$m", 'mean("collectedLevel")'),
+        ("hourly", "$rp.$m", f'sum("{_C("collectedLevel", "sum")}") / '
+         f'sum("{_C("collectedLevel", "count")}")'),
+    )
+}  # fmt: skip
+SESSIONS = {
+    res: f'SELECT sum("count") AS sessions, {energy} AS energy, {seconds} AS seconds '
+    f'FROM {src} WHERE "kind" = $kind AND time >= $from AND time < $to '
+    'GROUP BY time(1d), "zone" fill(none) tz($tz)'
+    for res, src, energy, seconds in (
+        ("raw", "$m", 'sum("energy")', 'mean("duration")'),
+        ("hourly", "$rp.$m", f'sum("{_C("energy", "sum")}")',
+         f'sum("{_C("duration", "sum")}") / sum("{_C("duration", "count")}")'),
+    )
+}  # fmt: skip
+
+
+async def _streetlight_energy(db: InfluxReader, _e: Engine, days: Days) -> list[dict[str, Any]]:
+    energy = await _read(db, ENERGY, days, {"m": ident(Streetlight.measurement())})
+    failures = await _read(
+        db, FAILURES, days, {"m": ident(Streetlight.event_measurement()), "ok": "ok"}
     )
     failed = {(_day(r), r.tags["zone"]): int(r.values["failures"]) for r in failures}
     rows = [
@@ -106,11 +176,8 @@ async def _streetlight_energy(db: InfluxReader, _e: Engine, days: Days) -> list[
 
 
 async def _wastebin_collections(db: InfluxReader, _e: Engine, days: Days) -> list[dict[str, Any]]:
-    rows = await db.rows(
-        'SELECT sum("count") AS collections, mean("collectedLevel") AS level FROM $m '
-        'WHERE "kind" = $kind AND time >= $from AND time < $to '
-        'GROUP BY time(1d), "zone", "waste_kind" fill(none) tz($tz)',
-        {"m": ident(Wastebin.event_measurement()), "kind": "emptied", **days.params()},
+    rows = await _read(
+        db, COLLECTIONS, days, {"m": ident(Wastebin.event_measurement()), "kind": "emptied"}
     )
     out = [
         {
@@ -126,11 +193,8 @@ async def _wastebin_collections(db: InfluxReader, _e: Engine, days: Days) -> lis
 
 
 async def _evcharger_usage(db: InfluxReader, _e: Engine, days: Days) -> list[dict[str, Any]]:
-    rows = await db.rows(
-        'SELECT sum("count") AS sessions, sum("energy") AS energy, mean("duration") AS seconds '
-        'FROM $m WHERE "kind" = $kind AND time >= $from AND time < $to '
-        'GROUP BY time(1d), "zone" fill(none) tz($tz)',
-        {"m": ident(Evcharger.event_measurement()), "kind": "sessionStop", **days.params()},
+    rows = await _read(
+        db, SESSIONS, days, {"m": ident(Evcharger.event_measurement()), "kind": "sessionStop"}
     )
     out = [
         {

@@ -235,10 +235,10 @@ async def series(
             for t in owners
         )
     )
-    hit = next(((t, rows) for t, rows in zip(owners, results, strict=True) if rows), None)
+    hit = next(((t, got) for t, got in zip(owners, results, strict=True) if got[0]), None)
     if hit is None:
         raise ProblemError(404, f"no {field} data from {device_id!r} between {first} and {last}")
-    device_type, rows = hit
+    device_type, (rows, res) = hit
     return SeriesPublic(
         device_id=device_id,
         device_type=device_type,
@@ -267,9 +267,9 @@ async def _series(
     step: int,
     res: retention.Resolution,
     now: datetime,
-) -> list[Row]:
+) -> tuple[list[Row], retention.Resolution]:
     """The points of one measurement: from the rollup up to its newest settled window (cut
-    on a step), then from raw readings."""
+    on a step), then from raw readings; all raw on a database without rollups."""
     m = ident(DEVICE_TYPES[device_type].measurement())
     common = {"m": m, "id": device_id, "i": duration(step)}
     rolled, raw = retention.split(res, *span, now=now, align_s=step)
@@ -278,10 +278,14 @@ async def _series(
         params = {**common, "rp": ident(res.policy), "from": at(rolled[0]), "to": at(rolled[1])}
         for a in ("sum", "count", "max", "min", "last"):
             params[f"f_{a}"] = ident(rollup_field(field, a))
-        rows += await db.rows(ROLLUP_QUERIES[agg], params)
+        got = await retention.rollup_rows(db, ROLLUP_QUERIES[agg], params)
+        if got is None:
+            res, rolled, raw = retention.RAW, None, span
+        else:
+            rows += got
     if raw is not None:
         # a raw tail after rollups starts at the cut itself (rollup windows end before it)
         lo = raw[0] - timedelta(microseconds=1) if rolled is not None else raw[0]
         params = {**common, "f": ident(field), "from": at(lo), "to": at(raw[1])}
         rows += await db.rows(SERIES_QUERIES[agg], params)
-    return rows
+    return rows, res
