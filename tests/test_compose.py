@@ -127,7 +127,8 @@ def test_the_image_runs_commands_the_cli_has(resolved: dict[str, Any]) -> None:
         command = service["command"][0]
         assert command in known, (name, command)
         build_parser().parse_args(service["command"])  # its flags too (exits on a bad one)
-        if service.get("healthcheck", {}).get("test", [])[1:3] == ["python", "/app/deploy/healthcheck.py"]:
+        check = service.get("healthcheck", {}).get("test", [])
+        if check[1:3] == ["python", "/app/deploy/healthcheck.py"]:
             assert (ROOT / "deploy/healthcheck.py").is_file()
     assert "[server]" in (ROOT / "Dockerfile").read_text()
 
