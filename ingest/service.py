@@ -518,7 +518,7 @@ class Ingester:
         while True:
             await asyncio.sleep(self.settings.rollup_interval)
             try:
-                await catch_up(self.influx)
+                await catch_up(self.influx, self.settings.rollup_delay)
             except RetentionError as exc:
                 log.warning("late rollups failed, retrying later", extra={"error": str(exc)})
 

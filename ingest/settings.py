@@ -113,6 +113,13 @@ class IngestSettings(MqttSettings, InfluxSettings):
         "readings (an edge outbox flushed after an outage, simulate --backfill); worker 1 "
         "does it; 0 = off (another ingester or smartcity storage rollup does it).",
     )
+    rollup_delay: float = Field(
+        30.0,
+        ge=0,
+        le=3600,
+        description="Seconds a late window's mark waits before it is recomputed: a write "
+        "spans shards, and its mark may be visible before all its readings are.",
+    )
     registry_refresh: float = Field(
         60.0, gt=0, le=86_400, description="Seconds between re-reads of the device registry."
     )

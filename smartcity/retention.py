@@ -5,8 +5,8 @@ rollups with no edit here. InfluxDB does the work with its own mechanisms:
 
 * retention policies: raw in the default ``autogen`` (shortened to ``raw_retention``), rollups
   in ``hourly`` and ``daily`` (kept ``hourly_retention`` / ``daily_retention``, default forever);
-* continuous queries roll up each window once it closes, with ``RESAMPLE ... FOR`` so readings
-  a little late are included (``CQ_FOR``);
+* continuous queries roll up the open window every few minutes and each window again after it
+  closes (``RESAMPLE EVERY ... FOR``), so readings a little late are included;
 * readings later than that (an edge outbox flushed after an outage, ``simulate --backfill``)
   are marked by the ingester in the same write (``ROLLUP_PENDING_MEASUREMENT``), and
   :func:`catch_up` recomputes exactly those windows with ``SELECT ... INTO``.
@@ -92,8 +92,10 @@ class Resolution:
     name: str
     policy: str
     period_s: int
-    #: ``RESAMPLE FOR`` of its continuous query: readings up to this late are rolled up by
-    #: InfluxDB itself; later ones by :func:`catch_up`.
+    #: ``RESAMPLE EVERY ... FOR ...`` of its continuous query: how often it runs (the open
+    #: window too, so a rollup is at most that stale), and how late readings may be to be
+    #: rolled up by InfluxDB itself (later ones: :func:`catch_up`).
+    cq_every: str = ""
     cq_for: str = ""
     #: Shard group length of a rollup policy: few, long shards for years of small data
     #: (InfluxDB's default for an infinite policy is 7 days: 52 shards and indexes a year).
@@ -105,15 +107,16 @@ class Resolution:
 
 
 RAW = Resolution("raw", RAW_RETENTION_POLICY, 0)
-HOURLY = Resolution("hourly", HOURLY_RETENTION_POLICY, HOUR, cq_for="2h", shard="4w")
-DAILY = Resolution("daily", DAILY_RETENTION_POLICY, DAY, cq_for="2d", shard="52w")
+HOURLY = Resolution("hourly", HOURLY_RETENTION_POLICY, HOUR, "5m", "2h", shard="4w")
+DAILY = Resolution("daily", DAILY_RETENTION_POLICY, DAY, "1h", "2d", shard="52w")
 ROLLUPS = (HOURLY, DAILY)
 RESOLUTIONS = {r.name: r for r in (RAW, *ROLLUPS)}
 #: A rollup is read from a range this long (and a step of whole windows) on.
 HOURLY_FROM_SPAN_S = 2 * DAY
 DAILY_FROM_SPAN_S = 60 * DAY
-#: Time after a window closes before readers trust its rollup (the query has run).
-SETTLE_S = {HOUR: 120, DAY: 900}
+#: Time after a window closes before readers trust its rollup: its query has run once more
+#: (every 5 minutes for hours, every hour for days), with a margin.
+SETTLE_S = {HOUR: 420, DAY: 3900}
 
 
 # -- what is rolled up ---------------------------------------------------------------------------
@@ -166,10 +169,12 @@ def continuous_queries(db: str) -> dict[str, str]:
     for source in sources():
         for res in ROLLUPS:
             body = rollup_select(db, source, res)
-            digest = hashlib.sha256(body.encode()).hexdigest()[:8]
+            schedule = f"{res.cq_every} {res.cq_for}"
+            digest = hashlib.sha256(f"{schedule} {body}".encode()).hexdigest()[:8]
             name = f"{ROLLUP_CQ_PREFIX}{res.name}_{source.measurement}_{digest}"
             out[name] = (
-                f"CREATE CONTINUOUS QUERY {q(name)} ON {q(db)} RESAMPLE FOR {res.cq_for} "
+                f"CREATE CONTINUOUS QUERY {q(name)} ON {q(db)} "
+                f"RESAMPLE EVERY {res.cq_every} FOR {res.cq_for} "
                 f"BEGIN {body} END"
             )
     return out
@@ -403,9 +408,13 @@ def pending_line(worker: str, device_type: str, device_id: str, hour: int, stamp
 WHOLE_WINDOW_DEVICES = 20
 
 
-async def catch_up(influx: InfluxWriter, limit: int = 50_000) -> int:
+async def catch_up(influx: InfluxWriter, delay_s: float = 30.0, limit: int = 50_000) -> int:
     """Recompute the windows marked pending, then delete the markers read (markers written
     meanwhile are newer, so they stay for the next round). Returns the markers handled.
+
+    Only markers at least ``delay_s`` old: a write spans shards (the readings' days, the
+    marker's today) and a query may see the marker before the readings are all in; a write
+    still unfinished after the writer's timeout (30 s) is retried, marker included.
 
     Does nothing (and keeps the markers) until ``smartcity storage init`` has created the
     rollup policies: its first run rolls up all history anyway.
@@ -417,7 +426,7 @@ async def catch_up(influx: InfluxWriter, limit: int = 50_000) -> int:
     result = await statement(
         influx,
         f"SELECT {fields} FROM {q(RAW.policy)}.{q(ROLLUP_PENDING_MEASUREMENT)} "
-        f"ORDER BY time LIMIT {int(limit)}",
+        f"WHERE time <= now() - {int(delay_s * 1000)}ms ORDER BY time LIMIT {int(limit)}",
     )
     rows = [v for s in result.get("series", []) for v in s["values"]]
     if not rows:

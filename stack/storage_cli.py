@@ -116,7 +116,7 @@ def run_rollup(args: argparse.Namespace) -> int:
             have = await policies(influx)
             if any(r.policy not in have for r in ROLLUPS):
                 raise UserError("no rollup policies yet: run smartcity storage init first")
-            return await roll_up_history(influx, start, end), await catch_up(influx)
+            return await roll_up_history(influx, start, end), await catch_up(influx, 0)
         finally:
             await influx.aclose()
 

@@ -122,6 +122,7 @@ def test_readings_two_days_late_are_rolled_up(
     ingester = IngesterProcess(
         env, tmp_path / "ingest.log", "--client-id", f"ingest-{city}", "--spool-dir",
         str(tmp_path / "spool"), "--metrics-port", "0", "--rollup-interval", "0.5",
+        "--rollup-delay", "2",
     ).start()  # fmt: skip
     window = hours_ago(48)
     pub = AckingPublisher(mosquitto.url, f"edge-{city}")
@@ -159,7 +160,7 @@ def test_readings_two_days_late_are_rolled_up(
 
         send(range(6))  # the first half of the hour, two days late
         settle(6)
-        assert rolled() == (6, 5 / 20)
+        assert rolled() == (6, 5 / 20), ingester.log()
         send(range(6, 12))  # the rest of that hour arrives later still
         settle(12)
         assert rolled() == (12, 11 / 20)
