@@ -514,13 +514,18 @@ class Ingester:
                 self.flush()
 
     async def _roll_up_late(self) -> None:
-        """Recompute the rollups of windows marked late, every ``rollup_interval``."""
-        while True:
-            await asyncio.sleep(self.settings.rollup_interval)
-            try:
-                await catch_up(self.influx, self.settings.rollup_delay)
-            except RetentionError as exc:
-                log.warning("late rollups failed, retrying later", extra={"error": str(exc)})
+        """Recompute the rollups of windows marked late, every ``rollup_interval``, on a client
+        of its own: a recomputation may take minutes after a long outage, writes must not wait."""
+        influx = InfluxWriter(self.settings, timeout=600)
+        try:
+            while True:
+                await asyncio.sleep(self.settings.rollup_interval)
+                try:
+                    await catch_up(influx, self.settings.rollup_delay)
+                except RetentionError as exc:
+                    log.warning("late rollups failed, retrying later", extra={"error": str(exc)})
+        finally:
+            await influx.aclose()
 
     async def _report(self) -> None:
         """Health figures into InfluxDB every ``stats_interval``; a log summary every minute."""

@@ -357,10 +357,10 @@ async def _recompute(
     spans: Iterable[tuple[int, int]],
     device_id: str | None,
 ) -> int:
-    """Roll up whole windows of ``res`` covering each ``(start, end)`` span, at most a day
-    (hourly) or 31 days (daily) of raw data per query."""
+    """Roll up whole windows of ``res`` covering each ``(start, end)`` span, at most 6 hours
+    (hourly) or a day (daily) of raw data per query: each stays seconds long at city scale."""
     db = influx.settings.influx_db
-    step = DAY if res is HOURLY else 31 * DAY
+    step = 6 * HOUR if res is HOURLY else DAY
     runs = 0
     for start, end in spans:
         a = start - start % res.period_s
