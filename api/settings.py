@@ -7,6 +7,8 @@ from pathlib import Path
 
 from pydantic import AwareDatetime, Field, SecretStr, field_validator
 
+from smartcity.devices.wastebin import FULL_LEVEL
+from smartcity.kpis import FRESH_MINUTES
 from smartcity.settings import InfluxSettings, MqttSettings
 
 #: Where ``scripts/bootstrap`` installs bootstrap-italia (``npm ci --prefix api/web``).
@@ -43,7 +45,7 @@ class ApiSettings(MqttSettings, InfluxSettings):
         "default: a client's own headers never choose the address it is rate-limited by.",
     )
     offline_after_minutes: float = Field(
-        15.0,
+        float(FRESH_MINUTES),
         gt=0,
         le=7 * 24 * 60,
         description="A device silent for longer is offline: an alert, and out of live KPIs.",
@@ -52,7 +54,11 @@ class ApiSettings(MqttSettings, InfluxSettings):
         24.0, gt=0, le=31 * 24, description="How far back the API looks for a device's last data."
     )
     bin_threshold: float = Field(
-        0.8, gt=0, le=1, description="Fill level at which a bin is full (alert and KPI)."
+        FULL_LEVEL,
+        gt=0,
+        le=1,
+        description="Fill level at which a bin is full (alert and KPI; the boards use the "
+        "default).",
     )
     kpi_cache_seconds: float = Field(
         30.0,

@@ -21,7 +21,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from api.kpis import KPI_MODULES, DeviceState, Snapshot
-from api.kpis.base import snapshot_rows_to_states
+from api.kpis.base import snapshot_rows_to_states, window_values
 from api.registry import crud
 from api.settings import ApiSettings
 from smartcity.devices.evcharger import Evcharger
@@ -51,7 +51,8 @@ class CityState:
     now: datetime
     settings: ApiSettings
     snapshots: dict[str, Snapshot]
-    windows: dict[str, dict[str, float]]
+    #: device type -> its window KPIs' values (``api.kpis.base.window_values``)
+    windows: dict[str, dict[str, float | None]]
     #: device id -> its latest offline status (the MQTT Last Will), if one fired recently
     status: dict[str, DeviceState]
     #: device id -> its edge agent's latest heartbeat
@@ -118,7 +119,7 @@ async def compute(settings: ApiSettings, db: InfluxReader, engine: Engine) -> Ci
             db, t, since, now, thresholds=limits if module.uses_threshold else None
         )
         snapshots[t] = Snapshot(devices, fresh_since)
-        windows[t] = await module.window(db, now, settings)
+        windows[t] = await window_values(db, module.device, now)
     connectors: dict[str, list[DeviceState]] = defaultdict(list)
     for c in await latest_per_device(
         db, Evcharger.connector_measurement(), since, now, ("connector_id",)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
+from smartcity.kpis import Kpi, statements
 from smartcity.storage import (
     BROKER_STATS_MEASUREMENT,
     COMMAND_FIELDS,
@@ -39,6 +40,32 @@ UNITS = {
     "1": "percentunit",
     "s": "s",
 }
+
+
+#: Grafana unit ids for the units KPIs are declared in (``smartcity.kpis``).
+KPI_UNITS = {
+    "count": "none",
+    "kWh": "kwatth",
+    "%": "percent",
+    "µg/m³": "conμgm3",
+    "mg/m³": "conmgm3",
+    "days": "none",
+    "hours": "none",
+    "band": "none",
+}
+
+
+def kpi_queries(kpi: Kpi, source: str | None = None) -> tuple[str, ...]:
+    """The InfluxQL of a KPI's panel: its declaration's statements (``smartcity.kpis``, the
+    very ones the API runs) within the board's time range, zones and device types. ``source``
+    reads another measurement than the declared one (a rollup)."""
+    return statements(kpi, TIME_FILTER, (ZONE, DEVICE_TYPE), source)
+
+
+def kpi_unit(kpi: Kpi) -> str:
+    if kpi.unit not in KPI_UNITS:
+        raise ValueError(f"KPI {kpi.id}: no Grafana unit for {kpi.unit!r}; add it to KPI_UNITS")
+    return KPI_UNITS[kpi.unit]
 
 
 def where(*conditions: str, variables: bool = True, time: bool = True) -> str:

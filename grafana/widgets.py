@@ -103,9 +103,14 @@ def stat_panel(
     unit: str = "none",
     steps: Steps = NEUTRAL,
     decimals: int | None = None,
+    time_from: str | None = None,
+    ranges: Sequence[tuple[float | None, float | None, str]] = (),
     w: int = 6,
     h: int = 4,
 ) -> Panel:
+    """A big number; ``time_from`` fixes its time range (Grafana's panel "relative time":
+    ``24h``, ``now/y``) whatever the board's, and ``ranges`` name value ranges
+    (``(from, to, text)``, e.g. air-quality bands)."""
     b = _common(stat.Panel(), title, description, targets)
     b.unit(unit).thresholds(thresholds(steps)).graph_mode(
         common_models.BigValueGraphMode.NONE
@@ -114,6 +119,21 @@ def stat_panel(
     ).no_value("0")
     if decimals is not None:
         b.decimals(decimals)
+    if time_from is not None:
+        b.time_from(time_from)
+    if ranges:
+        b.mappings(
+            [
+                dashboard_models.RangeMap(
+                    options=dashboard_models.DashboardRangeMapOptions(
+                        from_val=low, to=high, result=dashboard_models.ValueMappingResult(
+                            text=text, index=i
+                        ),
+                    )
+                )
+                for i, (low, high, text) in enumerate(ranges)
+            ]
+        )  # fmt: skip
     return Panel(b, w, h)
 
 

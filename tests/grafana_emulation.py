@@ -13,7 +13,9 @@ import re
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 #: Grafana's rounding of the auto interval (``rangeutil.roundInterval``): (up to ms, interval).
 _ROUNDING = (
@@ -60,6 +62,16 @@ class Range:
         floor = duration_ms(min_interval or datasource_min)
         name = round_interval(raw) if raw > floor else (min_interval or datasource_min)
         return name, duration_ms(name)
+
+
+def relative_range(time_from: str, now_ms: int, timezone: str) -> Range:
+    """A panel's own time range (its "relative time", ``timeFrom``): ``24h`` is the last 24
+    hours, ``now/y`` this year so far in the board's time zone."""
+    if time_from == "now/y":
+        now = datetime.fromtimestamp(now_ms / 1000, ZoneInfo(timezone))
+        start = now.replace(month=1, day=1, hour=0, minute=0, second=0, microsecond=0)
+        return Range(int((now - start).total_seconds()))
+    return Range(duration_ms(time_from) // 1000)
 
 
 def regex_value(values: Sequence[str] | str, all_value: str) -> str:
@@ -138,6 +150,21 @@ def math_ratio(expression: str, results: dict[str, list[Series]]) -> list[Series
             ]
             out.append(Series(a.tags or b.tags, ["time", "value"], values))
     return out
+
+
+def mapped(value: float, mappings: list[dict[str, Any]]) -> float | str:
+    """A number as a panel shows it after its value mappings: the text of the first mapping
+    that matches (a ``value`` one by its text form, a ``range`` one with both ends included
+    and a null end unbounded), else the number."""
+    for m in mappings:
+        options = m["options"]
+        if m["type"] == "value" and str(value) in options:
+            return str(options[str(value)]["text"])
+        if m["type"] == "range":
+            low, high = options.get("from"), options.get("to")
+            if (low is None or value >= low) and (high is None or value <= high):
+                return str(options["result"]["text"])
+    return value
 
 
 #: Grafana's field calculations the boards' transformations use, over non-null values.

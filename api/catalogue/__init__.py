@@ -1,8 +1,10 @@
 """The catalogue of smart services: a data file checked at load against the code it names.
 
-``services.yaml`` is written by people (it follows the mandate plan); this module refuses it,
-saying where, if a service lacks a field, a live service names a KPI no module computes, a
-planned one carries data, or a dataset does not exist.
+``services.yaml`` is written by people (it follows the mandate plan) and says in words what each
+KPI is; how a measured KPI is computed, its unit and target are declared once with its device
+type (``smartcity.kpis``) and filled in here. This module refuses the file, saying where, if a
+service lacks a field, a live service names a KPI its device types do not declare (or restates
+a declared KPI's unit or target), a planned one carries data, or a dataset does not exist.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from api.schemas.common import DeviceTypeName, Text
+from smartcity.kpis import Kpi
 
 SERVICES_FILE = Path(__file__).with_name("services.yaml")
 SLUG = r"^[a-z0-9]+(-[a-z0-9]+)*$"
@@ -33,14 +36,18 @@ class Strict(BaseModel):
 class Target(Strict):
     operator: Literal[">=", ">", "<=", "<"]
     value: float
-    source: str = Field(pattern=PLAN_LINE, description="The plan line that sets it.")
+    source: str = Field(
+        min_length=1, description="Who sets it: the plan line, or the article of law."
+    )
 
 
 class KpiDefinition(Strict):
     id: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
     name: Text
-    unit: str = Field(min_length=1, max_length=16)
-    description: Text | None = None
+    unit: str | None = Field(
+        None, min_length=1, max_length=16, description="Only for KPIs not measured."
+    )
+    description: Text | None = Field(None, description="The KPI's definition, in words.")
     baseline: float | None = Field(None, description="The plan's starting figure.")
     target: Target | None = None
     measured: bool = Field(
@@ -95,8 +102,8 @@ class Catalogue(Strict):
 
 def parse(text: str, where: str = "catalogue") -> Catalogue:
     """Validate a catalogue file's text against the models and against the code."""
-    from api.kpis import KPI_MODULES
     from api.opendata.datasets import DATASETS
+    from smartcity.devices import DEVICE_TYPES
 
     try:
         catalogue = Catalogue.model_validate(yaml.safe_load(text))
@@ -109,18 +116,40 @@ def parse(text: str, where: str = "catalogue") -> Catalogue:
     ids = [s.id for s in catalogue.services]
     if len(set(ids)) != len(ids):
         raise CatalogueError(f"{where}: service ids must be unique")
+    services = []
     for s in catalogue.services:
-        computed = {k for t in s.device_types for k in KPI_MODULES[t].kpi_ids}
+        declared = {k.id: k for t in s.device_types for k in DEVICE_TYPES[t].kpis}
+        kpis = []
         for k in s.kpis:
-            if k.measured and k.id not in computed:
+            if not k.measured:
+                if k.unit is None:
+                    raise CatalogueError(f"{where}: KPI {k.id!r} not measured needs a unit")
+                kpis.append(k)
+                continue
+            if k.id not in declared:
                 raise CatalogueError(
                     f"{where}: service {s.id!r} lists KPI {k.id!r}, which no KPI module of "
-                    f"{', '.join(s.device_types)} computes (add it there or set measured: false)"
+                    f"{', '.join(s.device_types)} declares (add it to the type's kpis in "
+                    "smartcity/devices, or set measured: false)"
                 )
+            if k.unit is not None or k.target is not None:
+                raise CatalogueError(
+                    f"{where}: KPI {k.id!r}: its unit and target are declared with its device "
+                    "type (smartcity/devices); remove them here"
+                )
+            kpis.append(k.model_copy(update=_declared(declared[k.id])))
+        services.append(s.model_copy(update={"kpis": kpis}))
         for d in s.datasets:
             if d not in DATASETS:
                 raise CatalogueError(f"{where}: service {s.id!r} names unknown dataset {d!r}")
-    return catalogue
+    return catalogue.model_copy(update={"services": services})
+
+
+def _declared(kpi: Kpi) -> dict[str, object]:
+    """The unit and target a KPI's declaration gives it."""
+    t = kpi.target
+    target = Target(operator=t.op, value=t.value, source=t.source) if t is not None else None
+    return {"unit": kpi.unit, "target": target}
 
 
 @functools.cache

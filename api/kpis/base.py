@@ -1,10 +1,13 @@
-"""What a device type's KPI module provides, and the data it works from.
+"""What a device type's KPI module provides, and how the API computes the declared KPIs.
 
-Live figures come from two kinds of data: the **snapshot** (the latest point of every device of
-the type seen in the look-back window, one query per type) for "now" figures such as lamps on,
-and **window** queries for sums over a period such as energy in the last 24 h. Both are fetched
-once per refresh by ``api.state`` and shared by the catalogue, alerts and zone endpoints, so
-their numbers always agree.
+The KPIs themselves are declared once, with the device type (``smartcity.kpis``, e.g.
+``Streetlight.kpis``); this module computes them the way the boards do. Figures come from two
+kinds of data: the **snapshot** (the latest point of every device of the type seen in the
+look-back window, one query per type) for "now" KPIs (:class:`~smartcity.kpis.Latest`,
+:class:`~smartcity.kpis.Band`), evaluated here with the declaration's own condition, and
+**window** values for the others, each the InfluxQL of :func:`smartcity.kpis.statements` with
+the window's bounds bound. Both are fetched once per refresh by ``api.state`` and shared by the
+catalogue, alerts and zone endpoints, so their numbers always agree.
 """
 
 from __future__ import annotations
@@ -13,15 +16,17 @@ from abc import ABC, abstractmethod
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, ClassVar
 
 from api.schemas.alerts import AlertKind, Severity
 from api.settings import ApiSettings
 from smartcity.devices import DeviceType
-from smartcity.influx import InfluxReader, Row, at, ident
+from smartcity.influx import InfluxReader, Row, at
+from smartcity.kpis import ZONE, Band, Kpi, Latest, combine, statements
 
-JOULES_PER_KWH = 3.6e6
+#: The time condition of every window statement, with the window's bounds bound.
+API_TIME = "time > $from AND time <= $to"
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,43 +75,20 @@ class AlertDraft:
 Check = Callable[[DeviceState, ApiSettings], bool]
 
 
-@dataclass(frozen=True, slots=True)
-class Period:
-    """The window a KPI sums over: (start, end]."""
-
-    start: datetime
-    end: datetime
-
-    @classmethod
-    def last(cls, end: datetime, hours: float) -> Period:
-        return cls(end - timedelta(hours=hours), end)
-
-    def params(self) -> dict[str, object]:
-        return {"from": at(self.start), "to": at(self.end)}
-
-
 class DeviceKpis(ABC):
-    """One device type's KPIs, alerts and zone figures; one module per type."""
+    """One device type's alerts and zone figures; its KPIs are its declarations
+    (``device.kpis``). One module per type."""
 
     device: ClassVar[type[DeviceType]]
-    #: KPI ids this module computes (the catalogue names them and sets targets).
-    kpi_ids: ClassVar[tuple[str, ...]]
     #: Figures per zone (the zone summary), each a count of fresh devices.
     zone_counts: ClassVar[dict[str, Check]] = {}
     #: Whether the registry may set a per-device ``threshold`` this type's checks use.
     uses_threshold: ClassVar[bool] = False
 
-    @abstractmethod
-    async def window(
-        self, db: InfluxReader, end: datetime, settings: ApiSettings
-    ) -> dict[str, float]:
-        """Sums over recent periods ending at ``end`` (energy, sessions...)."""
-
-    @abstractmethod
-    def kpis(
-        self, snap: Snapshot, window: dict[str, float], settings: ApiSettings
-    ) -> dict[str, Figure]:
-        """Every KPI in ``kpi_ids``."""
+    @property
+    def kpi_ids(self) -> tuple[str, ...]:
+        """KPI ids the type declares (the catalogue names them)."""
+        return tuple(k.id for k in self.device.kpis)
 
     @abstractmethod
     def alerts(self, snap: Snapshot, settings: ApiSettings) -> list[AlertDraft]:
@@ -121,30 +103,82 @@ class DeviceKpis(ABC):
         return out
 
 
-async def scalar(db: InfluxReader, q: str, params: dict[str, object], column: str = "v") -> float:
-    """The single value of an aggregate query (0 when there is no data)."""
-    rows = await db.rows(q, params)
-    value = rows[0].values.get(column) if rows else None
-    return float(value) if value is not None else 0.0
+def limit(kpi: Kpi, d: DeviceState, settings: ApiSettings) -> float | None:
+    """The limit of a per-device condition for this device: the registry's threshold, else
+    the global ``--bin-threshold``; None for other conditions (the declared value)."""
+    m = kpi.measure
+    if not isinstance(m, Latest) or m.where is None or not m.where.per_device:
+        return None
+    return d.threshold if d.threshold is not None else settings.bin_threshold
 
 
-async def sum_of_spreads(db: InfluxReader, measurement: str, meter: str, period: Period) -> float:
-    """Energy from cumulative meters: per device, last minus first reading, summed."""
-    return await scalar(
-        db,
-        "SELECT sum(s) AS v FROM (SELECT spread($f) AS s FROM $m "
-        "WHERE time > $from AND time <= $to GROUP BY device_id)",
-        {"m": ident(measurement), "f": ident(meter), **period.params()},
-    )
+def meets(kpi: Kpi) -> Check:
+    """The condition of a "now" count KPI on one device (``lamps_failed`` -> "has failed"), for
+    alerts and zone figures: the very definition the KPI counts with."""
+    m = kpi.measure
+    if not isinstance(m, Latest):
+        raise TypeError(f"KPI {kpi.id} is not about devices' latest readings")
+    return lambda d, s: m.keeps(d.fields.get(m.field), limit(kpi, d, s))
 
 
-async def count_events(db: InfluxReader, measurement: str, kind: str, period: Period) -> float:
-    """How many events of ``kind`` happened in ``period`` (each event point has count=1)."""
-    return await scalar(
-        db,
-        'SELECT sum("count") AS v FROM $m WHERE "kind" = $kind AND time > $from AND time <= $to',
-        {"m": ident(measurement), "kind": kind, **period.params()},
-    )
+def api_statements(kpi: Kpi) -> tuple[str, ...]:
+    """The InfluxQL the API runs for a window KPI; ``$from``/``$to`` bound at each run."""
+    return statements(kpi, API_TIME)
+
+
+async def window_values(
+    db: InfluxReader, device: type[DeviceType], end: datetime
+) -> dict[str, float | None]:
+    """Every window KPI of the type (not the "now" ones), over the window ending at ``end``."""
+    out: dict[str, float | None] = {}
+    for kpi in device.kpis:
+        if isinstance(kpi.measure, Latest | Band):
+            continue
+        bounds = {"from": at(kpi.window.start(end)), "to": at(end)}
+        results = []
+        for q in api_statements(kpi):
+            rows = await db.rows(q, bounds)
+            value = rows[0].values.get("value") if rows else None
+            results.append(float(value) if value is not None else None)
+        out[kpi.id] = combine(kpi, results)
+    return out
+
+
+def figures(
+    device: type[DeviceType],
+    snap: Snapshot,
+    window: Mapping[str, float | None],
+    settings: ApiSettings,
+) -> dict[str, Figure]:
+    """Every KPI the type declares: "now" ones from the snapshot, the others from ``window``."""
+    out = {}
+    for kpi in device.kpis:
+        figure = _now(kpi, snap, settings) if kpi.id not in window else Figure(window[kpi.id])
+        if figure.value is not None and kpi.decimals is not None:
+            figure = Figure(round(figure.value, kpi.decimals), figure.breakdown)
+        out[kpi.id] = figure
+    return out
+
+
+def _now(kpi: Kpi, snap: Snapshot, settings: ApiSettings) -> Figure:
+    m = kpi.measure
+    if isinstance(m, Band):
+        values = [v for d in snap.fresh if isinstance(v := d.fields.get(m.field), int | float)]
+        bands = Counter(m.labels[m.band(float(v)) - 1] for v in values)
+        return Figure(combine(kpi, [max(values) if values else None]), dict(bands))
+    assert isinstance(m, Latest)
+    value = m.value((d.fields.get(m.field), limit(kpi, d, settings)) for d in snap.fresh)
+    if not m.breakdown:
+        return Figure(value)
+    kept = [d for d in snap.fresh if meets(kpi)(d, settings)]
+    keys = [_key(name) for name in m.breakdown]
+    return Figure(value, count_by(kept, *keys))
+
+
+def _key(name: str) -> Callable[[DeviceState], str]:
+    if name == ZONE:
+        return lambda d: d.zone
+    return lambda d: str(d.fields.get(name, "unknown"))
 
 
 def count_by(devices: Iterable[DeviceState], *keys: Callable[[DeviceState], str]) -> dict[str, Any]:

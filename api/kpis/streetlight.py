@@ -1,95 +1,28 @@
-"""Public lighting KPIs: lamps on and failed, energy drawn, and energy saved by dimming."""
+"""Public lighting: lamp failure alerts, and lamps on and failed per zone. The KPIs are
+declared with the device type (``Streetlight.kpis``)."""
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import ClassVar
 
-from api.kpis.base import (
-    JOULES_PER_KWH,
-    AlertDraft,
-    Check,
-    DeviceKpis,
-    DeviceState,
-    Figure,
-    Period,
-    Snapshot,
-    scalar,
-    sum_of_spreads,
-)
+from api.kpis.base import AlertDraft, Check, DeviceKpis, Snapshot, meets
 from api.settings import ApiSettings
 from smartcity.devices.streetlight import Streetlight
-from smartcity.influx import InfluxReader, ident
+from smartcity.kpis import find
 
-
-def lit(d: DeviceState, _s: ApiSettings | None = None) -> bool:
-    """A lamp is on when it draws power (a dead lamp told to be on draws none)."""
-    return float(d.fields.get("activePower") or 0.0) > 0.0
-
-
-def failed(d: DeviceState, _s: ApiSettings | None = None) -> bool:
-    status: object = d.fields.get("status", "ok")
-    return status != "ok"
+#: Drawing power by its latest reading (the ``lamps_on`` KPI's definition).
+lit = meets(find(Streetlight.kpis, "lamps_on"))
+#: A fault by its latest reading (the ``lamps_failed`` KPI's definition).
+failed = meets(find(Streetlight.kpis, "lamps_failed"))
 
 
 class StreetlightKpis(DeviceKpis):
     device = Streetlight
-    kpi_ids = (
-        "lamps_reporting",
-        "lamps_on",
-        "lamps_failed",
-        "energy_24h",
-        "energy_saved_24h",
-        "dimming_saving_share_24h",
-    )
     zone_counts: ClassVar[dict[str, Check]] = {"lamps_on": lit, "lamps_failed": failed}
-
-    async def window(
-        self, db: InfluxReader, end: datetime, settings: ApiSettings
-    ) -> dict[str, float]:
-        period = Period.last(end, 24)
-        m = {"m": ident(Streetlight.measurement()), **period.params(), "zero": 0.0}
-        # Each reading stands for one reporting interval of the lamp at that power.
-        kwh_per_reading_w = Streetlight.report_interval_s / JOULES_PER_KWH
-        full = await scalar(
-            db,
-            'SELECT sum("ratedPower") AS v FROM $m '
-            'WHERE time > $from AND time <= $to AND "activePower" > $zero',
-            m,
-        )
-        saved = await scalar(
-            db,
-            'SELECT sum(saved) AS v FROM (SELECT "ratedPower" - "activePower" AS saved FROM $m '
-            'WHERE time > $from AND time <= $to AND "powerState" = $low AND "activePower" > $zero)',
-            {**m, "low": "low"},
-        )
-        return {
-            "energy_24h": await sum_of_spreads(
-                db, Streetlight.measurement(), "totalActiveEnergyImport", period
-            ),
-            "energy_saved_24h": saved * kwh_per_reading_w,
-            "energy_full_power_24h": full * kwh_per_reading_w,
-        }
-
-    def kpis(
-        self, snap: Snapshot, window: dict[str, float], settings: ApiSettings
-    ) -> dict[str, Figure]:
-        fresh = snap.fresh
-        full = window["energy_full_power_24h"]
-        return {
-            "lamps_reporting": Figure(len(fresh)),
-            "lamps_on": Figure(sum(lit(d) for d in fresh)),
-            "lamps_failed": Figure(sum(failed(d) for d in fresh)),
-            "energy_24h": Figure(round(window["energy_24h"], 3)),
-            "energy_saved_24h": Figure(round(window["energy_saved_24h"], 3)),
-            "dimming_saving_share_24h": Figure(
-                round(100 * window["energy_saved_24h"] / full, 2) if full > 0 else None
-            ),
-        }
 
     def alerts(self, snap: Snapshot, settings: ApiSettings) -> list[AlertDraft]:
         return [
             AlertDraft("lamp_failure", "warning", d, d.fields.get("status"))
             for d in snap.fresh
-            if failed(d)
+            if failed(d, settings)
         ]

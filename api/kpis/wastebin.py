@@ -1,41 +1,20 @@
-"""Waste KPIs: bins at or above their threshold (the registry's for the bin, else the global
-``--bin-threshold``) by stream and zone, fires, collections, and the separate-collection share
-measured against the plan's 80 % target."""
+"""Waste: full and burning bin alerts and zone figures. The KPIs are declared with the device
+type (``Wastebin.kpis``); "full" is at or above the bin's threshold from the registry, else the
+global ``--bin-threshold``."""
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import ClassVar
 
-from api.kpis.base import (
-    AlertDraft,
-    Check,
-    DeviceKpis,
-    DeviceState,
-    Figure,
-    Period,
-    Snapshot,
-    count_by,
-    count_events,
-)
+from api.kpis.base import AlertDraft, Check, DeviceKpis, DeviceState, Snapshot, meets
 from api.settings import ApiSettings
 from smartcity.devices.wastebin import Wastebin
-from smartcity.influx import InfluxReader, ident
+from smartcity.kpis import find
 
-#: The stream that is not separately collected.
-RESIDUAL = "residual"
-#: The separate-collection share is measured over this many days of collections.
-SHARE_DAYS = 30
-
-
-def full(d: DeviceState, s: ApiSettings) -> bool:
-    """At or above the bin's own threshold from the registry, else the global setting."""
-    limit = d.threshold if d.threshold is not None else s.bin_threshold
-    return float(d.fields.get("fillingLevel") or 0.0) >= limit
-
-
-def burning(d: DeviceState, _s: ApiSettings | None = None) -> bool:
-    return d.fields.get("status") == "burning"
+#: At or above its threshold by its latest reading (the ``bins_full`` KPI's definition).
+full = meets(find(Wastebin.kpis, "bins_full"))
+#: Burning by its latest reading (the ``bins_burning`` KPI's definition).
+burning = meets(find(Wastebin.kpis, "bins_burning"))
 
 
 def stream(d: DeviceState) -> str:
@@ -44,55 +23,13 @@ def stream(d: DeviceState) -> str:
 
 class WastebinKpis(DeviceKpis):
     device = Wastebin
-    kpi_ids = (
-        "bins_reporting",
-        "bins_full",
-        "bins_burning",
-        "collections_24h",
-        "separate_collection_share",
-    )
     zone_counts: ClassVar[dict[str, Check]] = {"bins_full": full, "bins_burning": burning}
     uses_threshold = True
-
-    async def window(
-        self, db: InfluxReader, end: datetime, settings: ApiSettings
-    ) -> dict[str, float]:
-        events = {"m": ident(Wastebin.event_measurement()), "kind": "emptied"}
-        collections = await count_events(
-            db, Wastebin.event_measurement(), "emptied", Period.last(end, 24)
-        )
-        rows = await db.rows(
-            'SELECT sum("collectedLevel") AS v FROM $m '
-            'WHERE "kind" = $kind AND time > $from AND time <= $to GROUP BY "waste_kind"',
-            {**events, **Period.last(end, 24 * SHARE_DAYS).params()},
-        )
-        volume = {r.tags.get("waste_kind", ""): float(r.values["v"] or 0.0) for r in rows}
-        return {
-            "collections_24h": collections,
-            "collected_total": sum(volume.values()),
-            "collected_separately": sum(v for k, v in volume.items() if k != RESIDUAL),
-        }
-
-    def kpis(
-        self, snap: Snapshot, window: dict[str, float], settings: ApiSettings
-    ) -> dict[str, Figure]:
-        fresh = snap.fresh
-        full_bins = [d for d in fresh if full(d, settings)]
-        total = window["collected_total"]
-        return {
-            "bins_reporting": Figure(len(fresh)),
-            "bins_full": Figure(len(full_bins), count_by(full_bins, stream, lambda d: d.zone)),
-            "bins_burning": Figure(sum(burning(d) for d in fresh)),
-            "collections_24h": Figure(window["collections_24h"]),
-            "separate_collection_share": Figure(
-                round(100 * window["collected_separately"] / total, 2) if total > 0 else None
-            ),
-        }
 
     def alerts(self, snap: Snapshot, settings: ApiSettings) -> list[AlertDraft]:
         out = []
         for d in snap.fresh:
-            if burning(d):
+            if burning(d, settings):
                 out.append(AlertDraft("bin_burning", "critical", d, d.fields.get("temperature")))
             if full(d, settings):
                 out.append(

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Path, Response
 from api.catalogue import Catalogue, KpiDefinition, Service
 from api.deps import CatalogueDep, SettingsDep, StateDep
 from api.kpis import KPI_MODULES, Figure
+from api.kpis.base import figures as kpi_figures
 from api.opendata.datasets import DATASETS
 from api.opendata.formats import MEDIA_TYPES
 from api.problems import ProblemError
@@ -31,8 +32,8 @@ COMPARE = {">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator
 def live_figures(state: CityState, service: Service) -> dict[str, Figure]:
     figures: dict[str, Figure] = {}
     for t in service.device_types:
-        module = KPI_MODULES[t]
-        figures |= module.kpis(state.snapshots[t], state.windows[t], state.settings)
+        device = KPI_MODULES[t].device
+        figures |= kpi_figures(device, state.snapshots[t], state.windows[t], state.settings)
     return figures
 
 
@@ -46,7 +47,7 @@ def _kpi(k: KpiDefinition, figure: Figure | None) -> KpiPublic:
     return KpiPublic(
         id=k.id,
         name=k.name,
-        unit=k.unit,
+        unit=k.unit or "",
         description=k.description,
         measured=k.measured,
         value=value,

@@ -19,6 +19,8 @@ def build(service: ServicePanels) -> dashboard.Dashboard:
         [device.name],
         [device.name],
     )
-    # every device type takes commands: the operations room sees what was asked and answered
-    lay_out(board, [*service.sections(), Section("Comandi", [recent_commands(device)])])
+    # the KPIs first, as the API computes them; every device type takes commands: the
+    # operations room sees what was asked and answered
+    sections = [service.kpi_section(), *service.sections()]
+    lay_out(board, [*sections, Section("Comandi", [recent_commands(device)])])
     return board

@@ -1,8 +1,9 @@
 """What a device type contributes to Grafana: KPIs, its own board, maintenance panels, alerts.
 
 One module per device type fills in a :class:`ServicePanels` and ``panels/__init__.py`` lists
-it; the city overview, the alerts board and the alert rules are assembled from all of them, so
-a new device type is one module here (``tests/test_registry.py`` checks none is missing).
+it. The type's KPI panels are generated from its declarations (:func:`kpi_panel`). The city
+overview, the alerts board and the alert rules are assembled from all of them, so a new device
+type is one module here (``tests/test_registry.py`` checks none is missing).
 """
 
 from __future__ import annotations
@@ -11,10 +12,21 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
-from grafana.queries import COMMAND_F, COMMANDS, eq, quote, where
+from grafana.queries import COMMAND_F, COMMANDS, eq, kpi_queries, kpi_unit, quote, where
 from grafana.sdk import influxql
-from grafana.widgets import Panel, Section, table_panel
+from grafana.widgets import (
+    BAD,
+    NEUTRAL,
+    OK,
+    Panel,
+    Section,
+    Steps,
+    ratio,
+    stat_panel,
+    table_panel,
+)
 from smartcity.devices import DeviceType
+from smartcity.kpis import Band, Kpi
 
 Reducer = Literal["last", "max", "min", "sum", "count", "mean"]
 
@@ -36,6 +48,42 @@ def devices_in_fault(measurement: str, field: str, fault: str) -> str:
         f'SELECT {CONDITION_FAULT} * count("v") AS "{CONDITION}" FROM ({latest}) '
         f"WHERE {fault} {GROUP_BY_DEVICE}"
     )
+
+
+def kpi_panel(kpi: Kpi) -> Panel:
+    """A KPI as a big number, computed by its declaration's InfluxQL over its own window (the
+    panel's relative time), so it shows what ``GET /v1/services`` gives for it."""
+    targets = [influxql(q, ref_id) for q, ref_id in zip(kpi_queries(kpi), "AB", strict=False)]
+    ranges: list[tuple[float | None, float | None, str]] = []
+    if isinstance(kpi.measure, Band):  # the worst device's value, named by its band
+        bounds = [None, *kpi.measure.edges, None]
+        ranges = [(bounds[i], bounds[i + 1], t) for i, t in enumerate(kpi.measure.labels)]
+        # Grafana takes the first range that matches, both ends included: the highest band
+        # first, so a value on an edge is in the band that starts there, as the API says
+        ranges.reverse()
+    return stat_panel(
+        kpi.title_it,
+        f"{kpi.description} Over {kpi.window.words()}; the API's KPI {kpi.id}.",
+        *(ratio(targets[0], targets[1]) if len(targets) == 2 else targets),
+        unit=kpi_unit(kpi),
+        steps=kpi_steps(kpi),
+        decimals=kpi.decimals,
+        time_from=kpi.window.relative(),
+        ranges=ranges,
+        w=4,
+    )
+
+
+def kpi_steps(kpi: Kpi) -> Steps:
+    """Red on the wrong side of the target, or from the alarm value; else neutral."""
+    if kpi.target is not None:
+        good_above = kpi.target.op in (">=", ">")
+        return ((None, BAD), (kpi.target.value, OK)) if good_above else (
+            (None, OK), (kpi.target.value, BAD)
+        )  # fmt: skip
+    if kpi.alarm is not None:
+        return ((None, OK), (kpi.alarm, BAD))
+    return NEUTRAL
 
 
 def recent_commands(device: type[DeviceType]) -> Panel:
@@ -92,8 +140,6 @@ class ServicePanels:
     device: type[DeviceType]
     #: Uid of the device type's own board (stable: links and bookmarks rely on it).
     board_uid: str
-    #: Headline numbers on the city overview.
-    kpis: Callable[[], list[Panel]]
     #: The sections of the device type's own board.
     sections: Callable[[], list[Section]]
     #: Devices needing a visit, on the alerts and maintenance board.
@@ -102,3 +148,11 @@ class ServicePanels:
     #: InfluxQL for the city map: this type's devices in fault or alarm now
     #: (:func:`devices_in_fault`).
     condition: Callable[[], str]
+
+    def kpis(self, headline: bool = True) -> list[Panel]:
+        """The type's declared KPIs (``device.kpis``): the headline ones for the city
+        overview, or all of them for the type's own board."""
+        return [kpi_panel(k) for k in self.device.kpis if k.headline or not headline]
+
+    def kpi_section(self) -> Section:
+        return Section("Indicatori", self.kpis(headline=False))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from grafana.panels.base import AlertRule, ServicePanels, devices_in_fault
-from grafana.queries import INTERVAL, TIME_FILTER, Fields, eq, unit, where
+from grafana.queries import INTERVAL, TIME_FILTER, Fields, eq, quote, unit, where
 from grafana.sdk import influxql
 from grafana.widgets import (
     BAD,
@@ -12,7 +12,6 @@ from grafana.widgets import (
     Panel,
     Section,
     bargauge_panel,
-    higher_is_worse,
     ratio,
     stat_panel,
     state_timeline_panel,
@@ -27,7 +26,7 @@ from smartcity.devices.evcharger import (
     SessionStopped,
 )
 
-M = '"evcharger"'
+M = quote(Evcharger.measurement())
 CONNECTORS = f'"{Evcharger.connector_measurement()}"'
 EVENTS = f'"{Evcharger.event_measurement()}"'
 F = Fields(
@@ -55,48 +54,11 @@ STOPPED = eq('"kind"', "sessionStop")
 STARTED = eq('"kind"', "sessionStart")
 
 
-def connectors_now(field: str) -> str:
-    """Connectors in one state now: each station's latest count, summed."""
-    return (
-        f'SELECT sum("n") FROM (SELECT last({field}) AS "n" FROM {M} {where()} '
-        'GROUP BY "device_id")'
-    )
-
-
 def connectors_over_time(field: str) -> str:
     return (
         f'SELECT sum("n") FROM (SELECT last({field}) AS "n" FROM {M} {where()} '
         f'GROUP BY time({INTERVAL}), "device_id") WHERE {TIME_FILTER} GROUP BY time({INTERVAL})'
     )
-
-
-def availability() -> list[Panel]:
-    return [
-        stat_panel(
-            "Prese libere",
-            "Connectors available to drivers now.",
-            influxql(connectors_now(F.connectorsAvailable)),
-            steps=((None, WARN), (1, OK)),
-            w=4,
-        ),
-        stat_panel(
-            "Prese in ricarica",
-            "Connectors charging a vehicle now.",
-            influxql(connectors_now(F.connectorsCharging)),
-            w=4,
-        ),
-        stat_panel(
-            "Prese guaste",
-            "Connectors reporting an OCPP fault now.",
-            influxql(connectors_now(F.connectorsFaulted)),
-            steps=higher_is_worse(1, 3),
-            w=4,
-        ),
-    ]
-
-
-def kpis() -> list[Panel]:
-    return availability()
 
 
 def sections() -> list[Section]:
@@ -105,15 +67,6 @@ def sections() -> list[Section]:
         Section(
             "Disponibilità",
             [
-                *availability(),
-                stat_panel(
-                    "Energia erogata",
-                    "Energy delivered by the sessions that ended in the time range.",
-                    influxql(f"SELECT sum({F.energy}) FROM {EVENTS} {where(STOPPED)}"),
-                    unit=energy,
-                    decimals=1,
-                    w=6,
-                ),
                 stat_panel(
                     "Sessioni avviate",
                     "Charging sessions started in the time range.",
@@ -252,4 +205,4 @@ def condition() -> str:
     return devices_in_fault(M, F.connectorsFaulted, '"v" > 0')
 
 
-PANELS = ServicePanels(Evcharger, BOARD_UID, kpis, sections, maintenance, alerts, condition)
+PANELS = ServicePanels(Evcharger, BOARD_UID, sections, maintenance, alerts, condition)

@@ -1,9 +1,10 @@
-"""Public lighting: power, energy, dimming, failures, burning hours, energy saved by dimming."""
+"""Public lighting: power, energy, dimming, failures, burning hours. The KPIs (lamps on and
+failed, energy drawn and saved by dimming) are declared with the device type."""
 
 from __future__ import annotations
 
 from grafana.panels.base import AlertRule, ServicePanels, devices_in_fault
-from grafana.queries import INTERVAL, TIME_FILTER, Fields, eq, ne, unit, where
+from grafana.queries import INTERVAL, TIME_FILTER, Fields, ne, quote, unit, where
 from grafana.sdk import influxql
 from grafana.widgets import (
     BAD,
@@ -12,8 +13,6 @@ from grafana.widgets import (
     Panel,
     Section,
     bargauge_panel,
-    higher_is_worse,
-    lower_is_worse,
     stat_panel,
     state_timeline_panel,
     table_panel,
@@ -21,8 +20,8 @@ from grafana.widgets import (
 )
 from smartcity.devices.streetlight import LampStatusChanged, Streetlight, StreetlightReading
 
-M = '"streetlight"'
-EVENTS = '"streetlight_event"'
+M = quote(Streetlight.measurement())
+EVENTS = quote(Streetlight.event_measurement())
 F = Fields(StreetlightReading, LampStatusChanged, extra=("count",))
 BOARD_UID = "cremona-illuminazione"
 #: Hours a reading stands for: readings are counted to get burning hours and energies.
@@ -31,8 +30,6 @@ HOURS_PER_READING = Streetlight.report_interval_s / 3600
 MIN_INTERVAL = f"{int(Streetlight.report_interval_s)}s"
 STATUS_COLOURS = {"ok": OK, "brokenLantern": WARN, "defectiveLamp": BAD, "columnIssue": BAD}
 POWER_STATE_COLOURS = {"on": "yellow", "low": "orange", "off": "dark-blue"}
-LIT = ne(F.powerState, "off")
-WORKING = eq(F.status, "ok")
 
 
 def last_status_per_lamp(variables: bool = True) -> str:
@@ -40,10 +37,6 @@ def last_status_per_lamp(variables: bool = True) -> str:
         f'SELECT last({F.status}) AS "status" FROM {M} {where(variables=variables)} '
         'GROUP BY "device_id", "zone"'
     )
-
-
-def failed_lamps() -> str:
-    return f'SELECT count("status") FROM ({last_status_per_lamp()}) WHERE {ne(F.status, "ok")}'
 
 
 def city_power() -> str:
@@ -65,35 +58,6 @@ def energy_kwh(group: str = "") -> str:
     return f'SELECT sum("e") AS "energia" FROM ({inner}){" GROUP BY " + group if group else ""}'
 
 
-def energy_saved_kwh() -> str:
-    """What working lamps would have drawn at full output, minus what they drew, while lit."""
-    return (
-        f"SELECT (sum({F.ratedPower}) - sum({F.activePower})) * {HOURS_PER_READING} / 1000 "
-        f'AS "risparmio" FROM {M} {where(LIT, WORKING)}'
-    )
-
-
-def kpis() -> list[Panel]:
-    return [
-        stat_panel(
-            "Lampioni accesi",
-            "Street lights switched on now (full or dimmed), by their latest reading.",
-            influxql(
-                f'SELECT sum("on") FROM (SELECT ceil(last({F.illuminanceLevel})) AS "on" '
-                f'FROM {M} {where()} GROUP BY "device_id")'
-            ),
-            w=4,
-        ),
-        stat_panel(
-            "Lampioni guasti",
-            "Street lights whose latest reading reports a fault (lamp, column or lantern).",
-            influxql(failed_lamps()),
-            steps=higher_is_worse(1, 5),
-            w=4,
-        ),
-    ]
-
-
 def sections() -> list[Section]:
     watt = unit(StreetlightReading, "activePower")
     return [
@@ -105,33 +69,6 @@ def sections() -> list[Section]:
                     "Power drawn by all selected street lights now.",
                     influxql(city_power()),
                     unit=watt,
-                ),
-                stat_panel(
-                    "Energia nel periodo",
-                    "Energy drawn in the time range, from each lamp's meter.",
-                    influxql(energy_kwh()),
-                    unit=unit(StreetlightReading, "totalActiveEnergyImport"),
-                    decimals=1,
-                ),
-                stat_panel(
-                    "Energia risparmiata",
-                    "Energy saved by dimming in the time range: working lamps at full rated "
-                    "power minus what they drew while lit.",
-                    influxql(energy_saved_kwh()),
-                    unit="kwatth",
-                    decimals=1,
-                    steps=((None, OK),),
-                ),
-                stat_panel(
-                    "Risparmio sul pieno regime",
-                    "Share of full-power energy saved by dimming while lamps are lit (1 - "
-                    "drawn / rated).",
-                    influxql(
-                        f'SELECT 1 - sum({F.activePower}) / sum({F.ratedPower}) AS "quota" '
-                        f"FROM {M} {where(LIT, WORKING)}"
-                    ),
-                    unit="percentunit",
-                    steps=lower_is_worse(0.05, 0.15),
                 ),
                 timeseries_panel(
                     "Potenza per zona",
@@ -198,12 +135,6 @@ def sections() -> list[Section]:
         Section(
             "Guasti",
             [
-                stat_panel(
-                    "Lampioni guasti",
-                    "Street lights whose latest reading reports a fault.",
-                    influxql(failed_lamps()),
-                    steps=higher_is_worse(1, 5),
-                ),
                 timeseries_panel(
                     "Guasti segnalati",
                     "Failures reported per hour, by kind (events from the lamps).",
@@ -263,4 +194,4 @@ def condition() -> str:
     return devices_in_fault(M, F.status, ne('"v"', "ok"))
 
 
-PANELS = ServicePanels(Streetlight, BOARD_UID, kpis, sections, maintenance, alerts, condition)
+PANELS = ServicePanels(Streetlight, BOARD_UID, sections, maintenance, alerts, condition)

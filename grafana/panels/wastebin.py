@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import get_args
 
 from grafana.panels.base import AlertRule, ServicePanels, devices_in_fault
-from grafana.queries import INTERVAL, Fields, eq, ne, unit, where
+from grafana.queries import INTERVAL, Fields, eq, ne, quote, unit, where
 from grafana.sdk import influxql
 from grafana.widgets import (
     BAD,
@@ -16,26 +16,26 @@ from grafana.widgets import (
     Section,
     bargauge_panel,
     higher_is_worse,
-    lower_is_worse,
     pie_panel,
-    ratio,
     stat_panel,
     table_panel,
     timeseries_panel,
 )
-from smartcity.devices.wastebin import BinAlarm, BinEmptied, Wastebin, WastebinReading, WasteKind
+from smartcity.devices.wastebin import (
+    FULL_LEVEL,
+    BinAlarm,
+    BinEmptied,
+    Wastebin,
+    WastebinReading,
+    WasteKind,
+)
 
-M = '"wastebin"'
-EVENTS = '"wastebin_event"'
+M = quote(Wastebin.measurement())
+EVENTS = quote(Wastebin.event_measurement())
 F = Fields(WastebinReading, BinEmptied, BinAlarm, extra=("count", "waste_kind"))
 BOARD_UID = "cremona-rifiuti"
-#: A bin at or above this fill level is due for collection (and raises "bin full").
-FULL_LEVEL = 0.8
 #: Above this the bin overflows: bags end up on the pavement.
 OVERFLOW_LEVEL = 0.95
-#: Share of waste collected separately: the mandate plan raises the target from 75 % to 80 %.
-SEPARATE_TARGET = 0.8
-PREVIOUS_TARGET = 0.75
 #: Inside temperature that means smouldering waste even before a bin reports ``burning``.
 HOT_CELSIUS = 50.0
 LOW_BATTERY = 0.2
@@ -68,13 +68,6 @@ def last_per_bin(variables: bool = True) -> str:
     )
 
 
-def bins_to_collect() -> str:
-    return (
-        f'SELECT count("fillingLevel") FROM ({last_per_bin()}) '
-        f"WHERE {F.fillingLevel} >= {FULL_LEVEL}"
-    )
-
-
 def collected(*conditions: str) -> str:
     """Volume collected in the range, in bins' worth (fill level just before emptying).
 
@@ -83,46 +76,12 @@ def collected(*conditions: str) -> str:
     return f"SELECT sum({F.collectedLevel}) FROM {EVENTS} {where(EMPTIED, *conditions)}"
 
 
-def separate_share() -> list[object]:
-    return ratio(
-        influxql(collected(ne(F.waste_kind, "residual")), "A"),
-        influxql(collected(), "B"),
-    )
-
-
-def kpis() -> list[Panel]:
-    return [
-        stat_panel(
-            "Cassonetti da svuotare",
-            f"Bins at or above {FULL_LEVEL:.0%} full by their latest reading.",
-            influxql(bins_to_collect()),
-            steps=higher_is_worse(1, 10),
-            w=4,
-        ),
-        stat_panel(
-            "Raccolta differenziata",
-            "Share of the waste collected in the time range that was sorted (not residual), "
-            f"against the {SEPARATE_TARGET:.0%} target.",
-            *separate_share(),
-            unit="percentunit",
-            steps=lower_is_worse(PREVIOUS_TARGET, SEPARATE_TARGET),
-            w=4,
-        ),
-    ]
-
-
 def sections() -> list[Section]:
     fill = unit(WastebinReading, "fillingLevel")
     return [
         Section(
             "Riempimento",
             [
-                stat_panel(
-                    "Cassonetti da svuotare",
-                    f"Bins at or above {FULL_LEVEL:.0%} full by their latest reading.",
-                    influxql(bins_to_collect()),
-                    steps=higher_is_worse(1, 10),
-                ),
                 stat_panel(
                     "Cassonetti traboccanti",
                     f"Bins at or above {OVERFLOW_LEVEL:.0%}: waste is likely left outside.",
@@ -165,17 +124,6 @@ def sections() -> list[Section]:
         Section(
             "Raccolta differenziata",
             [
-                stat_panel(
-                    "Quota di differenziata",
-                    "Share of the waste collected in the time range that was sorted (not "
-                    f"residual), against the {SEPARATE_TARGET:.0%} target of the mandate plan. "
-                    "From bins' fill level when emptied; bins are taken as equal in volume.",
-                    *separate_share(),
-                    unit="percentunit",
-                    steps=lower_is_worse(PREVIOUS_TARGET, SEPARATE_TARGET),
-                    w=8,
-                    h=8,
-                ),
                 pie_panel(
                     "Raccolto per flusso",
                     "Waste collected in the time range per stream, in bins' worth.",
@@ -198,15 +146,6 @@ def sections() -> list[Section]:
         Section(
             "Allarmi",
             [
-                stat_panel(
-                    "Cassonetti in fiamme",
-                    "Bins whose latest reading says they are burning: call the fire brigade.",
-                    influxql(
-                        f'SELECT count("status") FROM ({last_per_bin()}) '
-                        f"WHERE {eq(F.status, 'burning')}"
-                    ),
-                    steps=higher_is_worse(1, 1),
-                ),
                 timeseries_panel(
                     "Temperatura massima",
                     "Highest inside temperature among the selected bins; a jump means fire.",
@@ -298,4 +237,4 @@ def condition() -> str:
     return devices_in_fault(M, F.status, ne('"v"', "ok"))
 
 
-PANELS = ServicePanels(Wastebin, BOARD_UID, kpis, sections, maintenance, alerts, condition)
+PANELS = ServicePanels(Wastebin, BOARD_UID, sections, maintenance, alerts, condition)

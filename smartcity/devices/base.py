@@ -14,6 +14,7 @@ from typing import Annotated, Any, ClassVar, Literal, NamedTuple, get_args, get_
 
 from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
+from smartcity.kpis import Kpi
 from smartcity.lineprotocol import model_encoder
 
 #: Readings stamped more than this far ahead of the receiver's clock are rejected: a device whose
@@ -22,6 +23,9 @@ MAX_CLOCK_SKEW_S = 300.0
 #: Anything stamped before this is a device whose clock was never set (1970 after a power cut).
 EARLIEST_TS = datetime(2000, 1, 1, tzinfo=UTC)
 _EARLIEST_S = EARLIEST_TS.timestamp()
+
+#: The field every event point carries (``1``), so counting events is a sum.
+EVENT_COUNT_FIELD = "count"
 
 STRICT = ConfigDict(strict=True, extra="forbid", allow_inf_nan=False, frozen=True)
 
@@ -190,6 +194,9 @@ class DeviceType:
     command_model: ClassVar[Any]
     #: How often a real device of this type reports, in seconds (simulators and offline alerts).
     report_interval_s: ClassVar[float]
+    #: The type's KPIs, declared once (``smartcity.kpis``; set after the class, as they name
+    #: its measurements). The API and the boards compute them from here.
+    kpis: ClassVar[tuple[Kpi, ...]] = ()
 
     @classmethod
     def measurement(cls) -> str:
@@ -224,5 +231,6 @@ class DeviceType:
         tag_names: dict[str, str] = getattr(event, "TAGS", {})
         tags = tuple(sorted((tag, str(getattr(event, name))) for name, tag in tag_names.items()))
         fields = model_encoder(type(event), frozenset({"ts", *tag_names}))(event)
-        fields = f"{fields},count=1i" if fields else "count=1i"
+        count = f"{EVENT_COUNT_FIELD}=1i"
+        fields = f"{fields},{count}" if fields else count
         yield Row(cls.event_measurement(), fields, point_time_ns(event.ts), tags)

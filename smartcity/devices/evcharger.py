@@ -8,11 +8,12 @@ service or back (OCPP ChangeAvailability).
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Annotated, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, Field, model_validator
 
 from smartcity.devices.base import (
+    EVENT_COUNT_FIELD,
     STRICT,
     Command,
     DeviceType,
@@ -23,6 +24,7 @@ from smartcity.devices.base import (
     measure,
     stored_fields,
 )
+from smartcity.kpis import Hours, Increase, Kpi, Latest, Names, Total, Where
 from smartcity.lineprotocol import model_encoder
 
 #: OCPP 1.6 ChargePointStatus for a connector.
@@ -134,3 +136,43 @@ class Evcharger(DeviceType):
                 station.time_ns,
                 (("connector_id", str(c.connectorId)),),
             )
+
+
+#: Connectors per OCPP status, counted into each station point (``Evcharger.reading_rows``).
+_CONNECTOR_COUNTS = ("connectorsAvailable", "connectorsCharging", "connectorsFaulted")
+_R = Names(EvchargerReading, extra=_CONNECTOR_COUNTS)
+_E = Names(SessionStopped, extra=(EVENT_COUNT_FIELD,))
+
+
+def _connectors(status: str, field: str, **more: Any) -> Kpi:
+    return Kpi(
+        f"connectors_{status.lower()}", f"Prese {STATUS_IT[status]}",
+        f"Connectors {status} (OCPP) by each station's latest reading.", "count",
+        Latest(Evcharger.measurement(), field, "sum"), **more,
+    )  # fmt: skip
+
+
+STATUS_IT = {"Available": "libere", "Charging": "in ricarica", "Faulted": "guaste"}
+
+Evcharger.kpis = (
+    Kpi(
+        "stations_reporting", "Colonnine che trasmettono",
+        "Charging stations with a reading in the last minutes.", "count",
+        Latest(Evcharger.measurement(), _R.power),
+    ),
+    _connectors("Available", _R.connectorsAvailable, headline=True),
+    _connectors("Charging", _R.connectorsCharging, headline=True),
+    _connectors("Faulted", _R.connectorsFaulted, headline=True, alarm=1),
+    Kpi(
+        "energy_delivered_24h", "Energia erogata (24 h)",
+        "Energy delivered in the last 24 hours, from each station's meter.", "kWh",
+        Increase(Evcharger.measurement(), _R.energy), Hours(24), decimals=3,
+    ),
+    Kpi(
+        "sessions_24h", "Ricariche concluse (24 h)",
+        "Charging sessions that ended in the last 24 hours.", "count",
+        Total(Evcharger.event_measurement(), EVENT_COUNT_FIELD,
+              (Where(_E.kind, "=", "sessionStop"),)),
+        Hours(24),
+    ),
+)  # fmt: skip

@@ -12,6 +12,7 @@ from typing import Annotated, ClassVar, Literal
 from pydantic import BaseModel, Field, model_validator
 
 from smartcity.devices.base import STRICT, Command, DeviceType, Event, Reading, measure
+from smartcity.kpis import Hours, Increase, Kpi, Latest, Names, Ratio, Total, Where
 
 PowerState = Literal["on", "off", "low"]
 LampStatus = Literal["ok", "defectiveLamp", "columnIssue", "brokenLantern"]
@@ -84,3 +85,59 @@ class Streetlight(DeviceType):
         SwitchCommand | DimCommand | ScheduleCommand, Field(discriminator="action")
     ]
     report_interval_s = 60.0
+
+
+_R = Names(StreetlightReading)
+#: A reading stands for one reporting interval at its power: W per reading -> kWh.
+KWH_PER_WATT_READING = Streetlight.report_interval_s / 3.6e6
+#: The lamp draws power. A lamp told to be on but dead draws none, and gives no light.
+DRAWING = Where(_R.activePower, ">", 0)
+#: Dimmed (by schedule or command) and drawing power: where dimming saves energy.
+DIMMED = (Where(_R.powerState, "=", "low"), DRAWING)
+#: Energy saved by dimming: rated minus drawn power of dimmed lamps drawing power, per reading.
+SAVED = Total(
+    Streetlight.measurement(), _R.ratedPower, DIMMED, minus=_R.activePower,
+    scale=KWH_PER_WATT_READING,
+)  # fmt: skip
+#: What the lamps drawing power would have drawn at their rated (full) power.
+AT_FULL_POWER = Total(
+    Streetlight.measurement(), _R.ratedPower, (DRAWING,), scale=KWH_PER_WATT_READING
+)
+DAY = Hours(24)
+
+Streetlight.kpis = (
+    Kpi(
+        "lamps_reporting", "Lampioni che trasmettono",
+        "Street lights with a reading in the last minutes.", "count",
+        Latest(Streetlight.measurement(), _R.status),
+    ),
+    Kpi(
+        "lamps_on", "Lampioni accesi",
+        "Street lights drawing power by their latest reading (full or dimmed); a failed lamp "
+        "told to be on draws none and is not on.", "count",
+        Latest(Streetlight.measurement(), _R.activePower, where=DRAWING), headline=True,
+    ),
+    Kpi(
+        "lamps_failed", "Lampioni guasti",
+        "Street lights whose latest reading reports a fault (lamp, column or lantern).", "count",
+        Latest(Streetlight.measurement(), _R.status, where=Where(_R.status, "!=", "ok")),
+        alarm=1, headline=True,
+    ),
+    Kpi(
+        "energy_24h", "Energia consumata (24 h)",
+        "Energy drawn in the last 24 hours, from each lamp's meter.", "kWh",
+        Increase(Streetlight.measurement(), _R.totalActiveEnergyImport), DAY, decimals=3,
+    ),
+    Kpi(
+        "energy_saved_24h", "Energia risparmiata (24 h)",
+        "Energy saved by dimming in the last 24 hours: for every reading of a dimmed lamp "
+        "drawing power, rated minus drawn power over the reporting interval.", "kWh",
+        SAVED, DAY, decimals=3,
+    ),
+    Kpi(
+        "dimming_saving_share_24h", "Risparmio sul pieno regime (24 h)",
+        "Energy saved by dimming as a share of what the lamps drawing power would have drawn "
+        "at full rated power, in the last 24 hours.", "%",
+        Ratio(SAVED, AT_FULL_POWER), DAY, decimals=2,
+    ),
+)  # fmt: skip

@@ -11,7 +11,8 @@ from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field
 
-from smartcity.devices.base import Command, DeviceType, Event, Reading, measure
+from smartcity.devices.base import EVENT_COUNT_FIELD, Command, DeviceType, Event, Reading, measure
+from smartcity.kpis import ZONE, Hours, Kpi, Latest, Names, Ratio, Target, Total, Where
 
 #: Cremona's separate-collection streams (carta, vetro e lattine, plastica, organico, verde,
 #: indifferenziato).
@@ -60,3 +61,56 @@ class Wastebin(DeviceType):
     event_model = Annotated[BinEmptied | BinAlarm, Field(discriminator="kind")]
     command_model = Annotated[IntervalCommand, Field(discriminator="action")]
     report_interval_s = 300.0
+
+
+_R = Names(WastebinReading)
+_E = Names(BinEmptied, extra=(EVENT_COUNT_FIELD,))
+#: A bin at or above this fill level is full: due for collection (the API's
+#: ``--bin-threshold`` defaults to it; the registry may set a bin's own).
+FULL_LEVEL = 0.8
+#: The stream that is not separately collected.
+RESIDUAL: WasteKind = "residual"
+EMPTIED = Where(_E.kind, "=", "emptied")
+
+
+def _collected(*where: Where) -> Total:
+    """Volume emptied, in bins' worth (fill level just before emptying); bins are taken to be
+    of equal volume: the contract does not carry a bin's capacity yet."""
+    return Total(Wastebin.event_measurement(), _E.collectedLevel, (EMPTIED, *where))
+
+
+Wastebin.kpis = (
+    Kpi(
+        "bins_reporting", "Cassonetti che trasmettono",
+        "Bins with a reading in the last minutes.", "count",
+        Latest(Wastebin.measurement(), _R.status),
+    ),
+    Kpi(
+        "bins_full", "Cassonetti da svuotare",
+        f"Bins at or above {FULL_LEVEL:.0%} full by their latest reading (the API applies a "
+        "bin's own threshold from the registry).", "count",
+        Latest(
+            Wastebin.measurement(), _R.fillingLevel,
+            where=Where(_R.fillingLevel, ">=", FULL_LEVEL, per_device=True),
+            breakdown=(_R.storedWasteKind, ZONE),
+        ),
+        alarm=10, headline=True,
+    ),
+    Kpi(
+        "bins_burning", "Cassonetti in fiamme",
+        "Bins whose latest reading says they are burning: call the fire brigade.", "count",
+        Latest(Wastebin.measurement(), _R.status, where=Where(_R.status, "=", "burning")),
+        alarm=1,
+    ),
+    Kpi(
+        "collections_24h", "Svuotamenti (24 h)", "Bins emptied in the last 24 hours.", "count",
+        Total(Wastebin.event_measurement(), EVENT_COUNT_FIELD, (EMPTIED,)), Hours(24),
+    ),
+    Kpi(
+        "separate_collection_share", "Raccolta differenziata (30 giorni)",
+        "Share of the waste emptied from the monitored bins in the last 30 days that was "
+        "sorted (not residual), against the 80% target of the mandate plan.", "%",
+        Ratio(_collected(Where(_E.waste_kind, "!=", RESIDUAL)), _collected()), Hours(30 * 24),
+        target=Target(">=", 80, "1.b Piano economia circolare"), decimals=2, headline=True,
+    ),
+)  # fmt: skip

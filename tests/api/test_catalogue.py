@@ -37,8 +37,12 @@ def _with(change: dict[str, object], service: str = "public-lighting") -> str:
 @pytest.mark.parametrize(
     ("change", "service", "message"),
     [
-        ({"kpis": [{"id": "x", "unit": "1", "name": {"it": "a", "en": "b"}}]}, "public-lighting",
+        ({"kpis": [{"id": "x", "name": {"it": "a", "en": "b"}}]}, "public-lighting",
          "no KPI module"),
+        ({"kpis": [{"id": "lamps_on", "unit": "count", "name": {"it": "a", "en": "b"}}]},
+         "public-lighting", "declared with its device type"),
+        ({"kpis": [{"id": "x", "measured": False, "name": {"it": "a", "en": "b"}}]},
+         "public-lighting", "not measured needs a unit"),
         ({"device_types": ["streetlight"]}, "free-wifi", "planned service has no devices"),
         ({"sdgs": [18]}, "culture", "sdgs must be distinct goal numbers"),
         ({"strategic_line": "Piano energetico"}, "public-lighting", "strategic_line"),
