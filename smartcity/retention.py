@@ -33,6 +33,7 @@ from pydantic import Field, field_validator
 from smartcity.devices import DEVICE_TYPES
 from smartcity.devices.base import Stored
 from smartcity.influx import InfluxReader, InfluxWriter, QueryFailed, Row
+from smartcity.kpis import Hours, Kpi, Now, Ratio, Rollup, Total
 from smartcity.settings import InfluxSettings
 from smartcity.storage import (
     COUNTER_AGGREGATE,
@@ -474,6 +475,45 @@ def _runs(starts: list[int], period: int) -> list[tuple[int, int]]:
 
 
 # -- reading ----------------------------------------------------------------------------------
+
+
+def tags() -> frozenset[str]:
+    """Every tag a device point carries: the common ones, event attributes, connectors."""
+    from smartcity.devices.base import union_members
+    from smartcity.storage import DEVICE_TAGS
+
+    names = set(DEVICE_TAGS) | {"connector_id"}
+    for t in DEVICE_TYPES.values():
+        for model in union_members(t.event_model):
+            names |= set(getattr(model, "TAGS", {}).values())
+    return frozenset(names)
+
+
+def kpi_rollup(kpi: Kpi) -> Rollup | None:
+    """The rollup a KPI reads (hourly: a local day is whole UTC hours), or None for raw: the
+    "now" KPIs, windows shorter than ``HOURLY_FROM_SPAN_S``, and KPIs with a condition on a
+    field (a rollup keeps no single reading to test). The API and the boards both ask here,
+    so they read the same resolution and show the same number."""
+    window = kpi.window
+    if isinstance(window, Now) or (
+        isinstance(window, Hours) and window.hours * HOUR < HOURLY_FROM_SPAN_S
+    ):
+        return None
+    m = kpi.measure
+    totals = (m.part, m.whole) if isinstance(m, Ratio) else (m,) if isinstance(m, Total) else ()
+    conditions = [w.name for t in totals for w in t.where]
+    if any(name not in tags() for name in conditions):
+        return None
+    events = frozenset(s.measurement for s in sources() if s.events)
+    fields = [(t.measurement, f) for t in totals for f in (t.field, t.minus) if f is not None]
+    if not totals:
+        fields = [(m.measurement, m.field)]  # type: ignore[union-attr]
+    for measurement, field in fields:
+        if not (measurement in events and field == EVENT_COUNT_FIELD) and not rolled_up(
+            measurement, field
+        ):
+            return None
+    return Rollup(HOURLY.policy, events)
 
 
 def choose(start: datetime, end: datetime, step_s: float | None = None) -> Resolution:

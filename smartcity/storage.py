@@ -64,7 +64,8 @@ ROLLUP_AGGREGATES = ("mean", "min", "max", "last", "count", "sum")
 COUNTER_AGGREGATE = "spread"
 #: A state (text or flag) keeps its last value only.
 STATE_AGGREGATE = "last"
-#: An event measurement's rollup: how many events (per device and event tags) in the window.
+#: The field every event point carries (``1``), so counting events is a sum; an event
+#: measurement's rollup keeps it as how many events (per device and event tags) in the window.
 EVENT_COUNT_FIELD = "count"
 #: Continuous queries the platform creates are named ``rollup_<resolution>_<measurement>_<hash>``.
 ROLLUP_CQ_PREFIX = "rollup_"

@@ -16,6 +16,9 @@ from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Fiel
 
 from smartcity.kpis import Kpi
 from smartcity.lineprotocol import model_encoder
+from smartcity.storage import (
+    EVENT_COUNT_FIELD as EVENT_COUNT_FIELD,  # re-exported: types import it here
+)
 
 #: Readings stamped more than this far ahead of the receiver's clock are rejected: a device whose
 #: clock runs ahead would otherwise write points into the future that dashboards never show.
@@ -23,9 +26,6 @@ MAX_CLOCK_SKEW_S = 300.0
 #: Anything stamped before this is a device whose clock was never set (1970 after a power cut).
 EARLIEST_TS = datetime(2000, 1, 1, tzinfo=UTC)
 _EARLIEST_S = EARLIEST_TS.timestamp()
-
-#: The field every event point carries (``1``), so counting events is a sum.
-EVENT_COUNT_FIELD = "count"
 
 STRICT = ConfigDict(strict=True, extra="forbid", allow_inf_nan=False, frozen=True)
 
@@ -172,11 +172,11 @@ def stored_fields(model: type[BaseModel], skip: frozenset[str] = frozenset()) ->
     return Stored("", tuple(gauges), tuple(counters), tuple(states))
 
 
-def _union_members(annotation: Any) -> list[type[BaseModel]]:
+def union_members(annotation: Any) -> list[type[BaseModel]]:
     """The models of an ``Annotated[A | B, ...]`` (or a single model)."""
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return [annotation]
-    return [m for a in get_args(annotation) for m in _union_members(a)]
+    return [m for a in get_args(annotation) for m in union_members(a)]
 
 
 class DeviceType:
@@ -213,7 +213,7 @@ class DeviceType:
         adds them; rollups (``smartcity.retention``) are generated from this."""
         reading = stored_fields(cls.reading_model)._replace(measurement=cls.measurement())
         gauges: dict[str, None] = {}  # the numeric fields of every kind of event, in order
-        for model in _union_members(cls.event_model):
+        for model in union_members(cls.event_model):
             tags = frozenset(getattr(model, "TAGS", {}))
             fields = stored_fields(model, tags)
             gauges.update(dict.fromkeys((*fields.gauges, *fields.counters)))
