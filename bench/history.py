@@ -11,8 +11,10 @@
    ``daily`` added), once InfluxDB has compacted them (config: cold after 5 s).
 3. p50/p99 latency, over 1 day, 30 days and the whole span, with and without rollups, of: the
    series endpoint (``/v1/devices/{id}/series``, 1 h steps, the API in-process), every open
-   dataset, every catalogue KPI and every Grafana panel query. Without rollups = the same
-   readers with the resolution forced to raw.
+   dataset, every declared KPI (its API statements and its panel's, ``smartcity.kpis``, from
+   the resolution the readers pick for a window that long) and every other Grafana panel
+   query (raw both ways: they read raw points). Without rollups = the same readers with the
+   resolution forced to raw.
 4. InfluxDB's RSS and series count.
 
 The default size runs in about 15 minutes on a 2-core machine; the figures in
@@ -46,6 +48,7 @@ from simulators.fleet import build_fleet  # noqa: E402
 from simulators.publisher import AckingPublisher  # noqa: E402
 from smartcity import retention  # noqa: E402
 from smartcity.contract import encode_telemetry, topic  # noqa: E402
+from smartcity.devices import DEVICE_TYPES  # noqa: E402
 from stack.servers import Influxd, Mosquitto, free_port  # noqa: E402
 
 DB = "bench"
@@ -250,19 +253,22 @@ async def latencies(db: Influxd, args: argparse.Namespace, span_days: float) -> 
                         cases.append(
                             (f"open data {name}", functools.partial(ds.build, reader, None, span))  # type: ignore[arg-type]
                         )
-                for name, fn in kpi_cases(reader, start, now):
-                    cases.append((name, fn))
+                pairs = [(name, fn, fn) for name, fn in cases]
+                pairs += kpi_cases(reader, start, now, days)
+                titles = {k.title_it for t in DEVICE_TYPES.values() for k in t.kpis}
                 for name, text in panel_queries():
+                    if name.rsplit(" ", 1)[0].split("/", 1)[1] in titles:
+                        continue  # a KPI panel: measured from its declaration above
 
                     async def panel(text: str = text, days: float = days) -> None:
                         await reader.client.query(grafana_text(text, days))
 
-                    cases.append((f"grafana {name}", panel))
-                for name, fn in cases:
+                    pairs.append((f"grafana {name}", panel, panel))
+                for name, with_fn, without_fn in pairs:
                     with forced_raw(False):
-                        w = await timed(fn, args.repeat)
+                        w = await timed(with_fn, args.repeat)
                     with forced_raw(True):
-                        wo = await timed(fn, args.repeat)
+                        wo = await timed(without_fn, args.repeat)
                     lines.append(row(name, rng, w, wo))
                     if rng == "span":
                         worst = max(worst, (p(w, 0.99), name))
@@ -271,18 +277,37 @@ async def latencies(db: Influxd, args: argparse.Namespace, span_days: float) -> 
     return lines
 
 
-def kpi_cases(
-    reader: Any, start: datetime, end: datetime
-) -> list[tuple[str, Callable[[], Awaitable[object]]]]:
-    """Every catalogue KPI module's InfluxDB queries (their own fixed windows up to ``end``)."""
-    from api.kpis import KPI_MODULES
-    from api.settings import ApiSettings
+Case = tuple[str, Callable[[], Awaitable[object]], Callable[[], Awaitable[object]]]
 
-    settings = ApiSettings()
-    return [
-        (f"KPIs {name} (own windows)", functools.partial(k.window, reader, end, settings))
-        for name, k in KPI_MODULES.items()
-    ]
+
+def kpi_cases(reader: Any, start: datetime, end: datetime, days: float) -> list[Case]:
+    """Every declared KPI over the range, as the API runs it and as its Grafana panel does,
+    from the resolution the readers choose for a window that long, and from raw points."""
+    from dataclasses import replace
+
+    from grafana.queries import DEVICE_TYPE, TIME_FILTER, ZONE
+    from smartcity.influx import at
+    from smartcity.kpis import NOW_MEASURES, Hours, Kpi, Rollup, statements
+
+    bounds = {"from": at(start), "to": at(end)}
+    out: list[Case] = []
+    for device in DEVICE_TYPES.values():
+        for kpi in device.kpis:
+            now = isinstance(kpi.measure, NOW_MEASURES)
+            probe = kpi if now else replace(kpi, window=Hours(max(1, round(days * 24))))
+            rollup = retention.kpi_rollup(probe)
+
+            async def api(kpi: Kpi = kpi, rollup: Rollup | None = rollup) -> None:
+                for q in statements(kpi, "time > $from AND time <= $to", rollup=rollup):
+                    await reader.rows(q, bounds)
+
+            async def board(kpi: Kpi = kpi, rollup: Rollup | None = rollup) -> None:
+                for q in statements(kpi, TIME_FILTER, (ZONE, DEVICE_TYPE), rollup=rollup):
+                    await reader.client.query(grafana_text(q, days))
+
+            out.append((f"KPI {kpi.id} (API)", api, functools.partial(api, rollup=None)))
+            out.append((f"KPI {kpi.id} (panel)", board, functools.partial(board, rollup=None)))
+    return out
 
 
 def main() -> None:
