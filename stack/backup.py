@@ -51,7 +51,8 @@ class BackupSettings(InfluxSettings):
     influx_rpc: str = Field(
         "127.0.0.1:8088",
         description="InfluxDB's backup/restore RPC address (bind-address in influxdb.conf; "
-        "smartcity up uses the HTTP port + 2). Keep it on loopback or a private network.",
+        "smartcity up: 8088, or the port its banner names). Keep it on loopback or a private "
+        "network: it has no authentication.",
     )
     registry_url: str = Field(
         "sqlite:///var/registry.db", description="The device registry database (SQLAlchemy URL)."

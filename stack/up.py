@@ -27,6 +27,10 @@ from pydantic import Field
 from smartcity.retention import RetentionSettings
 from smartcity.settings import MqttSettings, add_arguments, load, shared
 
+#: InfluxDB's own HTTP and backup RPC ports.
+DEFAULT_INFLUX_PORT = 8086
+DEFAULT_RPC_PORT = 8088
+
 
 class UpSettings(MqttSettings, RetentionSettings):
     section = "up"
@@ -130,9 +134,9 @@ def run(args: argparse.Namespace) -> int:
     mqtt_host, mqtt_port = _local_port(settings.mqtt_url, "mosquitto")
     influx_host, influx_port = _local_port(settings.influx_url, "influxd")
     ports = [("MQTT", mqtt_host, mqtt_port, "--mqtt-url"),
-             ("InfluxDB", influx_host, influx_port, "--influx-url"),
-             ("InfluxDB's backup RPC (the HTTP port + 2)", influx_host, influx_port + 2,
-              "--influx-url")]  # fmt: skip
+             ("InfluxDB", influx_host, influx_port, "--influx-url")]  # fmt: skip
+    if influx_port == DEFAULT_INFLUX_PORT:
+        ports.append(("InfluxDB's backup RPC", influx_host, DEFAULT_RPC_PORT, "--influx-url"))
     if settings.api:
         ports.append(("the API", "127.0.0.1", settings.api_port, "--api-port"))
     if settings.ingest_metrics_port:
@@ -221,8 +225,10 @@ def _up(
     passwords = broker_passwords(data / "mosquitto") if settings.broker_auth else {}
     auth = broker_accounts(data / "mosquitto", passwords, settings.city) if passwords else ""
     broker = Mosquitto(workdir=data / "mosquitto", host=mqtt[0], port=mqtt[1], extra_config=auth)
-    # the backup RPC on the HTTP port + 2 (8088 for 8086, InfluxDB's own default pair)
-    db = Influxd(workdir=data / "influxdb", host=influx[0], port=influx[1], rpc_port=influx[1] + 2)
+    # the backup RPC on InfluxDB's own 8088 beside 8086; beside another port, on a free one
+    # (the banner says which): a neighbour of a free port is often some client's port
+    rpc = DEFAULT_RPC_PORT if influx[1] == DEFAULT_INFLUX_PORT else 0
+    db = Influxd(workdir=data / "influxdb", host=influx[0], port=influx[1], rpc_port=rpc)
     stack.callback(db.stop)  # stops run last first: the servers go after every client
     stack.callback(broker.stop)
     broker.start()
@@ -415,6 +421,7 @@ def banner(
 Cremona smart-city pipeline is up.
   MQTT broker   {broker.url}   (config {broker.workdir}/mosquitto.conf, log {broker.log_path})
   InfluxDB      {db.url}   database '{settings.influx_db}' (data in {db.workdir})
+                backup RPC {db.host}:{db.rpc_port} (smartcity backup --influx-rpc)
   ingester      smartcity ingest (acknowledges what is stored; spool {settings.data_dir}/spool)
   api           {f"{api}/ (catalogue page), {api}/docs (API)" if settings.api else "off"}
   registry      {settings.data_dir}/registry.db ({registered} simulated devices registered)
