@@ -154,11 +154,32 @@ def q(name: str) -> str:
     return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+def _of_hours(fn: str, field: str, out: str) -> str:
+    """A day's aggregate from its hours' rollup: what ``fn(field)`` over the raw points is."""
+    if fn == "mean":
+        return f"sum({q(rollup_field(field, 'sum'))}) / sum({q(rollup_field(field, 'count'))})"
+    if fn == COUNTER_AGGREGATE:
+        return f"max({q(rollup_field(field, 'max'))}) - min({q(rollup_field(field, 'min'))})"
+    if fn in ("sum", "count"):
+        return f"sum({q(out)})"
+    return f"{fn}({q(out)})"
+
+
 def rollup_select(db: str, source: Stored, res: Resolution, where: str = "") -> str:
-    """``SELECT ... INTO`` the rollup of ``source`` at ``res``, per window and series."""
-    cols = ", ".join(f"{fn}({q(f)}) AS {q(out)}" for fn, f, out in aggregates(source))
+    """``SELECT ... INTO`` the rollup of ``source`` at ``res``, per window and series: hours
+    from raw points, days from the hours (24 points a series, not thousands of readings; the
+    same numbers: a mean is the sum of sums over the sum of counts, a spread the highest
+    maximum less the lowest minimum)."""
+    if res is DAILY:
+        cols = ", ".join(
+            f"{_of_hours(fn, f, out)} AS {q(out)}" for fn, f, out in aggregates(source)
+        )
+        below = HOURLY.policy
+    else:
+        cols = ", ".join(f"{fn}({q(f)}) AS {q(out)}" for fn, f, out in aggregates(source))
+        below = RAW.policy
     into = f"{q(db)}.{q(res.policy)}.{q(source.measurement)}"
-    src = f"{q(db)}.{q(RAW.policy)}.{q(source.measurement)}"
+    src = f"{q(db)}.{q(below)}.{q(source.measurement)}"
     cond = f" WHERE {where}" if where else ""
     return f"SELECT {cols} INTO {into} FROM {src}{cond} GROUP BY time({res.group}), *"
 
