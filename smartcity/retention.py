@@ -67,6 +67,13 @@ class RetentionSettings(InfluxSettings):
     )
     hourly_retention: str = Field("INF", description="How long hourly rollups are kept.")
     daily_retention: str = Field("INF", description="How long daily rollups are kept.")
+    hourly_refresh: str = Field(
+        "5m",
+        pattern=r"^([1-9]|[1-5][0-9])m$|^1h$",
+        description="How often the hour in progress is rolled up (1m-59m, or 1h: only once "
+        "closed): the KPIs that read rollups are at most this far behind. Each run reads two "
+        "hours of readings: at city scale, 15m-1h (docs/operations.md).",
+    )
 
     @field_validator("raw_retention", "hourly_retention", "daily_retention")
     @classmethod
@@ -184,19 +191,20 @@ def rollup_select(db: str, source: Stored, res: Resolution, where: str = "") -> 
     return f"SELECT {cols} INTO {into} FROM {src}{cond} GROUP BY time({res.group}), *"
 
 
-def continuous_queries(db: str) -> dict[str, str]:
+def continuous_queries(db: str, hourly_every: str = "5m") -> dict[str, str]:
     """The continuous queries by name; a name carries a hash of its text, so a changed type
     (a new field) gets a new query and the old one is dropped."""
     out: dict[str, str] = {}
     for source in sources():
         for res in ROLLUPS:
             body = rollup_select(db, source, res)
-            schedule = f"{res.cq_every} {res.cq_for}"
+            every = hourly_every if res is HOURLY else res.cq_every
+            schedule = f"{every} {res.cq_for}"
             digest = hashlib.sha256(f"{schedule} {body}".encode()).hexdigest()[:8]
             name = f"{ROLLUP_CQ_PREFIX}{res.name}_{source.measurement}_{digest}"
             out[name] = (
                 f"CREATE CONTINUOUS QUERY {q(name)} ON {q(db)} "
-                f"RESAMPLE EVERY {res.cq_every} FOR {res.cq_for} "
+                f"RESAMPLE EVERY {every} FOR {res.cq_for} "
                 f"BEGIN {body} END"
             )
     return out
@@ -294,7 +302,8 @@ async def init(influx: InfluxWriter, settings: RetentionSettings) -> InitReport:
         # a database that predates the rollups: roll up what it holds, before the raw
         # policy below is shortened
         report.windows_rolled_up = await roll_up_history(influx)
-    report.queries_created, report.queries_dropped = await create_queries(influx)
+    created, dropped = await create_queries(influx, settings.hourly_refresh)
+    report.queries_created, report.queries_dropped = created, dropped
     raw = have.get(RAW.policy)
     if raw is not None and not _same_duration(raw, settings.raw_retention):
         await statement(
@@ -311,12 +320,14 @@ def _shard(shard: str, duration: str) -> str:
     return shard if _seconds(shard) <= _seconds(duration) else duration
 
 
-async def create_queries(influx: InfluxWriter) -> tuple[list[str], list[str]]:
+async def create_queries(
+    influx: InfluxWriter, hourly_every: str = "5m"
+) -> tuple[list[str], list[str]]:
     """Create the continuous queries missing and drop former ones (a type changed); returns
     ``(created, dropped)``. Also after a restore: InfluxDB's backups do not carry them."""
     db = influx.settings.influx_db
     existing = await _our_queries(influx)
-    desired = continuous_queries(db)
+    desired = continuous_queries(db, hourly_every)
     dropped = sorted(set(existing) - set(desired))
     for name in dropped:
         await statement(influx, f"DROP CONTINUOUS QUERY {q(name)} ON {q(db)}")

@@ -124,6 +124,13 @@ def test_storage_init_is_idempotent_and_keeps_the_data_it_finds(influx: Influx) 
     assert rolled[0]["n"] == 240
     daily = influx.query(f'SELECT sum("{f}") AS n FROM "daily"."streetlight"')
     assert daily[0]["n"] == 240
+    # a changed schedule replaces the hourly queries, and only them
+    third = run_smartcity("storage", "init", "--raw-retention", "30d", "--hourly-refresh", "30m",
+                          env=env_of(influx))  # fmt: skip
+    hourly = len(retention.sources())
+    assert f"continuous queries created: {hourly}, dropped: {hourly}" in third.stdout
+    texts = [str(r["query"]) for r in influx.query("SHOW CONTINUOUS QUERIES") if "name" in r]
+    assert sum("RESAMPLE EVERY 30m FOR 2h" in t for t in texts) == hourly
 
 
 def test_readings_two_days_late_are_rolled_up(
