@@ -48,7 +48,8 @@ class ApiSettings(MqttSettings, InfluxSettings):
         float(FRESH_MINUTES),
         gt=0,
         le=7 * 24 * 60,
-        description="A device silent for longer is offline: an alert, and out of live KPIs.",
+        description="A device silent for longer is offline: an alert, and out of live KPIs "
+        "(the boards' 'now' KPI panels use the default).",
     )
     lookback_hours: float = Field(
         24.0, gt=0, le=31 * 24, description="How far back the API looks for a device's last data."

@@ -266,9 +266,6 @@ class Target:
     value: float
     source: str
 
-    def met(self, value: float) -> bool:
-        return _OPS[self.op](value, self.value)
-
 
 @dataclass(frozen=True)
 class Kpi:
@@ -299,13 +296,6 @@ class Kpi:
             and len(self.measure.labels) != len(self.measure.edges) + 1
         ):
             raise ValueError(f"KPI {self.id}: a Band needs one label more than edges")
-
-    @property
-    def measurements(self) -> tuple[str, ...]:
-        m = self.measure
-        return (
-            (m.part.measurement, m.whole.measurement) if isinstance(m, Ratio) else (m.measurement,)
-        )
 
     def empty(self) -> float | None:
         """The value when no point is in the window: none counted, or unknown for means,

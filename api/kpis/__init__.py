@@ -1,5 +1,6 @@
-"""Live KPIs, one module per device type, registered here (``tests/test_registry.py`` checks
-that every device type has one)."""
+"""Live figures: the KPIs each device type declares (``smartcity.kpis``), computed in
+``base.py``, and one module per type for its alerts and zone figures, registered here
+(``tests/test_registry.py`` checks that every device type has one)."""
 
 from api.kpis.base import AlertDraft, DeviceKpis, DeviceState, Figure, Snapshot
 from api.kpis.evcharger import EvchargerKpis
