@@ -34,6 +34,7 @@ from smartcity.devices import DEVICE_TYPES
 from smartcity.devices.base import Stored
 from smartcity.influx import InfluxReader, InfluxWriter, QueryFailed, Row
 from smartcity.kpis import Hours, Kpi, Now, Ratio, Rollup, Total
+from smartcity.lineprotocol import line
 from smartcity.settings import InfluxSettings
 from smartcity.storage import (
     COUNTER_AGGREGATE,
@@ -370,7 +371,7 @@ async def roll_up_history(
     influx: InfluxWriter, start: int | None = None, end: int | None = None
 ) -> int:
     """Recompute every rollup between ``start`` and ``end`` (epoch s; default: all raw data),
-    a day of windows per query. Returns the number of queries run."""
+    hours then days, in :func:`_recompute`'s chunks. Returns the number of queries run."""
     runs = 0
     for source in sources():
         extent = await _extent(influx, source.measurement)
@@ -390,10 +391,11 @@ async def _recompute(
     spans: Iterable[tuple[int, int]],
     device_id: str | None,
 ) -> int:
-    """Roll up whole windows of ``res`` covering each ``(start, end)`` span, at most 6 hours
-    (hourly) or a day (daily) of raw data per query: each stays seconds long at city scale."""
+    """Roll up whole windows of ``res`` covering each ``(start, end)`` span: at most 6 hours of
+    raw readings per query for hours, 31 days of hourly rows for days, so that each query
+    stays seconds long at city scale (the days read the hours: recompute those first)."""
     db = influx.settings.influx_db
-    step = 6 * HOUR if res is HOURLY else DAY
+    step = 6 * HOUR if res is HOURLY else 31 * DAY
     runs = 0
     for start, end in spans:
         a = start - start % res.period_s
@@ -425,8 +427,6 @@ def late_before(now: float) -> int:
 
 def pending_line(worker: str, device_type: str, device_id: str, hour: int, stamp_ns: int) -> str:
     """The marker the ingester writes beside a late reading: this device's window ``hour``."""
-    from smartcity.lineprotocol import line
-
     values = (device_type, device_id, hour)
     return line(
         ROLLUP_PENDING_MEASUREMENT,
