@@ -72,7 +72,11 @@ class ApiSettings(MqttSettings, InfluxSettings):
         5000, ge=10, le=100_000, description="Most points one time-series request may return."
     )
     max_range_days: int = Field(
-        31, ge=1, le=3660, description="Longest time range of a time-series request."
+        366,
+        ge=1,
+        le=3660,
+        description="Longest time range of a time-series request (long ranges read hourly or "
+        "daily rollups, so a year costs hundreds of points, not millions of readings).",
     )
     query_timeout: float = Field(20.0, gt=0, le=600, description="InfluxDB query timeout (s).")
     as_of: AwareDatetime | None = Field(

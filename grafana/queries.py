@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
+from smartcity import retention
 from smartcity.kpis import Kpi, statements
 from smartcity.storage import (
     BROKER_STATS_MEASUREMENT,
@@ -57,11 +58,13 @@ KPI_UNITS = {
 }
 
 
-def kpi_queries(kpi: Kpi, source: str | None = None) -> tuple[str, ...]:
+def kpi_queries(kpi: Kpi, source: str | None = None, raw: bool = False) -> tuple[str, ...]:
     """The InfluxQL of a KPI's panel: its declaration's statements (``smartcity.kpis``, the
-    very ones the API runs) within the board's time range, zones and device types. ``source``
-    reads another measurement than the declared one (a rollup)."""
-    return statements(kpi, TIME_FILTER, (ZONE, DEVICE_TYPE), source)
+    very ones the API runs, from the same resolution: ``retention.kpi_rollup``) within the
+    board's time range, zones and device types. ``source`` reads another measurement than the
+    declared one; ``raw`` the raw points even where the API reads a rollup."""
+    rollup = None if raw else retention.kpi_rollup(kpi)
+    return statements(kpi, TIME_FILTER, (ZONE, DEVICE_TYPE), source, rollup)
 
 
 def kpi_unit(kpi: Kpi) -> str:

@@ -18,7 +18,7 @@ import logging
 import random
 import time
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import mqtt5
@@ -40,6 +40,7 @@ from smartcity.contract import (
     INGESTED_CHANNELS,
     ROOT,
     VERSION,
+    Events,
     InvalidMessage,
     Telemetry,
     decode,
@@ -48,6 +49,7 @@ from smartcity.contract import (
 )
 from smartcity.influx import InfluxUnavailable, InfluxWriter
 from smartcity.lineprotocol import LineProtocolError
+from smartcity.retention import RetentionError, catch_up, hours, late_before, pending_line
 from smartcity.settings import mqtt_endpoint, safe_url
 
 log = logging.getLogger("smartcity.ingest")
@@ -68,6 +70,8 @@ class Batch:
     mids: list[int] = field(default_factory=list)  # QoS 1 messages to acknowledge
     deadletters: list[bytes] = field(default_factory=list)
     newest: datetime | None = None  # the newest reading's device time, for the lag metric
+    #: (device type, device id, hour) already marked late in this batch
+    late: set[tuple[str, str, int]] = field(default_factory=set)
     started: float = field(default_factory=time.monotonic)
 
     def __bool__(self) -> bool:
@@ -94,6 +98,7 @@ class Ingester:
         self.worker = worker
         self.client_id = settings.client_id if worker == 0 else f"{settings.client_id}-{worker}"
         self.reports_broker = settings.broker_stats and worker <= 1
+        self.rolls_up = worker <= 1  # worker 1 (or the only one) recomputes late windows
         self.influx = writer if writer is not None else InfluxWriter(settings)
         self.connect: ConnectionFactory = connect if connect is not None else self._new_client
         self.spool = Spool(settings.spool_dir / self.client_id, settings.spool_max_bytes)
@@ -111,6 +116,8 @@ class Ingester:
         self.stamp = DeadLetterClock()
         self.give_up_at = float("inf")
         self.writer: asyncio.Task[None]
+        self._late_checked = 0.0
+        self._late_before = datetime.min.replace(tzinfo=UTC)
 
     # -- turning deliveries into lines --------------------------------------------------------
 
@@ -139,6 +146,28 @@ class Ingester:
             ts = msg.body.readings[-1].ts  # compared as datetimes: far cheaper than .timestamp()
             if batch.newest is None or ts > batch.newest:
                 batch.newest = ts
+            self._mark_late(msg.topic.device_type, msg.topic.device_id, msg.body.readings)
+        elif isinstance(msg.body, Events):
+            self._mark_late(msg.topic.device_type, msg.topic.device_id, msg.body.events)
+
+    def _mark_late(self, device_type: str, device_id: str, items: list[Any]) -> None:
+        """Mark the windows of readings too late for the rollups' continuous queries: a point
+        per device and hour, in the same write as the readings (see smartcity.retention)."""
+        now = time.time()
+        if now >= self._late_checked + 10:
+            self._late_checked = now
+            self._late_before = datetime.fromtimestamp(late_before(now), UTC)
+        late = [x.ts for x in items if x.ts < self._late_before]
+        if not late:
+            return
+        batch = self.batch
+        for hour in hours(t.timestamp() for t in late):
+            key = (device_type, device_id, hour)
+            if key not in batch.late:
+                batch.late.add(key)
+                batch.lines.append(
+                    pending_line(self.client_id, device_type, device_id, hour, self.stamp())
+                )
 
     def _dead_letter(self, topic: str, payload: bytes, code: str, reason: str) -> None:
         self.metrics.invalid += 1
@@ -484,6 +513,20 @@ class Ingester:
             if self.batch and now - self.batch.started >= interval:
                 self.flush()
 
+    async def _roll_up_late(self) -> None:
+        """Recompute the rollups of windows marked late, every ``rollup_interval``, on a client
+        of its own: a recomputation may take minutes after a long outage, writes must not wait."""
+        influx = InfluxWriter(self.settings, timeout=600)
+        try:
+            while True:
+                await asyncio.sleep(self.settings.rollup_interval)
+                try:
+                    await catch_up(influx, self.settings.rollup_delay)
+                except RetentionError as exc:
+                    log.warning("late rollups failed, retrying later", extra={"error": str(exc)})
+        finally:
+            await influx.aclose()
+
     async def _report(self) -> None:
         """Health figures into InfluxDB every ``stats_interval``; a log summary every minute."""
         every = self.settings.stats_interval
@@ -521,6 +564,8 @@ class Ingester:
             asyncio.create_task(self._report(), name="report"),
             asyncio.create_task(self._publish_deadletters(), name="dead-letters"),
         ]
+        if self.rolls_up and self.settings.rollup_interval:
+            helpers.append(asyncio.create_task(self._roll_up_late(), name="late-rollups"))
         consumer = asyncio.create_task(self._consume(), name="consumer")
         try:
             await asyncio.wait({consumer, self.writer}, return_when=asyncio.FIRST_COMPLETED)

@@ -106,6 +106,20 @@ class IngestSettings(MqttSettings, InfluxSettings):
         description="Device registry (the API's, e.g. sqlite:///var/registry.db): tag points "
         "with each device's registered zone and count unregistered devices. Off when unset.",
     )
+    rollup_interval: float = Field(
+        30.0,
+        ge=0,
+        description="Seconds between recomputing the rollups of windows that received late "
+        "readings (an edge outbox flushed after an outage, simulate --backfill); worker 1 "
+        "does it; 0 = off (another ingester or smartcity storage rollup does it).",
+    )
+    rollup_delay: float = Field(
+        30.0,
+        ge=0,
+        le=3600,
+        description="Seconds a late window's mark waits before it is recomputed: a write "
+        "spans shards, and its mark may be visible before all its readings are.",
+    )
     registry_refresh: float = Field(
         60.0, gt=0, le=86_400, description="Seconds between re-reads of the device registry."
     )

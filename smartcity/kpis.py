@@ -28,7 +28,7 @@ from zoneinfo import ZoneInfo
 from pydantic import BaseModel
 
 from smartcity.city import TIMEZONE
-from smartcity.storage import DEVICE_TAGS
+from smartcity.storage import DEVICE_TAGS, EVENT_COUNT_FIELD, rollup_field
 
 DEVICE_ID, _DEVICE_TYPE, ZONE = DEVICE_TAGS
 #: A device whose latest reading is older is not "now": out of the "now" KPIs. The API's
@@ -311,58 +311,110 @@ def _where(conditions: Iterable[str]) -> str:
     return " WHERE " + " AND ".join(parts) if parts else ""
 
 
-def _total(t: Total, scope: list[str], source: str | None, percent: bool = False) -> str:
+@dataclass(frozen=True)
+class Rollup:
+    """Read a rollup policy instead of raw points (``smartcity.retention.kpi_rollup`` decides
+    when: a long window whose conditions are all on tags). Each aggregate of raw points
+    becomes the aggregate of the rollup's fields that equals it: ``sum(f)`` is
+    ``sum(f_sum)``, ``mean(f)`` is ``sum(f_sum) / sum(f_count)``, a device's ``spread(f)`` is
+    ``max(f_max) - min(f_min)``; an event's ``count`` field holds the events per window."""
+
+    policy: str
+    #: Event measurements: their rollup's ``count`` is the number of events.
+    events: frozenset[str] = frozenset()
+
+    def table(self, measurement: str) -> str:
+        return f"{quote(self.policy)}.{quote(measurement)}"
+
+    def agg(self, measurement: str, fn: str, field: str) -> str:
+        """The rollup expression for ``fn(field)`` over raw points."""
+        if measurement in self.events and field == EVENT_COUNT_FIELD:
+            return f"sum({quote(field)})"  # count("count") and sum("count") alike
+        f = {a: quote(rollup_field(field, a)) for a in ("sum", "count", "min", "max", "last")}
+        if fn == "mean":
+            return f"(sum({f['sum']}) / sum({f['count']}))"
+        if fn == "spread":
+            return f"(max({f['max']}) - min({f['min']}))"
+        if fn in ("sum", "count"):
+            return f"sum({f[fn]})"
+        return f"{fn}({f[fn]})"
+
+
+def _agg(fn: str, field: str, measurement: str, rollup: Rollup | None) -> str:
+    return rollup.agg(measurement, fn, field) if rollup else f"{fn}({quote(field)})"
+
+
+def _table(measurement: str, source: str | None, rollup: Rollup | None) -> str:
+    name = source or measurement
+    return rollup.table(name) if rollup else quote(name)
+
+
+def _total(
+    t: Total, scope: list[str], source: str | None, rollup: Rollup | None, percent: bool = False
+) -> str:
     agg = t.aggregate
-    expr = f"{agg}({quote(t.field)})"
+    expr = _agg(agg, t.field, t.measurement, rollup)
     if t.minus is not None:
-        expr = f"({expr} - {agg}({quote(t.minus)}))"
+        expr = f"({expr} - {_agg(agg, t.minus, t.measurement, rollup)})"
     scale = t.scale * (100 if percent else 1)
     if scale != 1:
         expr = f"{literal(scale)} * {expr}"
     where = _where([*(w.influxql() for w in t.where), *scope])
-    return f"SELECT {expr} AS {quote(VALUE)} FROM {quote(source or t.measurement)}{where}"
+    return f"SELECT {expr} AS {quote(VALUE)} FROM {_table(t.measurement, source, rollup)}{where}"
 
 
 def statements(
-    kpi: Kpi, time: str, filters: Iterable[str] = (), source: str | None = None
+    kpi: Kpi,
+    time: str,
+    filters: Iterable[str] = (),
+    source: str | None = None,
+    rollup: Rollup | None = None,
 ) -> tuple[str, ...]:
     """The InfluxQL computing ``kpi``, each statement returning one row with :data:`VALUE`.
 
     One statement, or two for a :class:`Ratio` (the part, already times 100, and the whole:
     the KPI is the first over the second). ``time`` is the time condition (Grafana's
     ``$timeFilter``, the API's bound ``time > $from AND time <= $to``), ``filters`` further
-    conditions (the boards' zone and device-type variables), and ``source`` the measurement to
-    read instead of the declared one (an hourly or daily rollup of it, for long windows).
+    conditions (the boards' zone and device-type variables), ``source`` the measurement to
+    read instead of the declared one, and ``rollup`` the rollup policy to read it from (see
+    :class:`Rollup`; the same number within the rollup's precision, from far fewer points).
     """
     m = kpi.measure
     scope = [*filters, time]
     v = quote(VALUE)
     if isinstance(m, Ratio):
-        return (_total(m.part, scope, source, percent=True), _total(m.whole, scope, source))
+        return (
+            _total(m.part, scope, source, rollup, percent=True),
+            _total(m.whole, scope, source, rollup),
+        )
     if isinstance(m, Total):
-        return (_total(m, scope, source),)
-    table = quote(source or m.measurement)
-    field = quote(m.field)
-    per_device = f"GROUP BY {quote(DEVICE_ID)}"
+        return (_total(m, scope, source, rollup),)
     if isinstance(m, Latest | Band):
-        inner = f'SELECT last({field}) AS "v" FROM {table}{_where(scope)} {per_device}'
+        table, field = quote(source or m.measurement), quote(m.field)  # the latest: raw only
+        inner = f'SELECT last({field}) AS "v" FROM {table}{_where(scope)} {_PER_DEVICE}'
         if isinstance(m, Band):
             return (f'SELECT max("v") AS {v} FROM ({inner})',)
         keep = _where([m.where.influxql("v")] if m.where else [])
         return (f'SELECT {m.aggregate}("v") AS {v} FROM ({inner}){keep}',)
+    table = _table(m.measurement, source, rollup)
     if isinstance(m, Increase):
-        inner = f'SELECT spread({field}) AS "v" FROM {table}{_where(scope)} {per_device}'
+        spread = _agg("spread", m.field, m.measurement, rollup)
+        inner = f'SELECT {spread} AS "v" FROM {table}{_where(scope)} {_PER_DEVICE}'
         return (f'SELECT sum("v") AS {v} FROM ({inner})',)
+    mean = _agg("mean", m.field, m.measurement, rollup)
     if isinstance(m, DeviceMean):
-        inner = f'SELECT mean({field}) AS "v" FROM {table}{_where(scope)} {per_device}'
+        inner = f'SELECT {mean} AS "v" FROM {table}{_where(scope)} {_PER_DEVICE}'
         return (f'SELECT max("v") AS {v} FROM ({inner})',)
     # Exceedances: per device and period the mean, then per device the periods over the limit
     means = (
-        f'SELECT mean({field}) AS "m" FROM {table}{_where(scope)} '
+        f'SELECT {mean} AS "m" FROM {table}{_where(scope)} '
         f"GROUP BY time({m.every}), {quote(DEVICE_ID)} tz({literal(TIMEZONE)})"
     )
-    over = f'SELECT count("m") AS "n" FROM ({means}) WHERE "m" > {literal(m.limit)} {per_device}'
+    over = f'SELECT count("m") AS "n" FROM ({means}) WHERE "m" > {literal(m.limit)} {_PER_DEVICE}'
     return (f'SELECT max("n") AS {v} FROM ({over})',)
+
+
+_PER_DEVICE = f"GROUP BY {quote(DEVICE_ID)}"
 
 
 def combine(kpi: Kpi, results: list[float | None]) -> float | None:

@@ -50,3 +50,32 @@ BROKER_STATS_FIELDS = ("dropped", "clients_connected", "messages_stored")
 COMMAND_MEASUREMENT = "device_command"
 COMMAND_STATE_TAG = "state"
 COMMAND_FIELDS = ("command_id", "name", "args", "actor", "reason")
+
+#: Retention policies (``smartcity.retention``): raw readings live in the database's default
+#: policy, InfluxDB's own ``autogen`` (so writers, Grafana's ad hoc queries and the v1 API of
+#: InfluxDB 2.x/3.x that name no policy keep working and no data is ever moved), shortened to the
+#: raw retention; the rollups live in policies of their own, kept as long as configured.
+RAW_RETENTION_POLICY = "autogen"
+HOURLY_RETENTION_POLICY = "hourly"
+DAILY_RETENTION_POLICY = "daily"
+#: Rollup fields are ``<field>_<aggregate>``: ``activePower_mean``, ``energy_spread``...
+ROLLUP_AGGREGATES = ("mean", "min", "max", "last", "count", "sum")
+#: A counter (a meter's lifetime total) also keeps how much it grew in the window.
+COUNTER_AGGREGATE = "spread"
+#: A state (text or flag) keeps its last value only.
+STATE_AGGREGATE = "last"
+#: The field every event point carries (``1``), so counting events is a sum; an event
+#: measurement's rollup keeps it as how many events (per device and event tags) in the window.
+EVENT_COUNT_FIELD = "count"
+#: Continuous queries the platform creates are named ``rollup_<resolution>_<measurement>_<hash>``.
+ROLLUP_CQ_PREFIX = "rollup_"
+#: Windows that received late readings, to recompute (the ingester writes one point per
+#: device and hour, in the same write as the readings; ``smartcity.retention`` recomputes
+#: and deletes them). Tag ``worker``; fields ``device_type``, ``device_id``, ``hour`` (epoch s).
+ROLLUP_PENDING_MEASUREMENT = "rollup_pending"
+ROLLUP_PENDING_FIELDS = ("device_type", "device_id", "hour")
+
+
+def rollup_field(field: str, aggregate: str) -> str:
+    """The rollup field holding ``aggregate`` of ``field``."""
+    return f"{field}_{aggregate}"

@@ -29,10 +29,14 @@ COMMAND_MODULES = {
     "grafana": "grafana.cli",
     "broker": "stack.broker_cli",
     "devices": "stack.devices_cli",
+    "storage": "stack.storage_cli",
+    "backup": "stack.backup",
+    "restore": "stack.backup",
 }
 
 #: The pyproject extra each command needs, where it is not named like the command.
-EXTRAS = {"up": "server", "devices": "server", "command": "api"}
+EXTRAS = {"up": "server", "devices": "server", "command": "api", "storage": "server",
+          "backup": "server", "restore": "server"}  # fmt: skip
 
 N = TypeVar("N")
 
@@ -93,7 +97,8 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     )
     common = common_options()
     chosen = [COMMAND_MODULES[argv[0]]] if argv and argv[0] in COMMAND_MODULES else None
-    for name in chosen or COMMAND_MODULES.values():
+    # a module may serve several commands (backup and restore): registered once
+    for name in chosen or dict.fromkeys(COMMAND_MODULES.values()):
         try:
             module = importlib.import_module(name)
         except ModuleNotFoundError as exc:

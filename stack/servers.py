@@ -293,6 +293,7 @@ bind-address = "{self.host}:{self.rpc_port}"
 [data]
   dir = "{w}/data"
   wal-dir = "{w}/wal"
+  index-version = "tsi1"
   query-log-enabled = false
 [http]
   bind-address = "{self.host}:{self.port}"

@@ -25,10 +25,15 @@ from urllib.parse import urlsplit
 from pydantic import Field
 
 from simulators.settings import FleetSettings
-from smartcity.settings import InfluxSettings, MqttSettings, add_arguments, load, shared
+from smartcity.retention import RetentionSettings
+from smartcity.settings import MqttSettings, add_arguments, load, shared
+
+#: InfluxDB's own HTTP and backup RPC ports.
+DEFAULT_INFLUX_PORT = 8086
+DEFAULT_RPC_PORT = 8088
 
 
-class UpSettings(FleetSettings, MqttSettings, InfluxSettings):
+class UpSettings(FleetSettings, MqttSettings, RetentionSettings):
     section = "up"
 
     data_dir: Path = Field(
@@ -128,6 +133,8 @@ def run(args: argparse.Namespace) -> int:
     influx_host, influx_port = _local_port(settings.influx_url, "influxd")
     ports = [("MQTT", mqtt_host, mqtt_port, "--mqtt-url"),
              ("InfluxDB", influx_host, influx_port, "--influx-url")]  # fmt: skip
+    if influx_port == DEFAULT_INFLUX_PORT:
+        ports.append(("InfluxDB's backup RPC", influx_host, DEFAULT_RPC_PORT, "--influx-url"))
     if settings.api:
         ports.append(("the API", "127.0.0.1", settings.api_port, "--api-port"))
     if settings.ingest_metrics_port:
@@ -216,11 +223,18 @@ def _up(
     passwords = broker_passwords(data / "mosquitto") if settings.broker_auth else {}
     auth = broker_accounts(data / "mosquitto", passwords, settings.city) if passwords else ""
     broker = Mosquitto(workdir=data / "mosquitto", host=mqtt[0], port=mqtt[1], extra_config=auth)
-    db = Influxd(workdir=data / "influxdb", host=influx[0], port=influx[1])
+    # the backup RPC on InfluxDB's own 8088 beside 8086; beside another port, on a free one
+    # (the banner says which): a neighbour of a free port is often some client's port
+    rpc = DEFAULT_RPC_PORT if influx[1] == DEFAULT_INFLUX_PORT else 0
+    db = Influxd(workdir=data / "influxdb", host=influx[0], port=influx[1], rpc_port=rpc)
     stack.callback(db.stop)  # stops run last first: the servers go after every client
     stack.callback(broker.stop)
     broker.start()
     db.start()
+    from stack.storage_cli import init_storage
+
+    # retention and rollups before anything writes (idempotent, keeps the data of a former run)
+    print(f"storage: {init_storage(settings)}", flush=True)
 
     env = {
         **os.environ,
@@ -406,6 +420,7 @@ def banner(
 Cremona smart-city pipeline is up.
   MQTT broker   {broker.url}   (config {broker.workdir}/mosquitto.conf, log {broker.log_path})
   InfluxDB      {db.url}   database '{settings.influx_db}' (data in {db.workdir})
+                backup RPC {db.host}:{db.rpc_port} (smartcity backup --influx-rpc)
   ingester      smartcity ingest (acknowledges what is stored; spool {settings.data_dir}/spool)
   api           {f"{api}/ (catalogue page), {api}/docs (API)" if settings.api else "off"}
   registry      {settings.data_dir}/registry.db ({registered} simulated devices registered)

@@ -161,7 +161,7 @@ class Influx:
         for series in result.get("series", []):
             for values in series["values"]:
                 row = dict(zip(series["columns"], values, strict=True))
-                row["_measurement"] = series["name"]
+                row["_measurement"] = series.get("name")  # SHOW RETENTION POLICIES has none
                 row.update(series.get("tags", {}))
                 rows.append(row)
         return rows

@@ -308,6 +308,9 @@ def filled(
         # the pipeline board's rates are differences between intervals: wait for two of them
         missing = wait_for_health_figures(influx, intervals=2)
         assert missing is None, f"{missing}\n{ingester.log()}"
+        # the rollups the long-window KPI panels read, of what is stored (as on a deployment)
+        init = run_smartcity("storage", "init", env=env)
+        assert init.returncode == 0, init.stderr
         yield Filled(influx, sent)
     finally:
         ingester.stop()

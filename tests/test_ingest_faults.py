@@ -203,9 +203,12 @@ class SlowProxy:
         except OSError:
             pass
         finally:
+            # both ends, closed too: a client that hangs up (the ingester's late-rollup client
+            # does, between rounds) must not leave sockets for the garbage collector
             for s in (src, dst):
                 with contextlib.suppress(OSError):
                     s.shutdown(socket.SHUT_RDWR)
+                s.close()
 
     def close(self) -> None:
         self.server.close()

@@ -28,18 +28,21 @@ import pytest
 import yaml
 
 from api.app import create_app
+from api.kpis.base import api_statements
 from api.settings import ApiSettings
 from grafana.panels import PANELS
 from simulators.fleet import build_fleet, schedule
 from simulators.publisher import AckingPublisher
+from smartcity import retention
 from smartcity.city import TIMEZONE
 from smartcity.contract import MAX_BATCH, encode_events, encode_telemetry, topic
 from smartcity.devices import DEVICE_TYPES, Event, Reading
-from smartcity.kpis import Band, Kpi
+from smartcity.influx import at
+from smartcity.kpis import Band, Kpi, combine
 from stack.servers import Influxd, Mosquitto
 
 from . import grafana_emulation as grafana
-from .conftest import Influx, IngesterProcess, smartcity_env
+from .conftest import Influx, IngesterProcess, run_smartcity, smartcity_env
 
 GRAFANA = Path(__file__).parents[1] / "grafana"
 #: A January evening and night, 16:00 to 01:00 local time: lamps lit from dusk and dimmed
@@ -136,6 +139,9 @@ def filled(
             assert influx.wait_for_count(measurement, count) == count, ingester.log()
     finally:
         ingester.stop(signal.SIGTERM)
+    # the rollups of what is stored, as on a deployment (long windows read them)
+    init = run_smartcity("storage", "init", env=smartcity_env(mosquitto.url, influx, city))
+    assert init.returncode == 0, init.stderr
     return Filled(influx, asyncio.run(api_values(influx, folder / "registry.db")))
 
 
@@ -200,6 +206,31 @@ def test_the_api_and_the_board_give_the_same_value(filled: Filled, dtype: str, k
     # the API rounds to the declared digits, the board shows as many
     tolerance = 0.5 * 10**-kpi.decimals if kpi.decimals is not None else 1e-9
     assert shown == pytest.approx(api, abs=tolerance * 1.001, rel=1e-9), kpi.id
+
+
+ROLLED = [(t, k) for t, k in KPIS if retention.kpi_rollup(k) is not None]
+
+
+@pytest.mark.servers
+@pytest.mark.parametrize(("dtype", "kpi"), ROLLED, ids=[f"{t}:{k.id}" for t, k in ROLLED])
+def test_a_kpi_from_rollups_equals_the_same_from_raw_readings(
+    filled: Filled, dtype: str, kpi: Kpi
+) -> None:
+    """On data present at both resolutions, the rollup statements the API and the board run
+    give the raw statements' number."""
+    bounds = {"from": at(kpi.window.start(AS_OF)), "to": at(AS_OF)}
+
+    def value(raw: bool) -> float | None:
+        results = []
+        for q in api_statements(kpi, raw=raw):
+            rows = filled.influx.query(q, **bounds)
+            results.append(float(rows[0]["value"]) if rows else None)  # type: ignore[arg-type]
+        return combine(kpi, results)
+
+    rolled, raw = value(raw=False), value(raw=True)
+    assert raw not in (None, 0), f"{kpi.id}: the test data give it no value; add readings"
+    assert rolled == pytest.approx(raw, rel=1e-9), kpi.id
+    assert "hourly" in " ".join(api_statements(kpi))
 
 
 def test_every_kpi_has_one_panel_per_board_and_headline_ones_on_the_overview() -> None:

@@ -12,7 +12,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from api.kpis.base import AlertDraft, Check, DeviceKpis, DeviceState, Snapshot
-from api.opendata.datasets import DAY, ZONE, Column, Dataset, Days, day_of, rounded
+from api.opendata.datasets import DAY, ZONE, Column, Dataset, Days, day_of, read_days, rounded
 from api.registry import crud
 from api.schemas.alerts import AlertKind
 from api.settings import ApiSettings
@@ -24,6 +24,7 @@ from smartcity.devices.airquality import (
     Airquality,
 )
 from smartcity.influx import InfluxReader, ident
+from smartcity.storage import rollup_field
 
 #: Alerts on a station's latest reading: kind, pollutant, limit.
 LIMIT_ALERTS: tuple[tuple[AlertKind, str, float], ...] = (
@@ -37,16 +38,26 @@ def fault(d: DeviceState, _s: ApiSettings | None = None) -> bool:
     return d.fields.get("status") == "sensorFault"
 
 
+_C = rollup_field  # the rollups' field names, short: _C("pm10", "sum") is "pm10_sum"
+#: Each station's daily means, from raw readings and from hourly rollups (a mean of hours is
+#: their sums over their counts, so it weighs every reading as the raw mean does).
+DAILY_MEAN_QUERIES = {
+    res: f"SELECT {means} FROM {src} WHERE time >= $from AND time < $to "
+    'GROUP BY time(1d), "device_id", "zone" fill(none) tz($tz)'
+    for res, src, means in (
+        ("raw", "$m", ", ".join(f'mean("{p}") AS "{p}"' for p in POLLUTANTS)),
+        ("hourly", "$rp.$m", ", ".join(
+            f'sum("{_C(p, "sum")}") / sum("{_C(p, "count")}") AS "{p}"' for p in POLLUTANTS
+        )),
+    )
+}  # fmt: skip
+
+
 async def _airquality_daily(db: InfluxReader, engine: Engine, days: Days) -> list[dict[str, Any]]:
     """Each station's daily mean of each pollutant, where the registry places it."""
     import asyncio
 
-    means = ", ".join(f'mean("{p}") AS "{p}"' for p in POLLUTANTS)
-    rows = await db.rows(
-        f"SELECT {means} FROM $m WHERE time >= $from AND time < $to "
-        'GROUP BY time(1d), "device_id", "zone" fill(none) tz($tz)',
-        {"m": ident(Airquality.measurement()), **days.params()},
-    )
+    rows = await read_days(db, DAILY_MEAN_QUERIES, days, {"m": ident(Airquality.measurement())})
 
     def places() -> dict[str, tuple[float | None, float | None]]:
         with Session(engine) as session:

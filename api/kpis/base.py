@@ -22,6 +22,7 @@ from typing import Any, ClassVar
 from api.opendata.datasets import Dataset
 from api.schemas.alerts import AlertKind, Severity
 from api.settings import ApiSettings
+from smartcity import retention
 from smartcity.devices import DeviceType
 from smartcity.influx import InfluxReader, Row, at
 from smartcity.kpis import ZONE, Band, Kpi, Latest, combine, statements
@@ -140,9 +141,10 @@ def meets(kpi: Kpi) -> Check:
     return lambda d, s: m.keeps(d.fields.get(m.field), limit(kpi, d, s))
 
 
-def api_statements(kpi: Kpi) -> tuple[str, ...]:
-    """The InfluxQL the API runs for a window KPI; ``$from``/``$to`` bound at each run."""
-    return statements(kpi, API_TIME)
+def api_statements(kpi: Kpi, raw: bool = False) -> tuple[str, ...]:
+    """The InfluxQL the API runs for a window KPI; ``$from``/``$to`` bound at each run. From
+    the rollup the boards read too (``retention.kpi_rollup``), unless ``raw``."""
+    return statements(kpi, API_TIME, rollup=None if raw else retention.kpi_rollup(kpi))
 
 
 async def window_values(
@@ -155,8 +157,10 @@ async def window_values(
             continue
         bounds = {"from": at(kpi.window.start(end)), "to": at(end)}
         results = []
-        for q in api_statements(kpi):
-            rows = await db.rows(q, bounds)
+        for q, raw in zip(api_statements(kpi), api_statements(kpi, raw=True), strict=True):
+            rows = await retention.rollup_rows(db, q, bounds)
+            if rows is None:  # a database without rollups (storage init never ran)
+                rows = await db.rows(raw, bounds)
             value = rows[0].values.get("value") if rows else None
             results.append(float(value) if value is not None else None)
         out[kpi.id] = combine(kpi, results)

@@ -8,11 +8,12 @@ from typing import Any, ClassVar
 from sqlalchemy import Engine
 
 from api.kpis.base import AlertDraft, Check, DeviceKpis, DeviceState, Snapshot
-from api.opendata.datasets import DAY, ZONE, Column, Dataset, Days, day_of, rounded
+from api.opendata.datasets import DAY, ZONE, Column, Dataset, Days, day_of, read_days, rounded
 from api.schemas.readings import ConnectorPublic
 from api.settings import ApiSettings
 from smartcity.devices.evcharger import Evcharger
 from smartcity.influx import InfluxReader, ident
+from smartcity.storage import rollup_field
 
 
 def connectors(d: DeviceState, status: str) -> int:
@@ -24,12 +25,23 @@ def faulted(d: DeviceState, _s: ApiSettings | None = None) -> bool:
     return connectors(d, "Faulted") > 0
 
 
+_C = rollup_field  # the rollups' field names, short: _C("energy", "sum") is "energy_sum"
+#: Charging sessions by day and zone, from raw events and from hourly rollups.
+SESSIONS = {
+    res: f'SELECT sum("count") AS sessions, {energy} AS energy, {seconds} AS seconds '
+    f'FROM {src} WHERE "kind" = $kind AND time >= $from AND time < $to '
+    'GROUP BY time(1d), "zone" fill(none) tz($tz)'
+    for res, src, energy, seconds in (
+        ("raw", "$m", 'sum("energy")', 'mean("duration")'),
+        ("hourly", "$rp.$m", f'sum("{_C("energy", "sum")}")',
+         f'sum("{_C("duration", "sum")}") / sum("{_C("duration", "count")}")'),
+    )
+}  # fmt: skip
+
+
 async def _evcharger_usage(db: InfluxReader, _e: Engine, days: Days) -> list[dict[str, Any]]:
-    rows = await db.rows(
-        'SELECT sum("count") AS sessions, sum("energy") AS energy, mean("duration") AS seconds '
-        'FROM $m WHERE "kind" = $kind AND time >= $from AND time < $to '
-        'GROUP BY time(1d), "zone" fill(none) tz($tz)',
-        {"m": ident(Evcharger.event_measurement()), "kind": "sessionStop", **days.params()},
+    rows = await read_days(
+        db, SESSIONS, days, {"m": ident(Evcharger.event_measurement()), "kind": "sessionStop"}
     )
     out = [
         {

@@ -8,31 +8,43 @@ from typing import Any, ClassVar
 from sqlalchemy import Engine
 
 from api.kpis.base import AlertDraft, Check, DeviceKpis, Snapshot, meets
-from api.opendata.datasets import DAY, ZONE, Column, Dataset, Days, day_of, rounded
+from api.opendata.datasets import DAY, ZONE, Column, Dataset, Days, day_of, read_days, rounded
 from api.settings import ApiSettings
 from smartcity.devices.streetlight import Streetlight
 from smartcity.influx import InfluxReader, ident
 from smartcity.kpis import find
+from smartcity.storage import rollup_field
 
 #: Drawing power by its latest reading (the ``lamps_on`` KPI's definition).
 lit = meets(find(Streetlight.kpis, "lamps_on"))
 #: A fault by its latest reading (the ``lamps_failed`` KPI's definition).
 failed = meets(find(Streetlight.kpis, "lamps_failed"))
 
+_C = rollup_field  # the rollups' field names, short: _C("energy", "sum") is "energy_sum"
+#: The daily energy by zone, from raw readings and from hourly rollups (``read_days``).
+ENERGY = {
+    res: "SELECT sum(s) AS energy_kwh, count(s) AS lamps FROM (SELECT "
+    f"{spread} AS s FROM {src} WHERE time >= $from AND time < $to "
+    'GROUP BY time(1d), "device_id", "zone" fill(none) tz($tz)) '
+    'WHERE time >= $from AND time < $to GROUP BY time(1d), "zone" fill(none) tz($tz)'
+    for res, src, spread in (
+        ("raw", "$m", 'spread("totalActiveEnergyImport")'),
+        # a meter's growth in a day: its highest reading less its lowest, as spread() does
+        ("hourly", "$rp.$m", f'max("{_C("totalActiveEnergyImport", "max")}") - '
+         f'min("{_C("totalActiveEnergyImport", "min")}")'),
+    )
+}  # fmt: skip
+FAILURES = {
+    res: f'SELECT sum("count") AS failures FROM {src} WHERE "status" != $ok '
+    'AND time >= $from AND time < $to GROUP BY time(1d), "zone" fill(none) tz($tz)'
+    for res, src in (("raw", "$m"), ("hourly", "$rp.$m"))
+}
+
 
 async def _streetlight_energy(db: InfluxReader, _e: Engine, days: Days) -> list[dict[str, Any]]:
-    p = {"m": ident(Streetlight.measurement()), **days.params()}
-    energy = await db.rows(
-        "SELECT sum(s) AS energy_kwh, count(s) AS lamps FROM (SELECT "
-        'spread("totalActiveEnergyImport") AS s FROM $m WHERE time >= $from AND time < $to '
-        'GROUP BY time(1d), "device_id", "zone" fill(none) tz($tz)) '
-        'WHERE time >= $from AND time < $to GROUP BY time(1d), "zone" fill(none) tz($tz)',
-        p,
-    )
-    failures = await db.rows(
-        'SELECT sum("count") AS failures FROM $m WHERE "status" != $ok '
-        'AND time >= $from AND time < $to GROUP BY time(1d), "zone" fill(none) tz($tz)',
-        {**p, "m": ident(Streetlight.event_measurement()), "ok": "ok"},
+    energy = await read_days(db, ENERGY, days, {"m": ident(Streetlight.measurement())})
+    failures = await read_days(
+        db, FAILURES, days, {"m": ident(Streetlight.event_measurement()), "ok": "ok"}
     )
     failed = {(day_of(r), r.tags["zone"]): int(r.values["failures"]) for r in failures}
     rows = [

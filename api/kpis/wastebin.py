@@ -9,11 +9,12 @@ from typing import Any, ClassVar
 from sqlalchemy import Engine
 
 from api.kpis.base import AlertDraft, Check, DeviceKpis, DeviceState, Snapshot, meets
-from api.opendata.datasets import DAY, ZONE, Column, Dataset, Days, day_of, rounded
+from api.opendata.datasets import DAY, ZONE, Column, Dataset, Days, day_of, read_days, rounded
 from api.settings import ApiSettings
 from smartcity.devices.wastebin import Wastebin
 from smartcity.influx import InfluxReader, ident
 from smartcity.kpis import find
+from smartcity.storage import rollup_field
 
 #: At or above its threshold by its latest reading (the ``bins_full`` KPI's definition).
 full = meets(find(Wastebin.kpis, "bins_full"))
@@ -25,12 +26,23 @@ def stream(d: DeviceState) -> str:
     return str(d.fields.get("storedWasteKind", "unknown"))
 
 
+_C = rollup_field  # the rollups' field names, short: _C("energy", "sum") is "energy_sum"
+#: Collections by day, zone and stream, from raw events and from hourly rollups.
+COLLECTIONS = {
+    res: f'SELECT sum("count") AS collections, {level} AS level FROM {src} '
+    'WHERE "kind" = $kind AND time >= $from AND time < $to '
+    'GROUP BY time(1d), "zone", "waste_kind" fill(none) tz($tz)'
+    for res, src, level in (
+        ("raw", "$m", 'mean("collectedLevel")'),
+        ("hourly", "$rp.$m", f'sum("{_C("collectedLevel", "sum")}") / '
+         f'sum("{_C("collectedLevel", "count")}")'),
+    )
+}  # fmt: skip
+
+
 async def _wastebin_collections(db: InfluxReader, _e: Engine, days: Days) -> list[dict[str, Any]]:
-    rows = await db.rows(
-        'SELECT sum("count") AS collections, mean("collectedLevel") AS level FROM $m '
-        'WHERE "kind" = $kind AND time >= $from AND time < $to '
-        'GROUP BY time(1d), "zone", "waste_kind" fill(none) tz($tz)',
-        {"m": ident(Wastebin.event_measurement()), "kind": "emptied", **days.params()},
+    rows = await read_days(
+        db, COLLECTIONS, days, {"m": ident(Wastebin.event_measurement()), "kind": "emptied"}
     )
     out = [
         {

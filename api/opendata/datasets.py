@@ -19,8 +19,10 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from api.registry import crud
+from smartcity import retention
 from smartcity.city import TIMEZONE
-from smartcity.influx import InfluxReader, Row, at
+from smartcity.influx import InfluxReader, Row, at, ident
+from smartcity.retention import Resolution
 
 LOCAL = ZoneInfo(TIMEZONE)
 Spatial = Literal["zone", "point"]
@@ -75,6 +77,43 @@ def day_of(r: Row) -> str:
 
 def rounded(value: Any, digits: int = 3) -> float | None:
     return round(float(value), digits) if value is not None else None
+
+
+def parts(days: Days) -> list[tuple[Resolution, Days]]:
+    """Which days to read from hourly rollups and which from raw readings: a range of days
+    long enough for rollups (``retention.choose``) reads them for every local day wholly
+    rolled up, raw readings for the rest. (Hourly, not daily: the city's days are local, and
+    a local day is whole UTC hours, never whole UTC days.)"""
+    start = datetime.combine(days.first, time(), LOCAL)
+    end = datetime.combine(days.last + timedelta(days=1), time(), LOCAL)
+    if retention.choose(start, end) is retention.RAW:
+        return [(retention.RAW, days)]
+    # the first local day not wholly rolled up yet
+    cut = retention.settled(retention.HOURLY).astimezone(LOCAL).date()
+    out: list[tuple[Resolution, Days]] = []
+    if cut > days.first:
+        out.append((retention.HOURLY, Days(days.first, min(days.last, cut - timedelta(days=1)))))
+    if cut <= days.last:
+        out.append((retention.RAW, Days(max(days.first, cut), days.last)))
+    return out
+
+
+async def read_days(
+    db: InfluxReader, queries: dict[str, str], days: Days, params: dict[str, object]
+) -> list[Row]:
+    """The rows of a dataset's query per day, from rollups or raw: ``queries`` by resolution
+    name (``raw`` reads ``$m``; ``hourly`` reads the rollup ``$rp.$m``, with the rollups'
+    field names, ``smartcity.storage.rollup_field``); all raw on a database without rollups."""
+    rows: list[Row] = []
+    for res, part in parts(days):
+        p = {**params, **part.params()}
+        if res is not retention.RAW:
+            got = await retention.rollup_rows(db, queries["hourly"], {**p, "rp": ident(res.policy)})
+            if got is not None:
+                rows += got
+                continue
+        rows += await db.rows(queries["raw"], p)
+    return rows
 
 
 async def _devices(_db: InfluxReader, engine: Engine, _days: Days) -> list[dict[str, Any]]:

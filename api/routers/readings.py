@@ -23,9 +23,11 @@ from api.schemas.readings import (
     SeriesPublic,
 )
 from api.state import CityState, clock
+from smartcity import retention
 from smartcity.devices import DEVICE_TYPES, DeviceType
 from smartcity.devices.base import EARLIEST_TS
-from smartcity.influx import at, duration, ident
+from smartcity.influx import InfluxReader, Row, at, duration, ident
+from smartcity.storage import rollup_field
 
 router = APIRouter(prefix="/v1/devices", tags=["readings"])
 
@@ -38,6 +40,18 @@ SERIES_QUERIES = {
     agg: f"SELECT {agg}($f) AS v FROM $m WHERE device_id = $id AND time > $from "
     "AND time <= $to GROUP BY time($i) fill(none)"
     for agg in ("mean", "max", "min", "last")
+}
+#: The same from a rollup policy ($rp): whole windows from $from to $to, the aggregate of
+#: aggregates that equals the raw one (a mean is the sum of sums over the sum of counts).
+ROLLUP_QUERIES = {
+    agg: f"SELECT {expr} AS v FROM $rp.$m WHERE device_id = $id AND time >= $from "
+    "AND time < $to GROUP BY time($i) fill(none)"
+    for agg, expr in {
+        "mean": "sum($f_sum) / sum($f_count)",
+        "max": "max($f_max)",
+        "min": "min($f_min)",
+        "last": "last($f_last)",
+    }.items()
 }
 LATEST_TS = datetime(2100, 1, 1, tzinfo=UTC)
 ISO_DATETIME = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}:\d{2})$"
@@ -202,15 +216,19 @@ async def series(
             f"field {field!r} has no series; choose one of {', '.join(choices)}",
             errors=[{"loc": ["query", "field"], "msg": "unknown field", "type": "value_error"}],
         )
-    params = {"f": ident(field), "id": device_id, "from": at(first), "to": at(last),
-              "i": duration(step)}  # fmt: skip
+    res = retention.choose(first, last, step)
+    if not all(retention.rolled_up(DEVICE_TYPES[t].measurement(), field) for t in owners):
+        res = retention.RAW  # seq: no rollup
     results = await asyncio.gather(
-        *(db.rows(SERIES_QUERIES[agg], {**params, "m": ident(t)}) for t in owners)
+        *(
+            _series(db, t, field, agg, device_id, (first, last), step, res, clock(settings))
+            for t in owners
+        )
     )
-    hit = next(((t, rows) for t, rows in zip(owners, results, strict=True) if rows), None)
+    hit = next(((t, got) for t, got in zip(owners, results, strict=True) if got[0]), None)
     if hit is None:
         raise ProblemError(404, f"no {field} data from {device_id!r} between {first} and {last}")
-    device_type, rows = hit
+    device_type, (rows, res) = hit
     return SeriesPublic(
         device_id=device_id,
         device_type=device_type,
@@ -220,5 +238,44 @@ async def series(
         interval=interval,
         start=first,
         end=last,
-        points=[Point(time=r.time, value=float(r.values["v"])) for r in rows],
+        resolution=res.name,
+        points=[
+            Point(time=r.time, value=float(r.values["v"]))
+            for r in rows
+            if r.values["v"] is not None
+        ],
     )
+
+
+async def _series(
+    db: InfluxReader,
+    device_type: str,
+    field: str,
+    agg: str,
+    device_id: str,
+    span: tuple[datetime, datetime],
+    step: int,
+    res: retention.Resolution,
+    now: datetime,
+) -> tuple[list[Row], retention.Resolution]:
+    """The points of one measurement: from the rollup up to its newest settled window (cut
+    on a step), then from raw readings; all raw on a database without rollups."""
+    m = ident(DEVICE_TYPES[device_type].measurement())
+    common = {"m": m, "id": device_id, "i": duration(step)}
+    rolled, raw = retention.split(res, *span, now=now, align_s=step)
+    rows: list[Row] = []
+    if rolled is not None:
+        params = {**common, "rp": ident(res.policy), "from": at(rolled[0]), "to": at(rolled[1])}
+        for a in ("sum", "count", "max", "min", "last"):
+            params[f"f_{a}"] = ident(rollup_field(field, a))
+        got = await retention.rollup_rows(db, ROLLUP_QUERIES[agg], params)
+        if got is None:
+            res, rolled, raw = retention.RAW, None, span
+        else:
+            rows += got
+    if raw is not None:
+        # a raw tail after rollups starts at the cut itself (rollup windows end before it)
+        lo = raw[0] - timedelta(microseconds=1) if rolled is not None else raw[0]
+        params = {**common, "f": ident(field), "from": at(lo), "to": at(raw[1])}
+        rows += await db.rows(SERIES_QUERIES[agg], params)
+    return rows, res

@@ -45,4 +45,9 @@ class SeriesPublic(BaseModel):
     interval: str
     start: datetime
     end: datetime
+    resolution: Literal["raw", "hourly", "daily"] = Field(
+        description="Where the points came from, chosen from the range and interval: raw "
+        "readings, or hourly or daily rollups (ranges of 2 days and 60 days on, when the "
+        "interval is whole hours or days), with raw readings after the newest rollup."
+    )
     points: list[Point]

@@ -10,12 +10,15 @@ import math
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from typing import Annotated, Any, ClassVar, Literal, NamedTuple
+from typing import Annotated, Any, ClassVar, Literal, NamedTuple, get_args, get_origin
 
 from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
 from smartcity.kpis import Kpi
 from smartcity.lineprotocol import model_encoder
+from smartcity.storage import (
+    EVENT_COUNT_FIELD as EVENT_COUNT_FIELD,  # re-exported: types import it here
+)
 
 #: Readings stamped more than this far ahead of the receiver's clock are rejected: a device whose
 #: clock runs ahead would otherwise write points into the future that dashboards never show.
@@ -23,9 +26,6 @@ MAX_CLOCK_SKEW_S = 300.0
 #: Anything stamped before this is a device whose clock was never set (1970 after a power cut).
 EARLIEST_TS = datetime(2000, 1, 1, tzinfo=UTC)
 _EARLIEST_S = EARLIEST_TS.timestamp()
-
-#: The field every event point carries (``1``), so counting events is a sum.
-EVENT_COUNT_FIELD = "count"
 
 STRICT = ConfigDict(strict=True, extra="forbid", allow_inf_nan=False, frozen=True)
 
@@ -42,9 +42,16 @@ def _integer_one(value: object) -> object:
 SchemaVersion = Annotated[Literal[1], BeforeValidator(_integer_one)]
 
 
-def measure(unit: str, ge: float, le: float, description: str) -> Any:
-    """A numeric reading with its unit and physical range, checked on every message."""
-    return Field(ge=ge, le=le, description=description, json_schema_extra={"unit": unit})
+def measure(unit: str, ge: float, le: float, description: str, *, counter: bool = False) -> Any:
+    """A numeric reading with its unit and physical range, checked on every message.
+
+    ``counter``: a meter's running total (lifetime energy), so rollups also keep how much it
+    grew per window (its spread), which is what consumption KPIs add up.
+    """
+    extra: dict[str, Any] = {"unit": unit}
+    if counter:
+        extra["counter"] = True
+    return Field(ge=ge, le=le, description=description, json_schema_extra=extra)
 
 
 class Reading(BaseModel):
@@ -138,6 +145,40 @@ def point_time_ns(ts: datetime, seq: int | None = None) -> int:
 _TS = frozenset({"ts"})
 
 
+class Stored(NamedTuple):
+    """What one measurement of a device type holds, by kind, for its rollups: numeric gauges,
+    counters (running totals), states (text or flags), or events (a ``count`` per point)."""
+
+    measurement: str
+    gauges: tuple[str, ...] = ()
+    counters: tuple[str, ...] = ()
+    states: tuple[str, ...] = ()
+    events: bool = False
+
+
+def stored_fields(model: type[BaseModel], skip: frozenset[str] = frozenset()) -> Stored:
+    """A model's stored fields by kind (lists, the time and ``seq`` are not rolled up)."""
+    gauges: list[str] = []
+    counters: list[str] = []
+    states: list[str] = []
+    for name, info in model.model_fields.items():
+        if name in skip or name in ("ts", "seq"):
+            continue
+        extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
+        if info.annotation in (float, int):
+            (counters if extra.get("counter") else gauges).append(name)
+        elif get_origin(info.annotation) is not list:
+            states.append(name)
+    return Stored("", tuple(gauges), tuple(counters), tuple(states))
+
+
+def union_members(annotation: Any) -> list[type[BaseModel]]:
+    """The models of an ``Annotated[A | B, ...]`` (or a single model)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [m for a in get_args(annotation) for m in union_members(a)]
+
+
 class DeviceType:
     """A device type: subclass it in one module and list it in ``smartcity.devices``."""
 
@@ -164,6 +205,19 @@ class DeviceType:
     @classmethod
     def event_measurement(cls) -> str:
         return f"{cls.name}_event"
+
+    @classmethod
+    def stored(cls) -> list[Stored]:
+        """The measurements this type writes and their fields by kind: the reading's own
+        measurement and the events'. A type that writes more (``reading_rows`` overridden)
+        adds them; rollups (``smartcity.retention``) are generated from this."""
+        reading = stored_fields(cls.reading_model)._replace(measurement=cls.measurement())
+        gauges: dict[str, None] = {}  # the numeric fields of every kind of event, in order
+        for model in union_members(cls.event_model):
+            tags = frozenset(getattr(model, "TAGS", {}))
+            fields = stored_fields(model, tags)
+            gauges.update(dict.fromkeys((*fields.gauges, *fields.counters)))
+        return [reading, Stored(cls.event_measurement(), tuple(gauges), events=True)]
 
     @classmethod
     def reading_rows(cls, reading: Reading) -> Iterator[Row]:

@@ -20,7 +20,9 @@ from smartcity.devices.base import (
     Event,
     Reading,
     Row,
+    Stored,
     measure,
+    stored_fields,
 )
 from smartcity.kpis import Hours, Increase, Kpi, Latest, Names, Total, Where
 from smartcity.lineprotocol import model_encoder
@@ -38,6 +40,12 @@ ConnectorStatus = Literal[
     "Faulted",
 ]
 MAX_CONNECTORS = 8
+#: The station point's counts of connectors per status (field name -> status).
+STATUS_COUNTS: dict[str, ConnectorStatus] = {
+    "connectorsAvailable": "Available",
+    "connectorsCharging": "Charging",
+    "connectorsFaulted": "Faulted",
+}
 
 
 class Connector(BaseModel):
@@ -46,12 +54,16 @@ class Connector(BaseModel):
     connectorId: int = Field(ge=1, le=MAX_CONNECTORS, description="OCPP connector id (1-based).")
     status: ConnectorStatus = Field(description="OCPP 1.6 connector status.")
     power: float = measure("kW", 0.0, 400.0, "Power delivered now.")
-    energy: float = measure("kWh", 0.0, 1e9, "Lifetime energy delivered by this connector.")
+    energy: float = measure(
+        "kWh", 0.0, 1e9, "Lifetime energy delivered by this connector.", counter=True
+    )
 
 
 class EvchargerReading(Reading):
     power: float = measure("kW", 0.0, 3_200.0, "Power delivered now by the whole station.")
-    energy: float = measure("kWh", 0.0, 1e10, "Lifetime energy delivered by the station.")
+    energy: float = measure(
+        "kWh", 0.0, 1e10, "Lifetime energy delivered by the station.", counter=True
+    )
     connectors: list[Connector] = Field(min_length=1, max_length=MAX_CONNECTORS)
 
     @model_validator(mode="after")
@@ -101,16 +113,20 @@ class Evcharger(DeviceType):
         return f"{cls.name}_connector"
 
     @classmethod
+    def stored(cls) -> list[Stored]:
+        """The station (with its connector counts per status) and each connector besides."""
+        station, events = super().stored()
+        station = station._replace(gauges=station.gauges + tuple(STATUS_COUNTS))
+        connector = stored_fields(Connector, frozenset({"connectorId"}))
+        return [station, connector._replace(measurement=cls.connector_measurement()), events]
+
+    @classmethod
     def reading_rows(cls, reading: Reading) -> Iterator[Row]:
         """The station point (with ``seq`` and counts per status), then one row per connector."""
         assert isinstance(reading, EvchargerReading)
         (station,) = super().reading_rows(reading)
         statuses = [c.status for c in reading.connectors]
-        counts = (
-            f",connectorsAvailable={statuses.count('Available')}i"
-            f",connectorsCharging={statuses.count('Charging')}i"
-            f",connectorsFaulted={statuses.count('Faulted')}i"
-        )
+        counts = "".join(f",{f}={statuses.count(s)}i" for f, s in STATUS_COUNTS.items())
         yield Row(station.measurement, station.fields + counts, station.time_ns)
         encode = model_encoder(Connector, frozenset({"connectorId"}))
         for c in reading.connectors:

@@ -22,7 +22,9 @@ class StreetlightReading(Reading):
     powerState: PowerState = Field(description="on, off, or low (dimmed by schedule).")
     illuminanceLevel: float = measure("1", 0.0, 1.0, "Dimming level, 0 = dark, 1 = full output.")
     activePower: float = measure("W", 0.0, 5_000.0, "Power drawn by the lamp.")
-    totalActiveEnergyImport: float = measure("kWh", 0.0, 1e9, "Lifetime energy drawn (meter).")
+    totalActiveEnergyImport: float = measure(
+        "kWh", 0.0, 1e9, "Lifetime energy drawn (meter).", counter=True
+    )
     voltage: float = measure("V", 0.0, 500.0, "Supply voltage at the lamp.")
     current: float = measure("A", 0.0, 50.0, "Current drawn by the lamp.")
     ratedPower: float = measure("W", 0.0, 5_000.0, "Nameplate power at full output.")
