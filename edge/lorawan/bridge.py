@@ -364,7 +364,12 @@ def serve(
             log.error("broker refused the bridge: %s", reason)
             return
         c.subscribe([(f, 1) for f in filters])
-        log.info("connected; listening on %s", ", ".join(filters))
+
+    def on_subscribe(c: paho.Client, _u: object, _m: int, reasons: Any, _p: object) -> None:
+        refused = [f for f, r in zip(filters, reasons, strict=False) if r.is_failure]
+        if refused:
+            log.error("broker refused the subscriptions %s: check the lorawan account", refused)
+        log.info("subscribed to %s", ", ".join(f for f in filters if f not in refused))
 
     def on_message(c: paho.Client, _u: object, msg: paho.MQTTMessage) -> None:
         try:
@@ -377,6 +382,7 @@ def serve(
 
     client.on_connect = on_connect
     client.on_message = on_message
+    client.on_subscribe = on_subscribe
     props = Properties(PacketTypes.CONNECT)
     props.SessionExpiryInterval = 3600  # ChirpStack's events wait for a restarting bridge
     client.connect(host, port, keepalive=30, clean_start=False, properties=props)
