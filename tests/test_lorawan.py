@@ -59,6 +59,20 @@ def event(kind: str, eui: str = EUI) -> str:
     return f"application/{APP}/device/{eui}/event/{kind}"
 
 
+def mosquitto_pub(auth: AuthBroker, user: str, topic: str, payload: bytes) -> None:
+    """One QoS 1 message from a service account (its login is also its client id)."""
+    host, port, password = auth.broker.host, str(auth.broker.port), auth.passwords[user]
+    args = ["-h", host, "-p", port, "-u", user, "-P", password, "-i", user, "-q", "1"]
+    done = subprocess.run(
+        ["mosquitto_pub", *args, "-t", topic, "-s"],
+        input=payload,
+        capture_output=True,
+        timeout=30,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+
+
 class Collector:
     """Messages on one topic filter, read with a service account's login."""
 
@@ -67,7 +81,7 @@ class Collector:
         ready = threading.Event()
         self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id)
         self.client.username_pw_set(user, auth.passwords[user])
-        self.client.on_message = lambda c, u, m: self.got.append((m.topic, m.payload))
+        self.client.on_message = lambda c, u, m: self.got.append((m.topic, bytes(m.payload)))
         self.client.on_subscribe = lambda *a: ready.set()
         self.client.connect(auth.broker.host, auth.broker.port)
         self.client.subscribe(flt, qos=1)
@@ -94,31 +108,7 @@ class Lora:
 
     def pub(self, topic: str, payload: bytes) -> None:
         """As ChirpStack's MQTT integration: the chirpstack account, QoS 1."""
-        done = subprocess.run(
-            [
-                "mosquitto_pub",
-                "-h",
-                self.auth.broker.host,
-                "-p",
-                str(self.auth.broker.port),
-                "-u",
-                "chirpstack",
-                "-P",
-                self.auth.passwords["chirpstack"],
-                "-i",
-                "chirpstack",
-                "-q",
-                "1",
-                "-t",
-                topic,
-                "-s",
-            ],  # fmt: skip
-            input=payload,
-            capture_output=True,
-            timeout=30,
-            check=False,
-        )
-        assert done.returncode == 0, done.stderr
+        mosquitto_pub(self.auth, "chirpstack", topic, payload)
 
     def rows(self, measurement: str) -> list[dict[str, object]]:
         return self.influx.query(
@@ -173,7 +163,8 @@ def lora(auth_broker: AuthBroker, influx: Influx, city: str, tmp_path: Path) -> 
     made = Lora(auth_broker, influx, bridge, log_path)
     deadline = time.monotonic() + 30
     while "subscribed to" not in made.log():
-        assert bridge.poll() is None and time.monotonic() < deadline, made.log()
+        assert bridge.poll() is None, made.log()
+        assert time.monotonic() < deadline, made.log()
         time.sleep(0.05)
     try:
         yield made
@@ -248,31 +239,8 @@ def test_command_becomes_downlink_and_ack_its_result(lora: Lora, city: str) -> N
         lora.auth, "chirpstack", "chirpstack", "application/+/device/+/command/down"
     )
     command = {"v": 1, "id": "op-lora-1", "action": "setInterval", "interval": 1200}
-    sent = subprocess.run(
-        [
-            "mosquitto_pub",
-            "-h",
-            lora.auth.broker.host,
-            "-p",
-            str(lora.auth.broker.port),
-            "-u",
-            "api",
-            "-P",
-            lora.auth.passwords["api"],
-            "-i",
-            "api",
-            "-q",
-            "1",
-            "-t",
-            f"smartcity/v1/{city}/wastebin/{DEVICE}/cmd",
-            "-m",
-            json.dumps(command),
-        ],  # fmt: skip
-        capture_output=True,
-        timeout=30,
-        check=False,
-    )
-    assert sent.returncode == 0, sent.stderr
+    topic = f"smartcity/v1/{city}/wastebin/{DEVICE}/cmd"
+    mosquitto_pub(lora.auth, "api", topic, json.dumps(command).encode())
     ((topic, payload),) = chirpstack.wait(1)
     assert topic == f"application/{APP}/device/{EUI}/command/down"
     down = json.loads(payload)
