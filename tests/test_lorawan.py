@@ -22,9 +22,13 @@ from pathlib import Path
 import paho.mqtt.client as paho
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
+from sqlalchemy.orm import Session
 
-from smartcity import dynsec
+from simulators.chirpstack import dev_eui
+from simulators.fleet import build_fleet
+from smartcity import dynsec, provisioning
 from smartcity.contract import DEADLETTER_TOPIC
+from smartcity.registry.db import make_engine
 from tests.conftest import AuthBroker, Influx, IngesterProcess, run_smartcity, smartcity_env
 
 EUI = "24e124128c00a001"
@@ -105,6 +109,7 @@ class Lora:
     influx: Influx
     bridge: subprocess.Popen[bytes]
     log_path: Path
+    registry: str
 
     def pub(self, topic: str, payload: bytes) -> None:
         """As ChirpStack's MQTT integration: the chirpstack account, QoS 1."""
@@ -160,7 +165,7 @@ def lora(auth_broker: AuthBroker, influx: Influx, city: str, tmp_path: Path) -> 
             },
             stdout=log, stderr=subprocess.STDOUT,
         )  # fmt: skip
-    made = Lora(auth_broker, influx, bridge, log_path)
+    made = Lora(auth_broker, influx, bridge, log_path, registry)
     deadline = time.monotonic() + 30
     while "subscribed to" not in made.log():
         assert bridge.poll() is None, made.log()
@@ -262,3 +267,32 @@ def test_command_becomes_downlink_and_ack_its_result(lora: Lora, city: str) -> N
         assert time.monotonic() < deadline, lora.log()
         time.sleep(0.1)
     assert [r["command_id"] for r in results] == ["op-lora-1"]
+
+
+def test_simulated_bins_via_chirpstack(lora: Lora, city: str) -> None:
+    """``smartcity simulate --via chirpstack``: bins as EM400-UDL uplinks, stored as readings."""
+    bins = [d for d in build_fleet(3, {"wastebin": 3}, 1.0) if d.device_type.name == "wastebin"]
+    engine = make_engine(lora.registry)
+    with Session(engine, expire_on_commit=False) as session:
+        for dev in bins:
+            new = provisioning.NewDevice(
+                "wastebin", dev.device_id, dev.placement.zone, dev.placement.lat,
+                dev.placement.lon, dev_eui=dev_eui(dev.device_id),
+                lorawan_profile="milesight-em400-udl",
+            )  # fmt: skip
+            provisioning.provision(session, lora.auth.admin, city, new, "test")
+    engine.dispose()
+    env = smartcity_env(lora.auth.url("chirpstack"), lora.influx, city)
+    done = run_smartcity(
+        "simulate", "--bins", "3", "--streetlights", "0", "--chargers", "0", "--seed", "3",
+        "--via", "chirpstack", "--messages", "9", "--speed", "0", "--no-progress",
+        env=env, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    deadline = time.monotonic() + 30
+    while lora.influx.count("wastebin") < 9:
+        assert time.monotonic() < deadline, lora.log()
+        time.sleep(0.1)
+    rows = lora.influx.query('SELECT * FROM "wastebin"')
+    assert {r["device_id"] for r in rows} == {d.device_id for d in bins}
+    assert all(0 <= float(r["fillingLevel"]) <= 1 for r in rows)  # type: ignore[arg-type]

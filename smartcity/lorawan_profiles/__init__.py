@@ -115,9 +115,11 @@ class Rule:
         return float(value * self.scale)
 
     def invert(self, target: Any) -> float | str:
-        """The raw value that gives ``target`` (the simulator's direction)."""
+        """The raw value that gives ``target`` (the simulator's direction); a named value the
+        sensor cannot report (a bin ``burning`` for a tilt sensor) becomes its first one."""
         if self.map:
-            return {v: k for k, v in self.map.items()}[str(target)]
+            back = {v: k for k, v in self.map.items()}
+            return back.get(str(target), next(iter(self.map)))
         if self.linear is not None:
             a, b = self.linear
             return a + float(target) * (b - a)
