@@ -29,7 +29,9 @@ class State:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self.db.execute("PRAGMA journal_mode=WAL")  # one fsync per change, readers never wait
         self.db.executescript(_SCHEMA)
+        self._heard: dict[str, str] = {}
 
     def seq(self, dev_eui: str, at_ms: int, fcnt: int) -> int:
         """The reading counter of an uplink: its device's epoch at ``at_ms``, then ``fCnt``."""
@@ -52,6 +54,10 @@ class State:
         return int(last) + 1
 
     def heard(self, dev_eui: str, application_id: str) -> None:
+        """Remember the device's application (written only when it changes)."""
+        if self._heard.get(dev_eui) == application_id:
+            return
+        self._heard[dev_eui] = application_id
         self.db.execute(
             "INSERT OR REPLACE INTO applications VALUES (?, ?)", (dev_eui, application_id)
         )
