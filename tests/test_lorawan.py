@@ -232,6 +232,12 @@ def test_uplinks_rejoin_duplicates_and_refusals(lora: Lora) -> None:
     assert [d["code"] for d in letters] == [code for _, _, code in bad]
     assert all(d["reason"] for d in letters)
     assert "00000000000000aa" in letters[0]["reason"]
+    # and recorded in InfluxDB's deadletter measurement, as the ingester's refusals are
+    deadline = time.monotonic() + 30
+    while len(stored := lora.influx.query('SELECT * FROM "deadletter"')) < len(bad):
+        assert time.monotonic() < deadline, lora.log()
+        time.sleep(0.1)
+    assert sorted(r["reason_code"] for r in stored) == sorted(code for _, _, code in bad)
     lora.pub(event("up"), uplink(2, at(50), EXAMPLE, "dd-5"))
     assert len(lora.wait_rows("wastebin", 5)) == 5
     assert lora.bridge.poll() is None

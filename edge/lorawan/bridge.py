@@ -90,12 +90,15 @@ class Bridge:
         by_id: Lookup,
         city: str,
         application_id: str | None = None,
+        refused: Callable[[str, bytes, str, str], None] | None = None,
     ) -> None:
         self.state = state
         self.by_eui = by_eui
         self.by_id = by_id
         self.city = city
         self.application_id = application_id
+        #: Told of each refusal (topic, payload, code, reason): the InfluxDB record.
+        self.refused = refused
         self.started = time.monotonic()
         #: Messages per outcome: ``up``, ``status``..., and ``deadletter:<code>``.
         self.counts: Counter[str] = Counter()
@@ -110,6 +113,8 @@ class Bridge:
         except Refused as exc:
             self.counts[f"deadletter:{exc.code}"] += 1
             log.info("refused %s: %s", name, exc)
+            if self.refused is not None:
+                self.refused(name, payload, exc.code, exc.reason)
             return [Out(DEADLETTER_TOPIC, deadletter(name, payload, exc.code, exc.reason))]
         return out
 

@@ -8,10 +8,13 @@ from typing import Any
 
 from pydantic import Field
 
-from smartcity.settings import MqttSettings, add_arguments, load
+from smartcity.settings import InfluxSettings, MqttSettings, add_arguments, load
 
 
-class LorawanSettings(MqttSettings):
+class LorawanSettings(MqttSettings, InfluxSettings):
+    """The broker (ChirpStack's events, the contract), the registry, and InfluxDB for the
+    dead-letter records of what the bridge refuses."""
+
     section = "lorawan"
 
     registry_url: str = Field(
@@ -55,6 +58,7 @@ def run(args: argparse.Namespace) -> int:
     import threading
 
     from edge.lorawan.bridge import Bridge, serve
+    from edge.lorawan.deadletters import DeadLetterStore
     from edge.lorawan.registry import Registry
     from edge.lorawan.state import State
     from smartcity.errors import UserError
@@ -67,7 +71,10 @@ def run(args: argparse.Namespace) -> int:
             raise UserError(f"cannot read --password-file: {exc}") from None
     registry = Registry(settings.registry_url)
     state = State(settings.state)
-    bridge = Bridge(state, registry.by_eui, registry.by_id, settings.city, settings.application_id)
+    store = DeadLetterStore(settings)
+    bridge = Bridge(
+        state, registry.by_eui, registry.by_id, settings.city, settings.application_id, store.add
+    )
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
