@@ -14,7 +14,7 @@ import pytest
 
 from edge.lorawan.bridge import Bridge, Known
 from edge.lorawan.state import State
-from smartcity import lorawan_profiles
+from smartcity import lorawan_profiles, provisioning
 from smartcity.contract import DEADLETTER_TOPIC, decode
 from smartcity.lorawan_profiles import ProfileError
 
@@ -196,3 +196,23 @@ def test_bridge_command_to_downlink_and_ack(bridge: Bridge) -> None:
     (result,) = bridge.handle(f"application/app-1/device/{EUI}/event/ack", json.dumps(ack).encode())
     got = decode(result.topic, result.payload).body
     assert (got.id, got.status) == ("op-1", "accepted")  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("dev_eui", "profile", "kind", "says"),
+    [
+        ("24e124128c00a001", None, "wastebin", "both a DevEUI and a profile"),
+        (None, "milesight-em400-udl", "wastebin", "both a DevEUI and a profile"),
+        ("24e1", "milesight-em400-udl", "wastebin", "16 lower-case hex"),
+        ("24e124128c00a001", "no-such-model", "wastebin", "no LoRaWAN profile"),
+        ("24e124128c00a001", "milesight-em400-udl", "streetlight", "for wastebin devices"),
+    ],
+)
+def test_provisioning_refuses_a_bad_lorawan_device(
+    dev_eui: str | None, profile: str | None, kind: str, says: str
+) -> None:
+    new = provisioning.NewDevice(
+        kind, "dev-1", "Centro", 45.13, 10.02, dev_eui=dev_eui, lorawan_profile=profile
+    )
+    with pytest.raises(provisioning.InvalidDevice, match=says):
+        new.check("cremona")
