@@ -7,6 +7,7 @@ import os
 import threading
 from collections import defaultdict
 
+from simulators.chirpstack import up_topic, uplink
 from simulators.commands import FleetCommands
 from simulators.fleet import SimClock, build_fleet, schedule
 from simulators.publisher import AckingPublisher
@@ -32,7 +33,8 @@ def run(settings: SimulateSettings, stop: threading.Event | None = None) -> int:
     pub = AckingPublisher(settings.mqtt_url, client_id, settings.window)
     pub.connect()
     city = settings.city
-    if settings.commands:
+    chirpstack = settings.via == "chirpstack"
+    if settings.commands and not chirpstack:  # ChirpStack devices answer through the bridge
         answering = FleetCommands(fleet, city)
         pub.subscribe(answering.filter, answering.handle)
     target = settings.messages
@@ -47,6 +49,8 @@ def run(settings: SimulateSettings, stop: threading.Event | None = None) -> int:
     )
     if settings.status:
         for dev in fleet:
+            if chirpstack and dev.device_type.name == "wastebin":
+                continue  # a LoRaWAN sensor has no MQTT session, hence no status
             p = dev.placement
             status = Status(
                 v=1,
@@ -76,6 +80,15 @@ def run(settings: SimulateSettings, stop: threading.Event | None = None) -> int:
     def send(dev_index: int) -> None:
         dev = fleet[dev_index]
         readings = buffers.pop(dev_index)
+        if chirpstack and dev.device_type.name == "wastebin":
+            for reading in readings:  # one uplink per reading: a sensor has no backlog
+                pub.publish(
+                    up_topic(settings.application_id, dev.device_id),
+                    uplink(settings.lorawan_profile, settings.application_id, dev.device_id,
+                           reading),
+                    readings=1,
+                )  # fmt: skip
+            return
         pub.publish(
             topic(dev.device_type.name, dev.device_id, "telemetry", city),
             encode_telemetry(readings, dev.placement.zone),
@@ -95,7 +108,7 @@ def run(settings: SimulateSettings, stop: threading.Event | None = None) -> int:
             produced += 1
             if len(buffers[i]) >= settings.batch:
                 send(i)
-            if events:
+            if events and not (chirpstack and dev.device_type.name == "wastebin"):
                 publish_events(
                     pub, dev.device_type.name, dev.device_id, city, events, dev.placement.zone
                 )

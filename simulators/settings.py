@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Literal
 
 from pydantic import AwareDatetime, Field, field_validator
 
@@ -122,6 +123,20 @@ class SimulateSettings(FleetSettings, MqttSettings):
         "(they act from the next reading on).",
     )
     progress: bool = Field(True, description="Show progress on stderr.")
+    via: Literal["mqtt", "chirpstack"] = Field(
+        "mqtt",
+        description="How the fleet reaches the platform: 'mqtt' (the contract, as edge agents "
+        "do) or 'chirpstack' (bins as ChirpStack v4 uplink events in their sensor model's bytes, "
+        "for smartcity lorawan; log in as the chirpstack account).",
+    )
+    lorawan_profile: str = Field(
+        "milesight-em400-udl", description="--via chirpstack: the bins' sensor model."
+    )
+    application_id: str = Field(
+        "00000000-0000-4000-8000-00000000c0de",
+        pattern=r"^[A-Za-z0-9-]{1,64}$",
+        description="--via chirpstack: the ChirpStack application id in the topics.",
+    )
 
     def effective_speed(self) -> float:
         if self.speed is not None:

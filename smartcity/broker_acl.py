@@ -28,6 +28,7 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
+from smartcity import lorawan_profiles
 from smartcity.contract import (
     DEADLETTER_TOPIC,
     DEVICE_ID_PATTERN,
@@ -78,7 +79,12 @@ class Account:
 
 #: The platform's service accounts; each gets a password from ``smartcity up``
 #: (var/mosquitto/passwords/) or from .env (scripts/compose-env).
-SERVICE_ACCOUNTS = ("ingest", "simulator", "api", "monitor", "observer", ADMIN)
+SERVICE_ACCOUNTS = (
+    "ingest", "simulator", "api", "monitor", "observer", "lorawan", "chirpstack", ADMIN,
+)  # fmt: skip
+#: ChirpStack v4's MQTT integration topics (``application/{application id}/device/{DevEUI}/...``).
+CHIRPSTACK_EVENTS = "application/+/device/+/event/+"
+CHIRPSTACK_DOWN = "application/+/device/+/command/down"
 #: The ingester's client id (``smartcity ingest --client-id``'s default).
 INGEST_CLIENT_ID = "smartcity-ingest"
 #: How many ``smartcity ingest --workers`` processes the platform's accounts serve.
@@ -140,7 +146,32 @@ def service_accounts(city: str) -> tuple[Account, ...]:
         ADMIN,
         (Rule("write", f"{CONTROL_TOPIC}"), Rule("read", f"{CONTROL_TOPIC}/response")),
     )
-    return ingest, *workers, simulator, api, monitor, observer, admin
+    lorawan = Account(  # smartcity lorawan: ChirpStack's events in, the contract out
+        "lorawan",
+        "smartcity-lorawan",
+        (
+            Rule("read", CHIRPSTACK_EVENTS),
+            Rule("write", CHIRPSTACK_DOWN),
+            *(
+                Rule("write", _topic(city, kind, "+", channel))
+                for kind in lorawan_device_types()
+                for channel in DEVICE_SENDS
+            ),
+            *(Rule("read", _topic(city, kind, "+", "cmd")) for kind in lorawan_device_types()),
+            Rule("write", DEADLETTER_TOPIC),
+        ),
+    )
+    chirpstack = Account(  # ChirpStack v4's MQTT integration (its JSON marshaler)
+        "chirpstack",
+        "chirpstack",
+        (Rule("write", CHIRPSTACK_EVENTS), Rule("read", CHIRPSTACK_DOWN)),
+    )
+    return ingest, *workers, simulator, api, monitor, observer, lorawan, chirpstack, admin
+
+
+def lorawan_device_types() -> tuple[str, ...]:
+    """The device types the shipped LoRaWAN profiles fill: what ``smartcity lorawan`` speaks."""
+    return tuple(sorted({lorawan_profiles.load(n).device_type for n in lorawan_profiles.names()}))
 
 
 def device_account(device_type: str, device_id: str, city: str) -> Account:

@@ -181,6 +181,14 @@ class Health(BaseModel):
         "Modbus exception code); lastError says why. Absent from agents older than it.",
     )
     lastError: str | None = Field(None, max_length=512)
+    # LoRaWAN devices (``smartcity lorawan`` reports for them): the radio of the last uplink
+    rssi: float | None = Field(None, ge=-200, le=50, description="dBm, best gateway.")
+    snr: float | None = Field(None, ge=-50, le=50, description="dB, best gateway.")
+    gatewayId: str | None = Field(None, pattern=r"^[0-9a-f]{16}$", description="Best gateway.")
+    spreadingFactor: int | None = Field(None, ge=5, le=12, description="LoRa SF of the uplink.")
+    batteryLevel: float | None = Field(
+        None, ge=0, le=1, description="From the network server's device status, 0 to 1."
+    )
 
     @field_validator("ts")
     @classmethod

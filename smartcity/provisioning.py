@@ -34,7 +34,7 @@ from pathlib import Path
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from smartcity import audit, broker_accounts
+from smartcity import audit, broker_accounts, lorawan_profiles
 from smartcity.broker_accounts import Admin, BrokerAccountError
 from smartcity.broker_acl import DEVICE_ROLE_PREFIX, SERVICE_LOGINS, device_account
 from smartcity.city import ZONE_NAMES
@@ -42,6 +42,9 @@ from smartcity.contract import DEVICE_ID_PATTERN
 from smartcity.dynsec import new_password
 from smartcity.registry.models import Device
 from smartcity.settings import mqtt_endpoint
+
+#: A DevEUI as the registry keeps it and ChirpStack v4 writes it in topics.
+DEV_EUI = re.compile(r"[0-9a-f]{16}")
 
 #: The columns of an import file, in order; ``name`` may be left out.
 CSV_COLUMNS = ("device_type", "device_id", "zone", "lat", "lon", "name")
@@ -81,6 +84,9 @@ class NewDevice:
     lat: float
     lon: float
     name: str | None = None
+    #: LoRaWAN devices: the DevEUI and the profile of the sensor model (both or neither).
+    dev_eui: str | None = None
+    lorawan_profile: str | None = None
 
     def check(self, city: str) -> None:
         """Raise :class:`InvalidDevice` saying what is wrong, before anything is changed."""
@@ -95,6 +101,24 @@ class NewDevice:
                 raise InvalidDevice(f"{what} {value} is not between -{limit} and {limit}")
         if self.name is not None and ("\0" in self.name or len(self.name) > 200):
             raise InvalidDevice("name must be at most 200 characters, without NUL")
+        self._check_lorawan()
+
+    def _check_lorawan(self) -> None:
+        if (self.dev_eui is None) != (self.lorawan_profile is None):
+            raise InvalidDevice("a LoRaWAN device needs both a DevEUI and a profile (--profile)")
+        if self.dev_eui is None or self.lorawan_profile is None:
+            return
+        if not DEV_EUI.fullmatch(self.dev_eui):
+            raise InvalidDevice(f"DevEUI {self.dev_eui!r} is not 16 lower-case hex digits")
+        try:
+            profile = lorawan_profiles.load(self.lorawan_profile)
+        except KeyError as exc:
+            raise InvalidDevice(str(exc.args[0])) from None
+        if profile.device_type != self.device_type:
+            raise InvalidDevice(
+                f"profile {self.lorawan_profile} is for {profile.device_type} devices, "
+                f"not {self.device_type}"
+            )
 
 
 @dataclass(frozen=True)
@@ -124,14 +148,25 @@ def provision(
         new.check(city)
         if session.get(Device, new.device_id) is not None:
             raise Duplicate(f"device {new.device_id!r} is already registered; nothing was changed")
+        if new.dev_eui is not None:
+            holder = session.query(Device).filter_by(dev_eui=new.dev_eui).one_or_none()
+            if holder is not None:
+                raise Duplicate(
+                    f"DevEUI {new.dev_eui} is already {holder.device_id!r}'s; nothing was changed"
+                )
         now = datetime.now(UTC)
         session.add(
             Device(
                 device_id=new.device_id, device_type=new.device_type, zone=new.zone,
                 lat=new.lat, lon=new.lon, name=new.name, created_at=now, updated_at=now,
+                dev_eui=new.dev_eui, lorawan_profile=new.lorawan_profile,
             )
         )  # fmt: skip
-        detail = {"device_type": new.device_type, "zone": new.zone, "lat": new.lat, "lon": new.lon}
+        detail: dict[str, object] = {
+            "device_type": new.device_type, "zone": new.zone, "lat": new.lat, "lon": new.lon,
+        }  # fmt: skip
+        if new.dev_eui is not None:
+            detail |= {"dev_eui": new.dev_eui, "lorawan_profile": new.lorawan_profile}
         audit.record(session, actor=actor, action=action, device_id=new.device_id, detail=detail)
         return _make_account(session, admin, city, new.device_type, new.device_id)
 

@@ -24,6 +24,7 @@ COMMAND_MODULES = {
     "simulate": "simulators.cli",
     "ingest": "ingest.cli",
     "edge": "edge.cli",
+    "lorawan": "edge.lorawan.cli",
     "api": "api.cli",
     "command": "api.command_cli",
     "grafana": "grafana.cli",

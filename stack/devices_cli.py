@@ -75,6 +75,13 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
             a.add_argument("--lat", required=True, type=float, help="latitude (WGS84)")
             a.add_argument("--lon", required=True, type=float, help="longitude (WGS84)")
             a.add_argument("--name", help="e.g. the street and number")
+            a.add_argument(
+                "--dev-eui", type=str.lower,
+                help="LoRaWAN devices: the DevEUI (16 hex digits), how smartcity lorawan finds it",
+            )  # fmt: skip
+            a.add_argument(
+                "--profile", help="LoRaWAN devices: the sensor model, e.g. milesight-em400-udl"
+            )
         elif name == "import":
             a.add_argument("csv_file", type=Path, metavar="CSV_FILE")
             a.add_argument(
@@ -117,7 +124,14 @@ def run(args: argparse.Namespace) -> int:
         with Session(engine, expire_on_commit=False) as session:
             if action == "provision":
                 new = provisioning.NewDevice(
-                    args.device_type, args.device_id, args.zone, args.lat, args.lon, args.name
+                    args.device_type,
+                    args.device_id,
+                    args.zone,
+                    args.lat,
+                    args.lon,
+                    args.name,
+                    dev_eui=args.dev_eui,
+                    lorawan_profile=args.profile,
                 )
                 creds = provisioning.provision(session, admin, city, new, actor)
                 hand_out(creds, settings, args.out, "provisioned")

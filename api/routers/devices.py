@@ -120,8 +120,9 @@ def create_device(
     _record(session, who, action, device_id, new.model_dump(mode="json", exclude_none=True))
     try:
         device = crud.create_device(session, new)
-    except IntegrityError:  # registered by someone else since the check
-        _refuse(session, who, action, device_id, 409, f"device {device_id!r} is already registered")
+    except IntegrityError:  # registered by someone else since the check, or its DevEUI taken
+        _refuse(session, who, action, device_id, 409,
+                f"device {device_id!r} or its DevEUI is already registered")  # fmt: skip
     cache.invalidate()
     return DevicePublic.model_validate(device)
 

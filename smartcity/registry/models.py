@@ -51,6 +51,11 @@ class Device(Base):
     #: /v1/devices/{id}/credentials``); None = not revoked. A revoked device stays registered,
     #: so its history keeps its type and zone, but its broker client is disabled for good.
     revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), default=None)
+    #: A LoRaWAN device's DevEUI (16 lower-case hex digits), by which ``smartcity lorawan`` finds
+    #: it; None for devices that speak the contract themselves.
+    dev_eui: Mapped[str | None] = mapped_column(String(16), unique=True, default=None)
+    #: The LoRaWAN profile (sensor model) that decodes its payloads, ``smartcity.lorawan_profiles``.
+    lorawan_profile: Mapped[str | None] = mapped_column(String(64), default=None)
 
     __table_args__ = (Index("ix_devices_lat_lon", "lat", "lon"),)
 

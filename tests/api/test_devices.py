@@ -38,6 +38,31 @@ async def register_fleet(client: httpx.AsyncClient, key: str, sent: c.Sent) -> l
     return ids
 
 
+async def test_a_lorawan_sensor_is_registered_with_its_dev_eui_and_profile(
+    client: httpx.AsyncClient, write_key: str
+) -> None:
+    auth = {"X-API-Key": write_key}
+    lora = {"dev_eui": "24E124128C00A001", "lorawan_profile": "milesight-em400-udl"}
+    r = await client.post("/v1/devices", json=device("wb-l1", "wastebin", **lora), headers=auth)
+    assert r.status_code == 201, r.text
+    assert (r.json()["dev_eui"], r.json()["lorawan_profile"]) == (
+        "24e124128c00a001",
+        "milesight-em400-udl",
+    )
+    again = await client.post("/v1/devices", json=device("wb-l2", "wastebin", **lora), headers=auth)
+    assert again.status_code == 409, again.text  # one DevEUI, one device
+    for bad in (
+        {"dev_eui": "24e124128c00a002"},  # without a profile
+        {"dev_eui": "24e1", "lorawan_profile": "milesight-em400-udl"},
+        {"dev_eui": "24e124128c00a003", "lorawan_profile": "no-such-model"},
+    ):
+        r = await client.post("/v1/devices", json=device("wb-l3", "wastebin", **bad), headers=auth)
+        assert r.status_code == 422, (bad, r.text)
+    wrong_type = device("sl-l4", "streetlight", dev_eui="24e124128c00a004",
+                        lorawan_profile="milesight-em400-udl")  # fmt: skip
+    assert (await client.post("/v1/devices", json=wrong_type, headers=auth)).status_code == 422
+
+
 async def test_create_read_update_delete_with_a_write_key(
     client: httpx.AsyncClient, write_key: str
 ) -> None:

@@ -1,0 +1,1 @@
+"""``smartcity lorawan``: ChirpStack v4's events in, the contract out (docs/lorawan.md)."""
