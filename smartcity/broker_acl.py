@@ -78,7 +78,9 @@ class Account:
 
 #: The platform's service accounts; each gets a password from ``smartcity up``
 #: (var/mosquitto/passwords/) or from .env (scripts/compose-env).
-SERVICE_ACCOUNTS = ("ingest", "simulator", "api", "monitor", "observer", ADMIN)
+SERVICE_ACCOUNTS = ("ingest", "simulator", "api", "monitor", "observer", "ocpp", ADMIN)
+#: The device type whose devices the OCPP gateway (``smartcity ocpp``) publishes for.
+OCPP_DEVICE_TYPE = "evcharger"
 #: The ingester's client id (``smartcity ingest --client-id``'s default).
 INGEST_CLIENT_ID = "smartcity-ingest"
 #: How many ``smartcity ingest --workers`` processes the platform's accounts serve.
@@ -132,6 +134,18 @@ def service_accounts(city: str) -> tuple[Account, ...]:
     # the API and `smartcity command` send commands to devices of its city, and do nothing else
     api = Account("api", "api", (Rule("write", _topic(city, "+", "+", "cmd")),))
     monitor = Account("monitor", "monitor", (Rule("read", "$SYS/broker/uptime"),))
+    # the OCPP central system (``smartcity ocpp``) speaks for every charger connected to it: it
+    # publishes the chargers' channels of its city, reads their commands, and publishes the
+    # OCPP frames it refused on the dead-letter topic; nothing of other device types
+    ocpp = Account(
+        "ocpp",
+        "ocpp",
+        (
+            *(Rule("write", _topic(city, OCPP_DEVICE_TYPE, "+", ch)) for ch in DEVICE_SENDS),
+            Rule("read", _topic(city, OCPP_DEVICE_TYPE, "+", "cmd")),
+            Rule("write", DEADLETTER_TOPIC),
+        ),
+    )
     observer = Account(  # people watching the raw messages: read only
         "observer", "observer", (Rule("read", "smartcity/#"), Rule("read", "$SYS/#"))
     )
@@ -140,7 +154,7 @@ def service_accounts(city: str) -> tuple[Account, ...]:
         ADMIN,
         (Rule("write", f"{CONTROL_TOPIC}"), Rule("read", f"{CONTROL_TOPIC}/response")),
     )
-    return ingest, *workers, simulator, api, monitor, observer, admin
+    return ingest, *workers, simulator, api, monitor, observer, ocpp, admin
 
 
 def device_account(device_type: str, device_id: str, city: str) -> Account:

@@ -24,6 +24,7 @@ COMMAND_MODULES = {
     "simulate": "simulators.cli",
     "ingest": "ingest.cli",
     "edge": "edge.cli",
+    "ocpp": "edge.ocpp.cli",
     "api": "api.cli",
     "command": "api.command_cli",
     "grafana": "grafana.cli",
@@ -32,7 +33,7 @@ COMMAND_MODULES = {
 }
 
 #: The pyproject extra each command needs, where it is not named like the command.
-EXTRAS = {"up": "server", "devices": "server", "command": "api"}
+EXTRAS = {"up": "server", "devices": "server", "command": "api", "ocpp": "edge"}
 
 N = TypeVar("N")
 
