@@ -46,7 +46,9 @@ class Gateway:
 def start_gateway(
     env: dict[str, str], tmp: Path, registry: str, port: int
 ) -> subprocess.Popen[bytes]:
-    log = (tmp / "ocpp.log").open("ab")
+    log_path = tmp / "ocpp.log"
+    before = log_path.read_text().count("listening") if log_path.exists() else 0
+    log = log_path.open("ab")
     proc = subprocess.Popen(
         [sys.executable, "-m", "smartcity", "ocpp", "--host", "127.0.0.1", "--port", str(port),
          "--registry-url", registry, "--state-dir", str(tmp / "ocpp-state"),
@@ -55,7 +57,7 @@ def start_gateway(
     )  # fmt: skip
     log.close()
     deadline = time.monotonic() + 30
-    while "OCPP central system listening" not in (tmp / "ocpp.log").read_text():
+    while log_path.read_text().count("OCPP central system listening") == before:
         assert proc.poll() is None, (tmp / "ocpp.log").read_text()
         assert time.monotonic() < deadline
         time.sleep(0.05)
@@ -344,3 +346,68 @@ async def test_bad_frames_get_a_callerror_and_a_deadletter_and_the_connection_st
     )  # fmt: skip
     assert {d["reason_code"] for d in dead} == {c for c, _ in frames.values()}
     assert all(d["topic"] == "ocpp/ev-o1" and d["reason"] for d in dead)
+
+
+async def test_a_broker_outage_loses_nothing_and_a_queued_session_lands_at_its_own_time(
+    gateway: Gateway, auth_broker: AuthBroker, ingesting: None, influx: Influx
+) -> None:
+    point, task = await charger(gateway, "ev-o3")
+    await point.boot()
+    auth_broker.broker.stop()  # the broker goes away; the charger keeps getting its answers
+    # a session the charger queued while it was offline, sent late with its own old times
+    t0 = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=3)
+    start = await point.call(call.StartTransaction(
+        connector_id=2, id_tag="CARD-Q", meter_start=500, timestamp=ocpp_time(t0)
+    ))  # fmt: skip
+    sent = 40
+    for i in range(sent):
+        sample = meter(t0 + timedelta(minutes=i), 500 + i * 100, 6_000)
+        await point.call(call.MeterValues(
+            connector_id=2, transaction_id=start.transaction_id, meter_value=[sample]
+        ))  # fmt: skip
+    await point.call(call.StopTransaction(
+        meter_stop=500 + sent * 100, timestamp=ocpp_time(t0 + timedelta(minutes=sent)),
+        transaction_id=start.transaction_id, reason="Local",
+        transaction_data=[meter(t0 + timedelta(minutes=sent), 500 + sent * 100, 0)],
+    ))  # fmt: skip
+    auth_broker.broker.start()
+    got = await asyncio.to_thread(
+        wait_rows, influx, 'SELECT * FROM "evcharger" WHERE device_id = $d', sent + 1, 60,
+        d="ev-o3",
+    )  # fmt: skip
+    assert len(got) == sent + 1, "every reading sent while the broker was down is stored"
+    assert at(got, t0)["energy"] == pytest.approx(0.5)
+    assert sorted(r["seq"] for r in got) == list(range(sent + 1))
+    events = await asyncio.to_thread(
+        wait_rows, influx, 'SELECT * FROM "evcharger_event" WHERE kind = $k', 1, k="sessionStop"
+    )
+    assert events[0]["time"].startswith(
+        (t0 + timedelta(minutes=sent)).strftime("%Y-%m-%dT%H:%M:%S")
+    )
+    assert events[0]["energy"] == pytest.approx(sent * 0.1)
+    assert events[0]["duration"] == sent * 60.0
+    task.cancel()
+    await point.ws.close()
+
+
+async def test_transaction_ids_and_seq_continue_across_a_restart(
+    gateway: Gateway, auth_broker: AuthBroker, influx: Influx, city: str, tmp_path: Path
+) -> None:
+    async def one_session() -> int:
+        point, task = await charger(gateway, "ev-o1")
+        now = ocpp_time(datetime.now(UTC))
+        start = await point.call(call.StartTransaction(
+            connector_id=1, id_tag="X", meter_start=0, timestamp=now
+        ))  # fmt: skip
+        task.cancel()
+        await point.ws.close()
+        return int(start.transaction_id)
+
+    first = await one_session()
+    gateway.proc.terminate()
+    assert gateway.proc.wait(30) == 0
+    port = int(gateway.url.split(":")[2].split("/")[0])
+    env = smartcity_env(auth_broker.url("ocpp"), influx, city)
+    gateway.proc = start_gateway(env, tmp_path, gateway.registry, port)
+    second = await one_session()
+    assert second == first + 1
