@@ -60,7 +60,7 @@ async def open_charger(
     )
 
 
-class SimulatedChargePoint(ChargePoint):  # type: ignore[misc]
+class SimulatedChargePoint(ChargePoint):
     """A charge point that accepts what the central system asks (overridable per test)."""
 
     def __init__(self, charge_point_id: str, ws: ClientConnection, device: Any = None) -> None:
@@ -220,6 +220,8 @@ class OcppFleet:
         self.acked = 0
         self.failed = 0
         self.listening: list[asyncio.Future[Any]] = []
+        self.pending: list[Any] = []  # readings on their way
+        logging.getLogger("ocpp").setLevel(logging.WARNING)  # it logs every frame at info
 
     def _run(self, coro: Coroutine[Any, Any, Any]) -> Any:
         return asyncio.run_coroutine_threadsafe(coro, self.loop)
@@ -253,6 +255,7 @@ class OcppFleet:
             return
         future = self._run(point.report(reading, events))
         future.add_done_callback(self._done)
+        self.pending.append(future)
 
     def _done(self, future: Any) -> None:
         if future.exception() is None:
@@ -264,6 +267,11 @@ class OcppFleet:
             )
 
     def close(self, timeout: float = 30) -> None:
+        """Wait for the readings on their way to be answered, then disconnect."""
+        import concurrent.futures
+
+        concurrent.futures.wait(self.pending, timeout)
+
         async def _close() -> None:
             await asyncio.gather(*(p.ws.close() for p in self.points.values()))
 

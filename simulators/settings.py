@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
+from pathlib import Path
+from typing import Literal
 
 from pydantic import AwareDatetime, Field
 
@@ -55,6 +58,26 @@ class SimulateSettings(MqttSettings):
         "(they act from the next reading on).",
     )
     progress: bool = Field(True, description="Show progress on stderr.")
+    via: Literal["mqtt", "ocpp"] = Field(
+        "mqtt",
+        description="How the chargers report: mqtt (the contract, as edge agents do) or ocpp "
+        "(OCPP 1.6J to the central system at --ocpp-url, as real chargers do).",
+    )
+    ocpp_url: str = Field(
+        "ws://127.0.0.1:9000/ocpp",
+        description="With --via ocpp: the central system's base URL (each charger adds /<id>).",
+    )
+    ocpp_passwords: Path | None = Field(
+        None,
+        description="With --via ocpp: JSON file {charger id: OCPP password} (smartcity up "
+        "writes one for its fleet); chargers not in it connect without a password.",
+    )
+
+    def charger_passwords(self) -> dict[str, str]:
+        if self.ocpp_passwords is None:
+            return {}
+        values: dict[str, str] = json.loads(self.ocpp_passwords.read_text())
+        return values
 
     def counts(self) -> dict[str, int]:
         return {"streetlight": self.streetlights, "wastebin": self.bins, "evcharger": self.chargers}

@@ -25,7 +25,7 @@ from smartcity.contract import topic
 from smartcity.registry.db import make_engine
 from smartcity.registry.models import Device
 from stack.servers import free_port
-from tests.conftest import AuthBroker, Influx, IngesterProcess, smartcity_env
+from tests.conftest import AuthBroker, Influx, IngesterProcess, run_smartcity, smartcity_env
 
 pytestmark = pytest.mark.servers
 CHARGERS = ("ev-o1", "ev-o2", "ev-o3")
@@ -411,3 +411,31 @@ async def test_transaction_ids_and_seq_continue_across_a_restart(
     gateway.proc = start_gateway(env, tmp_path, gateway.registry, port)
     second = await one_session()
     assert second == first + 1
+
+
+def test_smartcity_simulate_via_ocpp_feeds_the_chargers_readings(
+    gateway: Gateway, auth_broker: AuthBroker, ingesting: None, influx: Influx, city: str,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    engine = make_engine(gateway.registry)
+    passwords = {}
+    with Session(engine, expire_on_commit=False) as session:
+        for cid in ("ev-00001", "ev-00002"):
+            new = provisioning.NewDevice("evcharger", cid, "Po", 45.13, 10.02)
+            creds = provisioning.provision(session, auth_broker.admin, city, new, "test")
+            assert creds.ocpp_password is not None
+            passwords[cid] = creds.ocpp_password
+    engine.dispose()
+    secrets_file = tmp_path / "ocpp-passwords.json"
+    secrets_file.write_text(json.dumps(passwords))
+    done = run_smartcity(
+        "simulate", "--streetlights", "0", "--bins", "0", "--chargers", "2", "--messages", "20",
+        "--speed", "0", "--via", "ocpp", "--ocpp-url", gateway.url, "--ocpp-passwords",
+        str(secrets_file), "--no-progress",
+        env=smartcity_env(auth_broker.url("simulator"), influx, city), timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    rows = wait_rows(influx, 'SELECT count(seq) FROM "evcharger" GROUP BY device_id', 2)
+    assert {r["device_id"] for r in rows} == {"ev-00001", "ev-00002"}
+    # every simulated reading became one MeterValues per connector, each a stored reading
+    assert sum(int(r["count"]) for r in rows) >= 20

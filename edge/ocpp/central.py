@@ -420,7 +420,7 @@ def command_result(command: Command, answer: Any) -> CommandResult:
     return commands.rejected(command.id, f"the charger answered {status}")
 
 
-class ChargerSession(ChargePoint):  # type: ignore[misc]
+class ChargerSession(ChargePoint):
     """One connected charger: the OCPP handlers and its connectors' last known state."""
 
     def __init__(self, gateway: Gateway, device: Device, ws: ServerConnection) -> None:
@@ -575,8 +575,8 @@ class ChargerSession(ChargePoint):  # type: ignore[misc]
         try:
             ts = parse_time(timestamp) if timestamp else datetime.now(UTC)
             event = ConnectorStatusChanged(
-                ts=ts, kind="connectorStatus", connectorId=connector_id, status=status,  # type: ignore[arg-type]
-                errorCode=error_code,  # type: ignore[arg-type]
+                ts=ts, kind="connectorStatus", connectorId=connector_id, status=status,
+                errorCode=error_code,
             )  # fmt: skip
             readings = []
             if connector_id >= 1:
@@ -651,7 +651,7 @@ class ChargerSession(ChargePoint):  # type: ignore[misc]
                     sessionId=self._session_id(tx.id),
                     energy=round(max(meter_stop - tx.meter_start, 0) / 1000, 4),
                     duration=max((ts - tx.started).total_seconds(), 0.0),
-                    reason=reason or "Local",  # type: ignore[arg-type]
+                    reason=reason or "Local",
                 )  # fmt: skip
         except (ValueError, ValidationError) as exc:
             raise self.refuse(exc) from None

@@ -13,7 +13,7 @@ power and energy are otherwise the sums over its connectors.
 from __future__ import annotations
 
 import statistics
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -29,7 +29,12 @@ MEASURANDS: dict[str, tuple[str, dict[str, float], str]] = {
 }
 _DEFAULT_MEASURAND = "Energy.Active.Import.Register"
 #: How values of single phases make one (when no value for all phases is sent).
-_PHASES = {"energy": sum, "power": sum, "current": max, "voltage": statistics.fmean}
+_PHASES: dict[str, Callable[[list[float]], float]] = {
+    "energy": sum,
+    "power": sum,
+    "current": max,
+    "voltage": statistics.fmean,
+}
 
 
 class BadValue(ValueError):

@@ -193,4 +193,4 @@ class Publisher(threading.Thread):
         if where.device_type != OCPP_DEVICE_TYPE or where.channel != "cmd":
             log.warning("ignored a message on a topic that is not ours", extra={"topic": msg.topic})
             return
-        self.on_command(where.device_id, msg.payload)
+        self.on_command(where.device_id, bytes(msg.payload))
