@@ -14,7 +14,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /app
 COPY . /app
-RUN pip install "/app[server]" \
+RUN pip install "/app[server,edge]" \
     && useradd --system --uid 10001 --home-dir /data --create-home smartcity
 # the installed api package has no node_modules beside it: point the API at the built assets
 COPY --from=web /web/node_modules/bootstrap-italia/dist /opt/smartcity/bootstrap-italia

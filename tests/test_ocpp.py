@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import subprocess
 import sys
 import time
@@ -232,8 +233,9 @@ def send_command(auth: AuthBroker, city: str, device_id: str, payload: dict) -> 
 
 
 async def test_each_command_round_trip_ends_with_the_chargers_answer(
-    gateway: Gateway, auth_broker: AuthBroker, ingesting: None, influx: Influx, city: str
-) -> None:
+    gateway: Gateway, auth_broker: AuthBroker, ingesting: None, influx: Influx, city: str,
+    tmp_path: Path,
+) -> None:  # fmt: skip
     point, task = await charger(gateway, "ev-o2")
     await point.boot()
     point.answers = {"RemoteStopTransaction": "Rejected", "ChangeConfiguration": "RebootRequired",
@@ -285,6 +287,16 @@ async def test_each_command_round_trip_ends_with_the_chargers_answer(
     late = influx.query('SELECT * FROM "device_command" WHERE command_id = $c', c="c-late")
     assert late == [], "an unanswered command gets no result (it expires)"
     assert "did not answer a command" in gateway.log()
+    # the installer's check sees it booted and connected
+    env = {**os.environ, "SMARTCITY_OCPP_REGISTRY_URL": gateway.registry,
+           "SMARTCITY_OCPP_STATE_DIR": str(tmp_path / "ocpp-state")}  # fmt: skip
+    checked = await asyncio.to_thread(run_smartcity, "edge", "check", "--ocpp", "ev-o2", env=env)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "connected now" in checked.stdout
+    assert "smartcity simulated" in checked.stdout
+    unknown = await asyncio.to_thread(run_smartcity, "edge", "check", "--ocpp", "ev-zz", env=env)
+    assert unknown.returncode == 1
+    assert "not a registered charger" in unknown.stdout
     task.cancel()
     await point.ws.close()
 
@@ -439,3 +451,26 @@ def test_smartcity_simulate_via_ocpp_feeds_the_chargers_readings(
     assert {r["device_id"] for r in rows} == {"ev-00001", "ev-00002"}
     # every simulated reading became one MeterValues per connector, each a stored reading
     assert sum(int(r["count"]) for r in rows) >= 20
+
+
+async def test_missed_heartbeats_report_a_charger_offline_and_its_next_message_online(
+    gateway: Gateway, ingesting: None, influx: Influx
+) -> None:
+    point, task = await charger(gateway, "ev-o2")
+    await point.boot()
+    # the gateway's --heartbeat-interval 2 and --offline-after 2: silent 4 s means offline
+    offline = await asyncio.to_thread(
+        wait_rows, influx, 'SELECT * FROM "device_status" WHERE device_id = $d AND online = 0', 1,
+        d="ev-o2",
+    )  # fmt: skip
+    assert offline, "a silent charger is reported offline while still connected"
+    before = len(influx.query('SELECT * FROM "device_status" WHERE device_id = $d', d="ev-o2"))
+    await point.call(call.Heartbeat())
+    online = await asyncio.to_thread(
+        wait_rows, influx, 'SELECT * FROM "device_status" WHERE device_id = $d', before + 1,
+        d="ev-o2",
+    )  # fmt: skip
+    assert online[-1]["online"] == 1
+    assert online[-1]["time"] > offline[0]["time"], "online again on its next message"
+    task.cancel()
+    await point.ws.close()

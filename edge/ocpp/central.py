@@ -287,6 +287,7 @@ class Gateway:
         except ConnectionClosed:
             pass
         finally:
+            session.connected = False
             if self.sessions.get(cp_id) is session:
                 del self.sessions[cp_id]
                 session.went_offline("disconnected")
@@ -434,7 +435,8 @@ class ChargerSession(ChargePoint):
             int(k): v for k, v in saved.get("connectors", {}).items()
         }
         self.station: dict[str, float] = saved.get("station", {})
-        self.online = False
+        self.online = False  # as last reported in its status
+        self.connected = True  # its WebSocket is open
         self.last_seen = time.monotonic()
         self.connected_at = time.monotonic()
         self.frame: str | bytes = ""
@@ -457,7 +459,7 @@ class ChargerSession(ChargePoint):
             self.online = False
             log.info("charger offline", extra={"charge_point_id": self.id, "reason": why})
             self._status("offline")
-        self._save(connected=False)
+        self._save()
 
     def _status(self, state: Any) -> None:
         status = Status(
@@ -469,11 +471,11 @@ class ChargerSession(ChargePoint):
             firmware=self.firmware[:64] if self.firmware else None,
         )
         self.gateway.emit(self.id, self.zone, [("status", encode(status))])
-        self._save(connected=state == "online")
+        self._save()
 
-    def _save(self, connected: bool) -> None:
+    def _save(self) -> None:
         state = {"connectors": self.connectors, "station": self.station}
-        self.gateway.store.save_charger(self.id, state, connected, time.time())
+        self.gateway.store.save_charger(self.id, state, self.connected, time.time())
 
     # -- frames ---------------------------------------------------------------------------------
 
@@ -588,7 +590,7 @@ class ChargerSession(ChargePoint):
         except (BadValue, ValidationError) as exc:
             raise self.refuse(exc) from None
         self.gateway.emit(self.id, self.zone, [("events", encode(event))], readings)
-        self._save(connected=True)
+        self._save()
         return call_result.StatusNotification()
 
     @on(Action.meter_values)
@@ -600,7 +602,7 @@ class ChargerSession(ChargePoint):
         except (BadValue, ValidationError) as exc:
             raise self.refuse(exc) from None
         self.gateway.emit(self.id, self.zone, [], readings)
-        self._save(connected=True)
+        self._save()
         return call_result.MeterValues()
 
     @on(Action.authorize)
