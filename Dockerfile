@@ -1,4 +1,4 @@
-# The smartcity image: ingester, API and simulators; docker-compose.yml runs one per service.
+# The smartcity image: ingester, API, OCPP gateway and simulators; one per compose service.
 
 # bootstrap-italia for the API's public page, pinned by api/web/package-lock.json: the same
 # `npm ci` scripts/bootstrap runs for a local checkout.
@@ -14,7 +14,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /app
 COPY . /app
-RUN pip install "/app[server,edge]" \
+RUN pip install "/app[server]" \
     && useradd --system --uid 10001 --home-dir /data --create-home smartcity
 # the installed api package has no node_modules beside it: point the API at the built assets
 COPY --from=web /web/node_modules/bootstrap-italia/dist /opt/smartcity/bootstrap-italia

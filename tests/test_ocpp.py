@@ -15,17 +15,20 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import httpx
 import pytest
 from ocpp.v16 import call
 from sqlalchemy.orm import Session
 from websockets.exceptions import InvalidStatus
 
+from api.settings import ApiSettings
 from simulators.ocpp import SimulatedChargePoint, ocpp_time, open_charger
 from smartcity import provisioning
 from smartcity.contract import topic
 from smartcity.registry.db import make_engine
 from smartcity.registry.models import Device
 from stack.servers import free_port
+from tests.api.conftest import api_process
 from tests.conftest import AuthBroker, Influx, IngesterProcess, run_smartcity, smartcity_env
 
 pytestmark = pytest.mark.servers
@@ -122,6 +125,15 @@ def wait_rows(influx: Influx, q: str, n: int, timeout: float = 30, **params: obj
     return rows
 
 
+def ev_kpis(settings: ApiSettings, workdir: Path) -> dict[str, float]:
+    """The EV charging service's live KPIs from a real ``smartcity api``."""
+    as_of = {"SMARTCITY_API_AS_OF": datetime.now(UTC).isoformat()}
+    with api_process(settings, workdir, as_of) as api:
+        services = httpx.get(f"{api}/v1/services", timeout=30).json()["data"]
+    ev = next(s for s in services if "sessions_24h" in json.dumps(s))
+    return {k["id"]: k["value"] for k in ev["kpis"]}
+
+
 def at(rows: list, ts: datetime) -> dict:
     """The row stored at ``ts`` (to the second: a reading's seq is added in nanoseconds)."""
     (row,) = [r for r in rows if r["time"].startswith(ts.strftime("%Y-%m-%dT%H:%M:%S"))]
@@ -142,7 +154,7 @@ def meter(ts: datetime, wh: float, w: float, unit: str = "Wh", **extra: str) -> 
 
 
 async def test_boot_status_meter_values_and_a_whole_session_land_in_influxdb(
-    gateway: Gateway, ingesting: None, influx: Influx
+    gateway: Gateway, ingesting: None, influx: Influx, tmp_path: Path
 ) -> None:
     point, task = await charger(gateway, "ev-o1")
     boot = await point.boot(firmware="fw-1.2.3")
@@ -173,7 +185,9 @@ async def test_boot_status_meter_values_and_a_whole_session_land_in_influxdb(
     task.cancel()
     await point.ws.close()
 
-    readings = wait_rows(influx, 'SELECT * FROM "evcharger" WHERE device_id = $d', 4, d="ev-o1")
+    # a reading per meter value, and one when the status changed once the meter was known
+    readings = wait_rows(influx, 'SELECT * FROM "evcharger" WHERE device_id = $d', 3, d="ev-o1")
+    assert len(readings) == 3
     at10 = at(readings, t0 + timedelta(minutes=10))
     assert at10["energy"] == pytest.approx(1003.5)
     assert at10["power"] == pytest.approx(21.0)
@@ -204,6 +218,13 @@ async def test_boot_status_meter_values_and_a_whole_session_land_in_influxdb(
         'SELECT * FROM "device_status" WHERE device_id = $d AND online = 1', d="ev-o1"
     )
     assert any(s["firmware"] == "fw-1.2.3" for s in online)
+    # the API's EV KPIs, computed from what this charger said over OCPP
+    settings = ApiSettings(
+        influx_url=influx.url, influx_db=influx.db, registry_url=gateway.registry
+    )  # fmt: skip
+    kpis = await asyncio.to_thread(ev_kpis, settings, tmp_path)
+    assert kpis["sessions_24h"] == 1
+    assert kpis["energy_delivered_24h"] == pytest.approx(7.0)  # 1000 -> 1007 kWh metered
     engine = make_engine(gateway.registry)
     with Session(engine) as session:
         device = session.get(Device, "ev-o1")

@@ -515,6 +515,9 @@ class ChargerSession(ChargePoint):
         self.gateway.deadletter(self.id, self.frame, error.code, f"{error.code}: {reason}")
         return error
 
+    def _metered(self) -> bool:
+        return "energy" in self.station or any("energy" in c for c in self.connectors.values())
+
     def _reading(self, ts: datetime) -> dict[str, Any]:
         values = {"ts": ts.isoformat(), **reading(self.connectors, self.station)}
         # ranges and clock as the ingester will check them, or raise
@@ -531,9 +534,7 @@ class ChargerSession(ChargePoint):
             target = (
                 self.station
                 if connector_id == 0
-                else self.connectors.setdefault(
-                    connector_id, {"status": "Available", "power": 0.0, "energy": 0.0}
-                )
+                else self.connectors.setdefault(connector_id, {"status": "Available", "power": 0.0})
             )
             target.update(values)
             readings.append(self._reading(ts))
@@ -582,11 +583,14 @@ class ChargerSession(ChargePoint):
             )  # fmt: skip
             readings = []
             if connector_id >= 1:
-                self.connectors.setdefault(connector_id, {"power": 0.0, "energy": 0.0})
+                self.connectors.setdefault(connector_id, {"power": 0.0})
                 self.connectors[connector_id]["status"] = status
                 if status not in ("Charging", "SuspendedEV", "SuspendedEVSE"):
                     self.connectors[connector_id]["power"] = 0.0
-                readings.append(self._reading(ts))
+                # a reading needs the meter: before the charger's first meter value its
+                # energy is unknown, and a made-up 0 would look like a meter reset
+                if self._metered():
+                    readings.append(self._reading(ts))
         except (BadValue, ValidationError) as exc:
             raise self.refuse(exc) from None
         self.gateway.emit(self.id, self.zone, [("events", encode(event))], readings)
@@ -623,6 +627,8 @@ class ChargerSession(ChargePoint):
             ts = check_device_clock(parse_time(timestamp))
         except ValueError as exc:
             raise self.refuse(exc) from None
+        connector = self.connectors.setdefault(connector_id, {"power": 0.0})
+        connector.setdefault("energy", meter_start / 1000)  # the meter, if not known yet
         tag = charger_auth.id_tag_hash(id_tag, self.gateway.key)
         tx, new = self.gateway.store.start_transaction(self.id, connector_id, meter_start, ts, tag)
         if new:
