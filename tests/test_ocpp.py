@@ -495,3 +495,30 @@ async def test_missed_heartbeats_report_a_charger_offline_and_its_next_message_o
     assert online[-1]["time"] > offline[0]["time"], "online again on its next message"
     task.cancel()
     await point.ws.close()
+
+
+def test_up_gives_its_simulated_chargers_ocpp_passwords_for_the_simulator(tmp_path: Path) -> None:
+    """``smartcity up --chargers-via ocpp``: the fleet's chargers get OCPP passwords, their
+    hashes in the registry and the passwords in an owner-only file for ``--ocpp-passwords``."""
+    from smartcity.charger_auth import verify_password
+    from stack.up import UpSettings, prepare_registry
+
+    settings = UpSettings(
+        data_dir=tmp_path, streetlights=1, bins=1, chargers=3, chargers_via="ocpp"
+    )  # fmt: skip
+    registry = f"sqlite:///{tmp_path}/registry.db"
+    assert prepare_registry(registry, settings) == 5
+    secrets_file = tmp_path / "ocpp" / "passwords.json"
+    assert secrets_file.stat().st_mode & 0o777 == 0o600
+    passwords = json.loads(secrets_file.read_text())
+    assert len(passwords) == 3
+    engine = make_engine(registry)
+    with Session(engine) as session:
+        for device_id, password in passwords.items():
+            device = session.get(Device, device_id)
+            assert device is not None
+            assert device.device_type == "evcharger"
+            assert device.ocpp_password_hash is not None
+            assert verify_password(password, device.ocpp_password_hash)
+            assert not verify_password(password + "x", device.ocpp_password_hash)
+    engine.dispose()
