@@ -33,7 +33,7 @@ COMMAND_MODULES = {
 }
 
 #: The pyproject extra each command needs, where it is not named like the command.
-EXTRAS = {"up": "server", "devices": "server", "command": "api", "ocpp": "edge"}
+EXTRAS = {"up": "server", "devices": "server", "command": "api", "ocpp": "ocpp"}
 
 N = TypeVar("N")
 

@@ -91,9 +91,10 @@ def gateway(
     env = smartcity_env(auth_broker.url("ocpp"), influx, city)
     port = free_port()
     proc = start_gateway(env, tmp_path, registry, port)
-    yield Gateway(proc, f"ws://127.0.0.1:{port}/ocpp", tmp_path / "ocpp.log", passwords, registry)
-    proc.terminate()
-    proc.wait(30)
+    gw = Gateway(proc, f"ws://127.0.0.1:{port}/ocpp", tmp_path / "ocpp.log", passwords, registry)
+    yield gw
+    gw.proc.terminate()  # a test may have restarted it
+    gw.proc.wait(30)
 
 
 @pytest.fixture

@@ -56,7 +56,7 @@ from websockets.http11 import Request, Response
 from edge.ocpp.meter import BadValue, parse_time, reading, sample_values
 from edge.ocpp.publisher import Publisher
 from edge.ocpp.settings import OcppSettings
-from edge.ocpp.store import Store
+from edge.ocpp.store import Entry, Store
 from smartcity import __version__, charger_auth, commands
 from smartcity.broker_acl import OCPP_DEVICE_TYPE
 from smartcity.contract import (
@@ -143,6 +143,10 @@ class Gateway:
     def __init__(self, settings: OcppSettings) -> None:
         self.settings = settings
         self.store = Store(settings.outbox_path, settings.outbox_max)
+        # the outbox's writer: a connection of its own, used from a worker thread
+        self.outbox = Store(settings.outbox_path, settings.outbox_max)
+        self.pending: list[tuple[Entry, asyncio.Future[None]]] = []
+        self.flusher: asyncio.Future[None] | None = None
         self.key = idtag_key(settings.state_dir)
         self.engine = make_engine(settings.registry_url)
         self.sessions: dict[str, ChargerSession] = {}
@@ -190,12 +194,16 @@ class Gateway:
                 for session in list(self.sessions.values()):
                     session.went_offline("the central system stopped")
                 server.close()
+                # what is on its way into the outbox gets there before the publisher drains it
+                if self.tasks:
+                    await asyncio.wait(list(self.tasks), timeout=5)
         finally:
             self.publisher.stop.set()
             self.publisher.wake.set()
             await asyncio.to_thread(self.publisher.join, 30)
             for task in list(self.tasks):
                 task.cancel()
+            self.outbox.close()
             if self.writer is not None:
                 await self.writer.aclose()
             self.store.close()
@@ -233,8 +241,8 @@ class Gateway:
         if cp_id is None:
             return connection.respond(HTTPStatus.NOT_FOUND, "connect to /ocpp/<chargePointId>\n")
         given = basic_credentials(request.headers.get("Authorization"))
-        device = await asyncio.to_thread(self._registered, cp_id)
-        refusal = self._refusal(cp_id, device, given)
+        # the registry read and the password hash off the event loop: other chargers go on
+        device, refusal = await asyncio.to_thread(self._login, cp_id, given)
         if refusal is None:
             return None
         log.warning("charger refused", extra={"charge_point_id": cp_id, "reason": refusal})
@@ -244,6 +252,10 @@ class Gateway:
         response = connection.respond(HTTPStatus.UNAUTHORIZED, "unauthorized\n")
         response.headers["WWW-Authenticate"] = 'Basic realm="OCPP", charset="UTF-8"'
         return response
+
+    def _login(self, cp_id: str, given: tuple[str, str] | None) -> tuple[Device | None, str | None]:
+        device = self._registered(cp_id)
+        return device, self._refusal(cp_id, device, given)
 
     def _registered(self, cp_id: str) -> Device | None:
         with Session(self.engine, expire_on_commit=False) as session:
@@ -302,11 +314,41 @@ class Gateway:
         rows: list[tuple[str, bytes]],
         readings: list[dict[str, Any]] | None = None,
     ) -> None:
-        """Into the outbox (on disk when this returns), then the publisher is woken."""
-        dropped = self.store.put(device_id, zone, rows, readings)
-        if dropped:
-            log.warning("outbox full: dropped the oldest messages", extra={"dropped": dropped})
-        self.publisher.wake.set()
+        """:meth:`persist` without waiting (status, health, results: nobody awaits an answer);
+        still stored in the order emitted."""
+        self._background(self.persist(device_id, zone, rows, readings))
+
+    async def persist(
+        self,
+        device_id: str,
+        zone: str | None,
+        rows: list[tuple[str, bytes]],
+        readings: list[dict[str, Any]] | None = None,
+    ) -> None:
+        """Into the outbox, on disk when this returns; then the publisher is woken. What all
+        chargers say meanwhile is committed together (one fsync), off the event loop."""
+        assert self.loop is not None
+        done: asyncio.Future[None] = self.loop.create_future()
+        self.pending.append(((device_id, zone, rows, readings or []), done))
+        if self.flusher is None or self.flusher.done():
+            self.flusher = asyncio.ensure_future(self._flush())
+        await done
+
+    async def _flush(self) -> None:
+        while self.pending:
+            batch, self.pending = self.pending, []
+            try:
+                dropped = await asyncio.to_thread(self.outbox.put_many, [e for e, _ in batch])
+            except Exception as exc:  # a full disk: the chargers get an InternalError
+                log.error("outbox write failed", extra={"error": str(exc)})
+                for _, done in batch:
+                    done.set_exception(exc)
+                continue
+            for _, done in batch:
+                done.set_result(None)
+            if dropped:
+                log.warning("outbox full: dropped the oldest messages", extra={"dropped": dropped})
+            self.publisher.wake.set()
 
     def emit_health(self, device_id: str, zone: str | None, note: str, uptime: float = 0) -> None:
         health = Health(
@@ -571,7 +613,7 @@ class ChargerSession(ChargePoint):
         return call_result.Heartbeat(current_time=now_iso())
 
     @on(Action.status_notification)
-    def on_status(
+    async def on_status(
         self, connector_id: int, error_code: str, status: str, timestamp: str | None = None,
         **_: Any,
     ) -> Any:  # fmt: skip
@@ -593,19 +635,19 @@ class ChargerSession(ChargePoint):
                     readings.append(self._reading(ts))
         except (BadValue, ValidationError) as exc:
             raise self.refuse(exc) from None
-        self.gateway.emit(self.id, self.zone, [("events", encode(event))], readings)
+        await self.gateway.persist(self.id, self.zone, [("events", encode(event))], readings)
         self._save()
         return call_result.StatusNotification()
 
     @on(Action.meter_values)
-    def on_meter_values(
+    async def on_meter_values(
         self, connector_id: int, meter_value: list[dict[str, Any]], **_: Any
     ) -> Any:
         try:
             readings = self._meter(connector_id, meter_value)
         except (BadValue, ValidationError) as exc:
             raise self.refuse(exc) from None
-        self.gateway.emit(self.id, self.zone, [], readings)
+        await self.gateway.persist(self.id, self.zone, [], readings)
         self._save()
         return call_result.MeterValues()
 
@@ -616,7 +658,7 @@ class ChargerSession(ChargePoint):
         return call_result.Authorize(id_tag_info={"status": "Accepted"})
 
     @on(Action.start_transaction)
-    def on_start(
+    async def on_start(
         self, connector_id: int, id_tag: str, meter_start: int, timestamp: str, **_: Any
     ) -> Any:
         try:
@@ -636,13 +678,13 @@ class ChargerSession(ChargePoint):
                 ts=ts, kind="sessionStart", connectorId=connector_id,
                 sessionId=self._session_id(tx.id), idTagHash=tag,
             )  # fmt: skip
-            self.gateway.emit(self.id, self.zone, [("events", encode(event))])
+            await self.gateway.persist(self.id, self.zone, [("events", encode(event))])
         return call_result.StartTransaction(
             transaction_id=tx.id, id_tag_info={"status": "Accepted"}
         )
 
     @on(Action.stop_transaction)
-    def on_stop(
+    async def on_stop(
         self, meter_stop: int, timestamp: str, transaction_id: int, reason: str | None = None,
         transaction_data: list[dict[str, Any]] | None = None, id_tag: str | None = None,
         **_: Any,
@@ -671,7 +713,7 @@ class ChargerSession(ChargePoint):
             )
         elif event is not None and self.gateway.store.stop_transaction(tx.id, ts):
             rows.append(("events", encode(event)))
-        self.gateway.emit(self.id, self.zone, rows, readings)
+        await self.gateway.persist(self.id, self.zone, rows, readings)
         info = {"status": "Accepted"} if id_tag is not None else None
         return call_result.StopTransaction(id_tag_info=info)
 

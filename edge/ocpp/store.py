@@ -61,6 +61,10 @@ CREATE TABLE IF NOT EXISTS chargers (
 """
 
 
+#: What one device said: (device id, zone, (channel, body) rows, readings to number).
+Entry = tuple[str, str | None, list[tuple[str, bytes]], list[dict[str, Any]]]
+
+
 @dataclass(frozen=True, slots=True)
 class Batch:
     """Rows ``first``..``last`` of one device and channel: one MQTT message."""
@@ -123,25 +127,33 @@ class Store:
         """Store ``(channel, body)`` rows; ``readings`` (JSON-ready dicts) are numbered with
         the device's next ``seq`` values and stored as telemetry first. Returns rows dropped
         because the outbox was full."""
+        return self.put_many([(device_id, zone, rows, readings or [])])
+
+    def put_many(self, entries: list[Entry]) -> int:
+        """:meth:`put` for many devices in one durable transaction (one fsync for all: the
+        gateway gathers what its chargers said meanwhile, then answers them)."""
         with self._durable():
-            if readings:
-                got = self.db.execute(
-                    "SELECT next FROM seq WHERE device_id = ?", (device_id,)
-                ).fetchone()
-                seq = got[0] if got else 0
-                numbered = [
-                    ("telemetry", json.dumps({**r, "seq": seq + i}).encode())
-                    for i, r in enumerate(readings)
-                ]
-                rows = numbered + rows
-                self.db.execute(
-                    "INSERT INTO seq VALUES (?, ?) ON CONFLICT (device_id) DO UPDATE SET next = ?",
-                    (device_id, seq + len(readings), seq + len(readings)),
+            for device_id, zone, rows, readings in entries:
+                if readings:
+                    got = self.db.execute(
+                        "SELECT next FROM seq WHERE device_id = ?", (device_id,)
+                    ).fetchone()
+                    seq = got[0] if got else 0
+                    numbered = [
+                        ("telemetry", json.dumps({**r, "seq": seq + i}).encode())
+                        for i, r in enumerate(readings)
+                    ]
+                    rows = numbered + rows
+                    after = seq + len(readings)
+                    self.db.execute(
+                        "INSERT INTO seq VALUES (?, ?) "
+                        "ON CONFLICT (device_id) DO UPDATE SET next = ?",
+                        (device_id, after, after),
+                    )
+                self.db.executemany(
+                    "INSERT INTO outbox (device_id, channel, zone, body) VALUES (?, ?, ?, ?)",
+                    [(device_id, ch, zone, body) for ch, body in rows],
                 )
-            self.db.executemany(
-                "INSERT INTO outbox (device_id, channel, zone, body) VALUES (?, ?, ?, ?)",
-                [(device_id, ch, zone, body) for ch, body in rows],
-            )
             return self._enforce_bound()
 
     def _enforce_bound(self) -> int:
