@@ -126,6 +126,19 @@ def wait_rows(influx: Influx, q: str, n: int, timeout: float = 30, **params: obj
     return rows
 
 
+def self_signed(folder: Path) -> tuple[Path, Path]:
+    """A key and a certificate for 127.0.0.1 that only the test trusts."""
+    folder.mkdir()
+    key, cert = folder / "key.pem", folder / "cert.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+         "-keyout", str(key), "-out", str(cert), "-subj", "/CN=localhost",
+         "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return key, cert
+
+
 def ev_kpis(settings: ApiSettings, workdir: Path) -> dict[str, float]:
     """The EV charging service's live KPIs from a real ``smartcity api``."""
     as_of = {"SMARTCITY_API_AS_OF": datetime.now(UTC).isoformat()}
@@ -469,10 +482,15 @@ def test_smartcity_simulate_via_ocpp_feeds_the_chargers_readings(
         env=smartcity_env(auth_broker.url("simulator"), influx, city), timeout=120,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
-    rows = wait_rows(influx, 'SELECT count(seq) FROM "evcharger" GROUP BY device_id', 2)
-    assert {r["device_id"] for r in rows} == {"ev-00001", "ev-00002"}
+    q = 'SELECT count(seq) FROM "evcharger" GROUP BY device_id'
     # every simulated reading became one MeterValues per connector, each a stored reading
-    assert sum(int(r["count"]) for r in rows) >= 20
+    deadline = time.monotonic() + 30
+    rows = influx.query(q)
+    while sum(int(r["count"]) for r in rows) < 20:
+        assert time.monotonic() < deadline, rows
+        time.sleep(0.2)
+        rows = influx.query(q)
+    assert {r["device_id"] for r in rows} == {"ev-00001", "ev-00002"}
 
 
 async def test_missed_heartbeats_report_a_charger_offline_and_its_next_message_online(
@@ -523,3 +541,32 @@ def test_up_gives_its_simulated_chargers_ocpp_passwords_for_the_simulator(tmp_pa
             assert verify_password(password, device.ocpp_password_hash)
             assert not verify_password(password + "x", device.ocpp_password_hash)
     engine.dispose()
+
+
+async def test_security_profile_2_is_the_same_login_over_tls(
+    gateway: Gateway, auth_broker: AuthBroker, influx: Influx, city: str, tmp_path: Path
+) -> None:
+    """``--cert-file/--key-file``: chargers connect with wss://, Basic auth over TLS."""
+    import ssl
+
+    key, cert = await asyncio.to_thread(self_signed, tmp_path / "tls")
+    port = free_port()
+    env = smartcity_env(auth_broker.url("ocpp"), influx, city)
+    env |= {"SMARTCITY_OCPP_CERT_FILE": str(cert), "SMARTCITY_OCPP_KEY_FILE": str(key)}
+    secure = tmp_path / "secure"
+    secure.mkdir()
+    proc = start_gateway(env, secure, gateway.registry, port)
+    try:
+        trust = ssl.create_default_context(cafile=str(cert))
+        url = f"wss://127.0.0.1:{port}/ocpp"
+        ws = await open_charger(url, "ev-o1", gateway.passwords["ev-o1"], ssl=trust)
+        point = SimulatedChargePoint("ev-o1", ws)
+        task = asyncio.ensure_future(point.start())
+        assert (await point.boot()).status == "Accepted"
+        task.cancel()
+        await ws.close()
+        with pytest.raises(InvalidStatus):
+            await open_charger(url, "ev-o1", "wrong", ssl=trust)
+    finally:
+        proc.terminate()
+        proc.wait(30)

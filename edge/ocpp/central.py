@@ -516,6 +516,9 @@ class ChargerSession(ChargePoint):
         self._save()
 
     def _save(self) -> None:
+        """The connectors' state and presence, for a restart and ``edge check``: written when
+        the charger comes and goes, not per message (a write per message would wait on the
+        outbox's commits and hold up every charger)."""
         state = {"connectors": self.connectors, "station": self.station}
         self.gateway.store.save_charger(self.id, state, self.connected, time.time())
 
@@ -636,7 +639,6 @@ class ChargerSession(ChargePoint):
         except (BadValue, ValidationError) as exc:
             raise self.refuse(exc) from None
         await self.gateway.persist(self.id, self.zone, [("events", encode(event))], readings)
-        self._save()
         return call_result.StatusNotification()
 
     @on(Action.meter_values)
@@ -648,7 +650,6 @@ class ChargerSession(ChargePoint):
         except (BadValue, ValidationError) as exc:
             raise self.refuse(exc) from None
         await self.gateway.persist(self.id, self.zone, [], readings)
-        self._save()
         return call_result.MeterValues()
 
     @on(Action.authorize)

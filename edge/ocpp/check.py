@@ -89,8 +89,8 @@ def _check(charger_id: str, args: argparse.Namespace, report: Report) -> None:
         else "never"
     )
     if connected:
-        report.ok("gateway", f"connected now; last message {seen}; outbox {depth} waiting")
+        report.ok("gateway", f"connected now; last seen {seen}; outbox {depth} waiting")
     else:
-        report.fail("gateway", f"not connected; last message {seen}", "check its network and power")
+        report.fail("gateway", f"not connected; last seen {seen}", "check its network and power")
     if wrong:
         report.warn("logins", f"{wrong} logins refused for a wrong OCPP password")
