@@ -1,4 +1,4 @@
-# The smartcity image: ingester, API and simulators; docker-compose.yml runs one per service.
+# The smartcity image: ingester, API, OCPP gateway and simulators; one per compose service.
 
 # bootstrap-italia for the API's public page, pinned by api/web/package-lock.json: the same
 # `npm ci` scripts/bootstrap runs for a local checkout.

@@ -39,6 +39,12 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         "failure; exits 1 if any step failed. Stop the agent first: the check logs in as the "
         "device, and refuses to run while the agent holds the outbox.",
     )
+    check_p.add_argument(
+        "--ocpp",
+        metavar="ID",
+        help="check an OCPP charger instead, on the host of its central system: registered, "
+        "password issued, booted, connected now (the [ocpp] settings; docs/ocpp.md)",
+    )
     add_arguments(check_p, EdgeSettings)
     check_p.set_defaults(func=check)
 
@@ -63,6 +69,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def check(args: argparse.Namespace) -> int:
+    if args.ocpp:
+        from edge.ocpp.check import run as run_ocpp_check
+
+        return run_ocpp_check(args.ocpp, args)
     from edge.check import run as run_check
 
     return run_check(args)

@@ -21,12 +21,14 @@ from smartcity.contract import (
     Status,
     Telemetry,
 )
+from smartcity.deadletter import DEADLETTER_PAYLOAD_BYTES as DEADLETTER_PAYLOAD_BYTES
+from smartcity.deadletter import DEADLETTER_TEXT_CHARS as DEADLETTER_TEXT_CHARS
+from smartcity.deadletter import cut_payload as cut_payload
+from smartcity.deadletter import cut_text as cut_text
+from smartcity.deadletter import deadletter_line as deadletter_line
 from smartcity.devices.base import Row, point_time_ns
 from smartcity.lineprotocol import escape_measurement, line, model_encoder, tag_text
 from smartcity.storage import (
-    DEADLETTER_FIELDS,
-    DEADLETTER_MEASUREMENT,
-    DEADLETTER_TAGS,
     HEALTH_MEASUREMENT,
     STATUS_MEASUREMENT,
     UNKNOWN_ZONE,
@@ -36,13 +38,6 @@ from smartcity.storage import (
 if TYPE_CHECKING:
     from ingest.registry import ZoneLookup
 
-#: The most of a refused payload a dead-letter record keeps (both the InfluxDB point and the
-#: MQTT message). Kept whole, a 256 KiB payload of control characters JSON-escapes to 1.5 MB,
-#: over the broker's 1 MiB packet limit: the broker would drop the ingester's connection.
-DEADLETTER_PAYLOAD_BYTES = 16_384
-#: The most of a topic or a reason a dead-letter record keeps (a valid topic is far shorter;
-#: a reason can quote a hostile field name in full).
-DEADLETTER_TEXT_CHARS = 1024
 #: What an MQTT dead-letter can take at most, far below the broker's 1 MiB packet limit: JSON
 #: escaping turns each kept byte into 6 characters at worst (``\u0001``) and each character of
 #: the topic and reason into 12 (an astral character as two ``\uXXXX``), plus a few fields.
@@ -128,45 +123,3 @@ class DeadLetterClock:
         now = _now()
         self.last = now if now > self.last else self.last + 1
         return self.last
-
-
-def cut_payload(payload: bytes) -> bytes:
-    """The part of a refused payload a dead-letter keeps: at most ``DEADLETTER_PAYLOAD_BYTES``,
-    never ending inside a UTF-8 character (so a text payload stays text)."""
-    end = DEADLETTER_PAYLOAD_BYTES
-    if len(payload) <= end:
-        return payload
-    # the first byte left out continues a character begun before it: leave that character out
-    for _ in range(3):
-        if payload[end] & 0xC0 != 0x80:
-            break
-        end -= 1
-    return payload[:end]
-
-
-def cut_text(text: str) -> str:
-    """A topic or reason, cut to ``DEADLETTER_TEXT_CHARS`` with an ellipsis saying so."""
-    if len(text) <= DEADLETTER_TEXT_CHARS:
-        return text
-    return text[: DEADLETTER_TEXT_CHARS - 1] + "…"
-
-
-def deadletter_line(
-    topic: str, payload: bytes, code: str, reason: str, device_type: str | None, stamp_ns: int
-) -> str:
-    """A refused message as a point: why, where from, and the raw payload (cut to a bound)."""
-    kept = cut_payload(payload)
-    tags = (code, device_type or "unknown")
-    fields = (  # in the order of DEADLETTER_FIELDS
-        cut_text(reason),
-        cut_text(topic),
-        kept.decode("utf-8", errors="backslashreplace"),
-        len(payload),
-        len(kept) < len(payload),
-    )
-    return line(
-        DEADLETTER_MEASUREMENT,
-        dict(zip(DEADLETTER_TAGS, tags, strict=True)),
-        dict(zip(DEADLETTER_FIELDS, fields, strict=True)),
-        stamp_ns,
-    )

@@ -37,6 +37,12 @@ def run(settings: SimulateSettings, stop: threading.Event | None = None) -> int:
     if settings.commands and not chirpstack:  # ChirpStack devices answer through the bridge
         answering = FleetCommands(fleet, city)
         pub.subscribe(answering.filter, answering.handle)
+    chargers = None
+    if settings.via == "ocpp":
+        from simulators.ocpp import OcppFleet
+
+        chargers = OcppFleet(settings.ocpp_url, settings.charger_passwords())
+        chargers.connect([d for d in fleet if d.device_type.name == "evcharger"])
     target = settings.messages
     log.info(
         "simulating",
@@ -51,6 +57,8 @@ def run(settings: SimulateSettings, stop: threading.Event | None = None) -> int:
         for dev in fleet:
             if chirpstack and dev.device_type.name == "wastebin":
                 continue  # a LoRaWAN sensor has no MQTT session, hence no status
+            if chargers is not None and dev.device_type.name == "evcharger":
+                continue  # the central system reports an OCPP charger's status
             p = dev.placement
             status = Status(
                 v=1,
@@ -103,6 +111,11 @@ def run(settings: SimulateSettings, stop: threading.Event | None = None) -> int:
             clock.wait_until(due)
             sim_now = due
             reading, events = dev.read(due)
+            if chargers is not None and dev.device_type.name == "evcharger":
+                chargers.send(dev, reading, events)
+                produced += 1
+                progress.tick()
+                continue
             i = index[id(dev)]
             buffers[i].append(reading)
             produced += 1
@@ -125,11 +138,13 @@ def run(settings: SimulateSettings, stop: threading.Event | None = None) -> int:
             )
         progress.done()
         pub.close()
+        if chargers is not None:
+            chargers.close()
     log.info(
         "simulation finished",
         extra={"readings_acked": pub.acked_readings, "messages_acked": pub.acked_messages},
     )
-    return pub.acked_readings
+    return pub.acked_readings + (chargers.acked if chargers is not None else 0)
 
 
 def publish_events(

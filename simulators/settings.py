@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
+from pathlib import Path
 from typing import Literal
 
 from pydantic import AwareDatetime, Field, field_validator
@@ -123,11 +125,12 @@ class SimulateSettings(FleetSettings, MqttSettings):
         "(they act from the next reading on).",
     )
     progress: bool = Field(True, description="Show progress on stderr.")
-    via: Literal["mqtt", "chirpstack"] = Field(
+    via: Literal["mqtt", "ocpp", "chirpstack"] = Field(
         "mqtt",
         description="How the fleet reaches the platform: 'mqtt' (the contract, as edge agents "
-        "do) or 'chirpstack' (bins as ChirpStack v4 uplink events in their sensor model's bytes, "
-        "for smartcity lorawan; log in as the chirpstack account).",
+        "do), 'ocpp' (the chargers speak OCPP 1.6J to the central system at --ocpp-url, as real "
+        "chargers do) or 'chirpstack' (bins as ChirpStack v4 uplink events in their sensor "
+        "model's bytes, for smartcity lorawan; log in as the chirpstack account).",
     )
     lorawan_profile: str = Field(
         "milesight-em400-udl", description="--via chirpstack: the bins' sensor model."
@@ -137,6 +140,21 @@ class SimulateSettings(FleetSettings, MqttSettings):
         pattern=r"^[A-Za-z0-9-]{1,64}$",
         description="--via chirpstack: the ChirpStack application id in the topics.",
     )
+    ocpp_url: str = Field(
+        "ws://127.0.0.1:9000/ocpp",
+        description="With --via ocpp: the central system's base URL (each charger adds /<id>).",
+    )
+    ocpp_passwords: Path | None = Field(
+        None,
+        description="With --via ocpp: JSON file {charger id: OCPP password} (smartcity up "
+        "writes one for its fleet); chargers not in it connect without a password.",
+    )
+
+    def charger_passwords(self) -> dict[str, str]:
+        if self.ocpp_passwords is None:
+            return {}
+        values: dict[str, str] = json.loads(self.ocpp_passwords.read_text())
+        return values
 
     def effective_speed(self) -> float:
         if self.speed is not None:

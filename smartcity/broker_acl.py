@@ -80,11 +80,13 @@ class Account:
 #: The platform's service accounts; each gets a password from ``smartcity up``
 #: (var/mosquitto/passwords/) or from .env (scripts/compose-env).
 SERVICE_ACCOUNTS = (
-    "ingest", "simulator", "api", "monitor", "observer", "lorawan", "chirpstack", ADMIN,
+    "ingest", "simulator", "api", "monitor", "observer", "lorawan", "chirpstack", "ocpp", ADMIN,
 )  # fmt: skip
 #: ChirpStack v4's MQTT integration topics (``application/{application id}/device/{DevEUI}/...``).
 CHIRPSTACK_EVENTS = "application/+/device/+/event/+"
 CHIRPSTACK_DOWN = "application/+/device/+/command/down"
+#: The device type whose devices the OCPP gateway (``smartcity ocpp``) publishes for.
+OCPP_DEVICE_TYPE = "evcharger"
 #: The ingester's client id (``smartcity ingest --client-id``'s default).
 INGEST_CLIENT_ID = "smartcity-ingest"
 #: How many ``smartcity ingest --workers`` processes the platform's accounts serve.
@@ -138,6 +140,18 @@ def service_accounts(city: str) -> tuple[Account, ...]:
     # the API and `smartcity command` send commands to devices of its city, and do nothing else
     api = Account("api", "api", (Rule("write", _topic(city, "+", "+", "cmd")),))
     monitor = Account("monitor", "monitor", (Rule("read", "$SYS/broker/uptime"),))
+    # the OCPP central system (``smartcity ocpp``) speaks for every charger connected to it: it
+    # publishes the chargers' channels of its city, reads their commands, and publishes the
+    # OCPP frames it refused on the dead-letter topic; nothing of other device types
+    ocpp = Account(
+        "ocpp",
+        "ocpp",
+        (
+            *(Rule("write", _topic(city, OCPP_DEVICE_TYPE, "+", ch)) for ch in DEVICE_SENDS),
+            Rule("read", _topic(city, OCPP_DEVICE_TYPE, "+", "cmd")),
+            Rule("write", DEADLETTER_TOPIC),
+        ),
+    )
     observer = Account(  # people watching the raw messages: read only
         "observer", "observer", (Rule("read", "smartcity/#"), Rule("read", "$SYS/#"))
     )
@@ -166,7 +180,7 @@ def service_accounts(city: str) -> tuple[Account, ...]:
         "chirpstack",
         (Rule("write", CHIRPSTACK_EVENTS), Rule("read", CHIRPSTACK_DOWN)),
     )
-    return ingest, *workers, simulator, api, monitor, observer, lorawan, chirpstack, admin
+    return ingest, *workers, simulator, api, monitor, observer, lorawan, chirpstack, ocpp, admin
 
 
 def lorawan_device_types() -> tuple[str, ...]:

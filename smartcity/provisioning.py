@@ -34,7 +34,7 @@ from pathlib import Path
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from smartcity import audit, broker_accounts, lorawan_profiles
+from smartcity import audit, broker_accounts, charger_auth, lorawan_profiles
 from smartcity.broker_accounts import Admin, BrokerAccountError
 from smartcity.broker_acl import DEVICE_ROLE_PREFIX, SERVICE_LOGINS, device_account
 from smartcity.city import ZONE_NAMES
@@ -121,14 +121,21 @@ class NewDevice:
             )
 
 
+#: The device type whose devices also get an OCPP password (``smartcity ocpp``, docs/ocpp.md).
+OCPP_DEVICE_TYPE = "evcharger"
+
+
 @dataclass(frozen=True)
 class Credentials:
-    """A device's broker login, handed out once: username and client id are its id."""
+    """A device's broker login, handed out once: username and client id are its id. An EV
+    charger also gets the password it logs in to the OCPP central system with (its charge
+    point id is its device id); the registry keeps only its salted hash."""
 
     device_type: str
     device_id: str
     password: str
     city: str
+    ocpp_password: str | None = None
 
     @property
     def username(self) -> str:
@@ -198,6 +205,7 @@ def rotate(session: Session, admin: Admin, city: str, device_id: str, actor: str
     with _attempt(session, actor, "device.rotate", device_id):
         device = _registered(session, device_id)
         device.updated_at = datetime.now(UTC)
+        ocpp_password = _new_ocpp_password(device)
         audit.record(session, actor=actor, action="device.rotate", device_id=device_id)
         session.flush()
         password = new_password()
@@ -217,7 +225,7 @@ def rotate(session: Session, admin: Admin, city: str, device_id: str, actor: str
                 f"{exc}; the broker already has a new password, which is lost with this error: "
                 f"rotate {device_id!r} again"
             ) from None
-        return Credentials(device.device_type, device_id, password, city)
+        return Credentials(device.device_type, device_id, password, city, ocpp_password)
 
 
 def revoke(session: Session, admin: Admin, device_id: str, actor: str) -> Device:
@@ -326,6 +334,12 @@ def agent_config(creds: Credentials, mqtt_url: str, ca_file: Path | None = None)
         lines.append(f"ca_file = {_toml(str(ca_file))}")
     elif tls:
         lines.append('# ca_file = "/etc/smartcity/ca.pem"  # if the broker\'s CA is a private one')
+    if creds.ocpp_password is not None:
+        lines += [
+            "# A real charger speaks OCPP 1.6J to `smartcity ocpp` instead of running this agent:",
+            "# enter in its configuration ws(s)://<gateway>/ocpp/<device id>, charge point id",
+            f"# {creds.device_id} and this OCPP password (docs/ocpp.md): {creds.ocpp_password}",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -395,6 +409,8 @@ def _make_account(
     registered_before: bool = False,
 ) -> Credentials:  # fmt: skip
     """Steps 1-3 for a new broker client: flush, make the client, commit (or undo)."""
+    device = session.get(Device, device_id)
+    ocpp_password = _new_ocpp_password(device) if device is not None else None
     try:
         session.flush()
     except IntegrityError:  # registered meanwhile by someone else
@@ -426,7 +442,17 @@ def _make_account(
             _delete_account(admin, device_id)
         raise Failed(f"the broker failed, nothing was changed: {exc}") from None
     _commit(session, undo=lambda: _delete_account(admin, device_id))
-    return Credentials(device_type, device_id, password, city)
+    return Credentials(device_type, device_id, password, city, ocpp_password)
+
+
+def _new_ocpp_password(device: Device) -> str | None:
+    """A new OCPP password for a charger, its hash set on the (uncommitted) registry row; None
+    for a device that speaks no OCPP."""
+    if device.device_type != OCPP_DEVICE_TYPE:
+        return None
+    password = charger_auth.new_password()
+    device.ocpp_password_hash = charger_auth.hash_password(password)
+    return password
 
 
 def _add_device(admin: Admin, device_type: str, device_id: str, password: str, city: str) -> None:

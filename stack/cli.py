@@ -25,6 +25,7 @@ COMMAND_MODULES = {
     "ingest": "ingest.cli",
     "edge": "edge.cli",
     "lorawan": "edge.lorawan.cli",
+    "ocpp": "edge.ocpp.cli",
     "api": "api.cli",
     "command": "api.command_cli",
     "grafana": "grafana.cli",
@@ -37,7 +38,7 @@ COMMAND_MODULES = {
 
 #: The pyproject extra each command needs, where it is not named like the command.
 EXTRAS = {"up": "server", "devices": "server", "command": "api", "storage": "server",
-          "backup": "server", "restore": "server"}  # fmt: skip
+          "backup": "server", "restore": "server", "ocpp": "ocpp"}  # fmt: skip
 
 N = TypeVar("N")
 

@@ -156,15 +156,21 @@ def run(args: argparse.Namespace) -> int:
 
 def hand_out(creds: Credentials, settings: DevicesSettings, out: Path | None, what: str) -> None:
     """The password once: into the agent config at ``out`` (not printed), else printed."""
+    ocpp = (
+        f"; OCPP charge point id {creds.device_id}, OCPP password {creds.ocpp_password}"
+        if creds.ocpp_password is not None
+        else ""
+    )
     if out is None:
         print(
             f"{creds.device_id}: {what}; broker username {creds.username}, password "
-            f"{creds.password} (shown once: store it now)"
+            f"{creds.password}{ocpp} (shown once: store it now)"
         )
         return
     write_agent_config(creds, settings, out)
     print(
-        f"{creds.device_id}: {what}; agent config with its broker login written to {out} "
+        f"{creds.device_id}: {what}; agent config with its broker login"
+        f"{' and OCPP password' if ocpp else ''} written to {out} "
         "(mode 0600; the password is only there, not printed)"
     )
 

@@ -19,7 +19,7 @@ import sys
 import time
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field
@@ -47,6 +47,14 @@ class UpSettings(FleetSettings, MqttSettings, RetentionSettings):
         True, description="Install mosquitto and influxdb from Debian packages when missing."
     )
     simulate: bool = Field(True, description="Run the simulated fleet.")
+    chargers_via: Literal["mqtt", "ocpp"] = Field(
+        "mqtt",
+        description="How the simulated chargers report: mqtt (the contract) or ocpp (OCPP 1.6J "
+        "to a `smartcity ocpp` central system started here, as real chargers do).",
+    )
+    ocpp_port: int = Field(
+        9000, ge=1, le=65_535, description="Port of the OCPP central system on 127.0.0.1."
+    )
     api: bool = Field(True, description="Serve the API and public page on 127.0.0.1.")
     api_port: int = Field(8000, ge=1, le=65_535, description="Port of the API on 127.0.0.1.")
     # the ingester's own variable, so one setting serves `smartcity ingest` and `up` alike
@@ -272,6 +280,17 @@ def _up(
             *me, "simulate", "--fleet", settings.fleet_text(), "--seed", str(settings.seed),
             "--backfill", str(settings.backfill), "--speed", "0", "--no-progress",
         ]  # fmt: skip
+        if settings.chargers_via == "ocpp":
+            gateway = [
+                *me, "ocpp", "--host", "127.0.0.1", "--port", str(settings.ocpp_port),
+                "--registry-url", registry_url, "--state-dir", str(data / "ocpp"),
+            ]  # fmt: skip
+            children.append(
+                ("OCPP central system", _spawn(stack, gateway, _as(env, "ocpp", passwords)))
+            )
+            _wait_for_port("127.0.0.1", settings.ocpp_port, children[-1][1])
+            sim += ["--via", "ocpp", "--ocpp-url", f"ws://127.0.0.1:{settings.ocpp_port}/ocpp",
+                    "--ocpp-passwords", str(data / "ocpp" / "passwords.json")]  # fmt: skip
         children.append(("simulator", _spawn(stack, sim, _as(env, "simulator", passwords))))
 
     print(banner(settings, broker, db, registered, passwords), flush=True)
@@ -299,6 +318,28 @@ def _wait_until_ready(ingester: subprocess.Popen[bytes], ready: Path, timeout: f
                 "stopped; its messages are above: fix the cause and run smartcity up again"
             )
         time.sleep(0.1)
+
+
+def _wait_for_port(
+    host: str, port: int, child: subprocess.Popen[bytes], timeout: float = 60
+) -> None:
+    """Until a child server accepts connections (the simulator must not connect before)."""
+    import socket
+
+    from smartcity.errors import UserError
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection((host, port), 1).close()
+            return
+        except OSError:
+            if child.poll() is not None or time.monotonic() > deadline:
+                raise UserError(
+                    f"the OCPP central system did not listen on {host}:{port}, so everything "
+                    "was stopped; its messages are above (is the port taken? --ocpp-port)"
+                ) from None
+            time.sleep(0.1)
 
 
 def broker_passwords(workdir: Path) -> dict[str, str]:
@@ -385,8 +426,30 @@ def prepare_registry(url: str, settings: UpSettings) -> int:
         audit.record(session, actor=audit.cli_actor(), action="device.register_fleet",
                      detail=counts)  # fmt: skip
         count = upsert_devices(session, devices)
+        if settings.chargers_via == "ocpp":
+            chargers = [d.device_id for d in fleet if d.device_type.name == "evcharger"]
+            ocpp_passwords(session, chargers, settings.data_dir.resolve() / "ocpp")
     engine.dispose()
     return count
+
+
+def ocpp_passwords(session: Any, charger_ids: list[str], folder: Path) -> None:
+    """New OCPP passwords for the simulated chargers: their hashes in the registry, the
+    passwords in an owner-only file for the simulator (``--ocpp-passwords``)."""
+    import json
+
+    from smartcity.charger_auth import hash_password, new_password
+    from smartcity.dynsec import write_secret
+    from smartcity.registry.models import Device
+
+    passwords = {}
+    for device_id in charger_ids:
+        device = session.get(Device, device_id)
+        passwords[device_id] = new_password()
+        device.ocpp_password_hash = hash_password(passwords[device_id])
+    session.commit()
+    folder.mkdir(parents=True, exist_ok=True)
+    write_secret(folder / "passwords.json", json.dumps(passwords))
 
 
 def _terminate(child: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
@@ -424,7 +487,7 @@ Cremona smart-city pipeline is up.
   ingester      smartcity ingest (acknowledges what is stored; spool {settings.data_dir}/spool)
   api           {f"{api}/ (catalogue page), {api}/docs (API)" if settings.api else "off"}
   registry      {settings.data_dir}/registry.db ({registered} simulated devices registered)
-  simulator     {fleet}, seed {settings.seed}
+  simulator     {fleet} (chargers via {settings.chargers_via}), seed {settings.seed}
 Watch it:
   curl -s {db.url}/query --data-urlencode 'db={settings.influx_db}' --data-urlencode 'q={q}'
   mosquitto_sub -h {broker.host} -p {broker.port}{login} -t 'smartcity/v1/#' -v

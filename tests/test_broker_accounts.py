@@ -341,3 +341,24 @@ def test_ingester_workers_each_log_in_with_their_own_login(
         assert "refused" not in ingester.log(), ingester.log()
     finally:
         assert ingester.stop() == 0, ingester.log()
+
+
+def test_the_ocpp_gateway_speaks_for_chargers_of_its_city_only(
+    auth_broker: AuthBroker, clients: list[Client]
+) -> None:
+    """Issue 14: ``smartcity ocpp`` publishes for every charger connected to it, so its account
+    may write the chargers' channels and read their commands, and nothing of other types."""
+    city = auth_broker.city
+    gateway = login(auth_broker, clients, "ocpp", "ocpp")
+    assert not gateway.connack.is_failure
+    for channel in ("telemetry", "events", "status", "health", "cmd_result"):
+        assert not gateway.publish(topic("evcharger", "ev-any", channel, city)).is_failure
+    assert not gateway.subscribe(topic("evcharger", "+", "cmd", city)).is_failure
+    assert not gateway.publish(DEADLETTER_TOPIC).is_failure
+    for refused in (
+        topic("streetlight", "sl-1", "telemetry", city),
+        topic("evcharger", "ev-any", "cmd", city),  # commands come from operators, not from it
+        topic("evcharger", "ev-any", "telemetry", "milano"),
+    ):
+        assert str(gateway.publish(refused)) == "Not authorized", refused
+    assert gateway.subscribe(topic("streetlight", "+", "cmd", city)).is_failure

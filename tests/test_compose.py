@@ -66,7 +66,7 @@ from .test_pipeline import good_reading
 
 ROOT = Path(__file__).parents[1]
 DEPLOY = ROOT / "deploy/mosquitto"
-SERVICES = {"mosquitto", "influxdb", "grafana", "ingester", "api", "simulator", "storage"}
+SERVICES = {"mosquitto", "influxdb", "grafana", "ingester", "api", "simulator", "storage", "ocpp"}
 
 
 def compose_config(env_file: Path) -> subprocess.CompletedProcess[str]:
@@ -122,7 +122,7 @@ def test_secrets_are_required_not_defaulted(tmp_path: Path) -> None:
 
 def test_the_image_runs_commands_the_cli_has(resolved: dict[str, Any]) -> None:
     known = set(subcommands())
-    for name in ("storage", "ingester", "simulator", "api"):
+    for name in ("storage", "ingester", "simulator", "api", "ocpp"):
         service = resolved["services"][name]
         assert service["build"]["context"] == str(ROOT)
         command = service["command"][0]

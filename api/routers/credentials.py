@@ -53,6 +53,11 @@ class CredentialsIssued(BaseModel):
     client_id: str = Field(description="The only MQTT client id the broker accepts for it.")
     password: str = Field(description="Shown only in this answer.")
     city: str = Field(description="The city level of its topics.")
+    ocpp_password: str | None = Field(
+        None,
+        description="EV chargers: the password it logs in to the OCPP central system with "
+        "(charge point id = device id; docs/ocpp.md). Shown only in this answer.",
+    )
 
 
 def _broker(settings: ApiSettings) -> BrokerAdmin:
@@ -105,6 +110,7 @@ def issue(
     return CredentialsIssued(
         device_id=creds.device_id, device_type=creds.device_type, username=creds.username,
         client_id=creds.device_id, password=creds.password, city=creds.city,
+        ocpp_password=creds.ocpp_password,
     )  # fmt: skip
 
 

@@ -54,6 +54,11 @@ def measure(unit: str, ge: float, le: float, description: str, *, counter: bool 
     return Field(ge=ge, le=le, description=description, json_schema_extra=extra)
 
 
+def optional_measure(unit: str, ge: float, le: float, description: str) -> Any:
+    """A reading only some devices of a type measure: its unit and range, or absent."""
+    return Field(None, ge=ge, le=le, description=description, json_schema_extra={"unit": unit})
+
+
 class Reading(BaseModel):
     """One timestamped sample from one device; the fields of a subclass are the stored fields."""
 

@@ -1,8 +1,11 @@
 """EV charging station (FIWARE ``EVChargingStation``), one OCPP 1.6 status per connector.
 
 Serves plan line 1.c (electric mobility): availability per connector for drivers, energy and
-sessions for the mobility office, faults for maintenance. A command takes a connector out of
-service or back (OCPP ChangeAvailability).
+sessions for the mobility office, faults for maintenance. Commands are the OCPP 1.6 central
+system's (``smartcity ocpp`` sends each as the OCPP call of that name, docs/ocpp.md): a connector
+out of service or back (ChangeAvailability), remote start and stop, reset, unlock, trigger a
+message, change or read a configuration key. A simulated station carries out ``setConnector``
+only and refuses the others with the reason.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from smartcity.devices.base import (
     Row,
     Stored,
     measure,
+    optional_measure,
     stored_fields,
 )
 from smartcity.kpis import Hours, Increase, Kpi, Latest, Names, Total, Where
@@ -39,6 +43,48 @@ ConnectorStatus = Literal[
     "Unavailable",
     "Faulted",
 ]
+#: OCPP 1.6 ChargePointErrorCode of a StatusNotification.
+ConnectorErrorCode = Literal[
+    "ConnectorLockFailure",
+    "EVCommunicationError",
+    "GroundFailure",
+    "HighTemperature",
+    "InternalError",
+    "LocalListConflict",
+    "NoError",
+    "OtherError",
+    "OverCurrentFailure",
+    "OverVoltage",
+    "PowerMeterFailure",
+    "PowerSwitchFailure",
+    "ReaderFailure",
+    "ResetFailure",
+    "UnderVoltage",
+    "WeakSignal",
+]
+#: OCPP 1.6 StopTransaction reason (``Local`` when the charger gives none).
+StopReason = Literal[
+    "EmergencyStop",
+    "EVDisconnected",
+    "HardReset",
+    "Local",
+    "Other",
+    "PowerLoss",
+    "Reboot",
+    "Remote",
+    "SoftReset",
+    "UnlockCommand",
+    "DeAuthorized",
+]
+#: Messages a charger can be asked to send now (OCPP 1.6 TriggerMessage).
+TriggerableMessage = Literal[
+    "BootNotification",
+    "DiagnosticsStatusNotification",
+    "FirmwareStatusNotification",
+    "Heartbeat",
+    "MeterValues",
+    "StatusNotification",
+]
 MAX_CONNECTORS = 8
 #: The station point's counts of connectors per status (field name -> status).
 STATUS_COUNTS: dict[str, ConnectorStatus] = {
@@ -46,6 +92,7 @@ STATUS_COUNTS: dict[str, ConnectorStatus] = {
     "connectorsCharging": "Charging",
     "connectorsFaulted": "Faulted",
 }
+_SESSION_ID = r"^[A-Za-z0-9_.:-]{1,64}$"
 
 
 class Connector(BaseModel):
@@ -57,6 +104,10 @@ class Connector(BaseModel):
     energy: float = measure(
         "kWh", 0.0, 1e9, "Lifetime energy delivered by this connector.", counter=True
     )
+    # measured by OCPP chargers that report them (MeterValues); absent otherwise
+    current: float | None = optional_measure("A", 0.0, 1_000.0, "Current (OCPP Current.Import).")
+    voltage: float | None = optional_measure("V", 0.0, 1_500.0, "Voltage (OCPP Voltage).")
+    soc: float | None = optional_measure("%", 0.0, 100.0, "Vehicle's state of charge (OCPP SoC).")
 
 
 class EvchargerReading(Reading):
@@ -77,17 +128,39 @@ class EvchargerReading(Reading):
 class SessionStarted(Event):
     kind: Literal["sessionStart"]
     connectorId: int = Field(ge=1, le=MAX_CONNECTORS)
-    sessionId: str = Field(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
+    sessionId: str = Field(pattern=_SESSION_ID)
+    idTagHash: str | None = Field(
+        None,
+        pattern=r"^[0-9a-f]{32}$",
+        description="Salted hash of the driver's OCPP idTag (never the idTag itself).",
+    )
     TAGS: ClassVar[dict[str, str]] = {"kind": "kind", "connectorId": "connector_id"}
 
 
 class SessionStopped(Event):
     kind: Literal["sessionStop"]
     connectorId: int = Field(ge=1, le=MAX_CONNECTORS)
-    sessionId: str = Field(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
+    sessionId: str = Field(pattern=_SESSION_ID)
     energy: float = measure("kWh", 0.0, 10_000.0, "Energy delivered in the session.")
     duration: float = measure("s", 0.0, 30 * 86_400.0, "Session length.")
+    reason: StopReason | None = Field(None, description="Why it stopped (OCPP 1.6 Reason).")
     TAGS: ClassVar[dict[str, str]] = {"kind": "kind", "connectorId": "connector_id"}
+
+
+class ConnectorStatusChanged(Event):
+    """A connector's OCPP status and error code, as the charger reported it
+    (StatusNotification); connector 0 is the station as a whole."""
+
+    kind: Literal["connectorStatus"]
+    connectorId: int = Field(ge=0, le=MAX_CONNECTORS)
+    status: ConnectorStatus
+    errorCode: ConnectorErrorCode
+    TAGS: ClassVar[dict[str, str]] = {
+        "kind": "kind",
+        "connectorId": "connector_id",
+        "status": "status",
+        "errorCode": "error_code",
+    }
 
 
 class ConnectorCommand(Command):
@@ -98,14 +171,83 @@ class ConnectorCommand(Command):
     enabled: bool = Field(description="true = in service (Operative), false = Inoperative.")
 
 
+class RemoteStartCommand(Command):
+    """Start a charging session for a driver's idTag (OCPP RemoteStartTransaction)."""
+
+    action: Literal["remoteStart"]
+    idTag: str = Field(min_length=1, max_length=20, description="The driver's OCPP idTag.")
+    connectorId: int | None = Field(
+        None, ge=1, le=MAX_CONNECTORS, description="Connector (default: the charger chooses)."
+    )
+
+
+class RemoteStopCommand(Command):
+    """Stop a running session (OCPP RemoteStopTransaction)."""
+
+    action: Literal["remoteStop"]
+    transactionId: int = Field(ge=1, le=2**31 - 1, description="The session's transaction id.")
+
+
+class ResetCommand(Command):
+    """Restart the charger (OCPP Reset): Soft ends sessions first, Hard at once."""
+
+    action: Literal["reset"]
+    type: Literal["Soft", "Hard"] = Field(description="Soft or Hard.")
+
+
+class UnlockCommand(Command):
+    """Release a cable stuck in a connector (OCPP UnlockConnector)."""
+
+    action: Literal["unlockConnector"]
+    connectorId: int = Field(ge=1, le=MAX_CONNECTORS, description="OCPP connector id (1-based).")
+
+
+class TriggerCommand(Command):
+    """Ask the charger to send one message now (OCPP TriggerMessage)."""
+
+    action: Literal["triggerMessage"]
+    requestedMessage: TriggerableMessage = Field(description="The message to send now.")
+    connectorId: int | None = Field(None, ge=0, le=MAX_CONNECTORS, description="Connector.")
+
+
+class ChangeConfigurationCommand(Command):
+    """Set one configuration key (OCPP ChangeConfiguration), e.g. MeterValueSampleInterval."""
+
+    action: Literal["changeConfiguration"]
+    key: str = Field(min_length=1, max_length=50, description="Configuration key.")
+    value: str = Field(max_length=500, description="New value, as text.")
+
+
+class GetConfigurationCommand(Command):
+    """Read configuration keys (OCPP GetConfiguration); the values come back as the result's
+    reason, as JSON."""
+
+    action: Literal["getConfiguration"]
+    keys: list[str] | None = Field(
+        None, max_length=20, description="Keys to read (default: every key)."
+    )
+
+
 class Evcharger(DeviceType):
     name = "evcharger"
     fiware_type = "EVChargingStation"
     title_it = "Ricarica veicoli elettrici"
     title_en = "EV charging"
     reading_model = EvchargerReading
-    event_model = Annotated[SessionStarted | SessionStopped, Field(discriminator="kind")]
-    command_model = Annotated[ConnectorCommand, Field(discriminator="action")]
+    event_model = Annotated[
+        SessionStarted | SessionStopped | ConnectorStatusChanged, Field(discriminator="kind")
+    ]
+    command_model = Annotated[
+        ConnectorCommand
+        | RemoteStartCommand
+        | RemoteStopCommand
+        | ResetCommand
+        | UnlockCommand
+        | TriggerCommand
+        | ChangeConfigurationCommand
+        | GetConfigurationCommand,
+        Field(discriminator="action"),
+    ]
     report_interval_s = 60.0
 
     @classmethod

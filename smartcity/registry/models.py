@@ -56,6 +56,15 @@ class Device(Base):
     dev_eui: Mapped[str | None] = mapped_column(String(16), unique=True, default=None)
     #: The LoRaWAN profile (sensor model) that decodes its payloads, ``smartcity.lorawan_profiles``.
     lorawan_profile: Mapped[str | None] = mapped_column(String(64), default=None)
+    #: EV chargers: salted hash of the OCPP password (HTTP Basic, security profiles 1 and 2)
+    #: issued by provisioning (smartcity.charger_auth); the password itself is kept nowhere.
+    ocpp_password_hash: Mapped[str | None] = mapped_column(String(200), default=None)
+    #: EV chargers: what the charger said of itself in its last OCPP BootNotification.
+    charger_vendor: Mapped[str | None] = mapped_column(String(20), default=None)
+    charger_model: Mapped[str | None] = mapped_column(String(20), default=None)
+    charger_serial: Mapped[str | None] = mapped_column(String(25), default=None)
+    charger_firmware: Mapped[str | None] = mapped_column(String(50), default=None)
+    booted_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), default=None)
 
     __table_args__ = (Index("ix_devices_lat_lon", "lat", "lon"),)
 
