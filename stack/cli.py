@@ -106,7 +106,15 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
         except ModuleNotFoundError as exc:
             if exc.name and exc.name.split(".")[0] == name.split(".")[0]:
                 continue  # component not installed in this deployment
-            raise
+            if chosen is None:
+                continue  # its packages are not installed here (an edge controller's `--help`)
+            command = argv[0]
+            extra = EXTRAS.get(command, command)
+            raise SystemExit(
+                f"smartcity {command}: missing Python package {exc.name!r}; install this "
+                f"command's extra: pip install 'smartcity-cremona[{extra}]' (in a checkout: "
+                f".venv/bin/pip install -e '.[{extra}]')"
+            ) from None
         module.register(sub, common)
     return parser
 

@@ -402,6 +402,13 @@ def test_the_agent_needs_only_the_edge_extra() -> None:
         "from stack.cli import build_parser\n"
         "args = build_parser().parse_args(['edge', 'run', '--device-type', 'wastebin'])\n"
         "assert args.func.__module__ == 'edge.cli'\n"
+        # a server's command on a controller: what to install, not a traceback
+        "try:\n"
+        "    build_parser(['storage', 'init'])\n"
+        "except SystemExit as exc:\n"
+        "    assert 'smartcity-cremona[server]' in str(exc), exc\n"
+        "else:\n"
+        "    raise AssertionError('storage loaded without its packages')\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert out.returncode == 0, out.stderr
