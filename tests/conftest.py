@@ -159,7 +159,7 @@ class Influx:
             raise AssertionError(f"InfluxQL error: {result['error']} in {q}")
         rows: list[dict[str, object]] = []
         for series in result.get("series", []):
-            for values in series["values"]:
+            for values in series.get("values", []):  # SHOW CONTINUOUS QUERIES: a db with none
                 row = dict(zip(series["columns"], values, strict=True))
                 row["_measurement"] = series.get("name")  # SHOW RETENTION POLICIES has none
                 row.update(series.get("tags", {}))

@@ -291,6 +291,7 @@ def test_simulated_bins_via_chirpstack(lora: Lora, city: str) -> None:
     env = smartcity_env(lora.auth.url("chirpstack"), lora.influx, city)
     done = run_smartcity(
         "simulate", "--bins", "3", "--streetlights", "0", "--chargers", "0", "--seed", "3",
+        "--fleet", "airquality=0",
         "--via", "chirpstack", "--messages", "9", "--speed", "0", "--no-progress",
         env=env, timeout=120,
     )  # fmt: skip

@@ -476,7 +476,8 @@ def test_smartcity_simulate_via_ocpp_feeds_the_chargers_readings(
     secrets_file = tmp_path / "ocpp-passwords.json"
     secrets_file.write_text(json.dumps(passwords))
     done = run_smartcity(
-        "simulate", "--streetlights", "0", "--bins", "0", "--chargers", "2", "--messages", "20",
+        "simulate", "--streetlights", "0", "--bins", "0", "--chargers", "2",
+        "--fleet", "airquality=0", "--messages", "20",
         "--speed", "0", "--via", "ocpp", "--ocpp-url", gateway.url, "--ocpp-passwords",
         str(secrets_file), "--no-progress",
         env=smartcity_env(auth_broker.url("simulator"), influx, city), timeout=120,
@@ -523,7 +524,8 @@ def test_up_gives_its_simulated_chargers_ocpp_passwords_for_the_simulator(tmp_pa
     from stack.up import UpSettings, prepare_registry
 
     settings = UpSettings(
-        data_dir=tmp_path, streetlights=1, bins=1, chargers=3, chargers_via="ocpp"
+        data_dir=tmp_path, streetlights=1, bins=1, chargers=3, fleet={"airquality": 0},
+        chargers_via="ocpp",
     )  # fmt: skip
     registry = f"sqlite:///{tmp_path}/registry.db"
     assert prepare_registry(registry, settings) == 5
