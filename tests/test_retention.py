@@ -100,6 +100,13 @@ def env_of(influx: Influx) -> dict[str, str]:
     return smartcity_env("mqtt://127.0.0.1:1", influx, "cremona")
 
 
+def own_continuous_queries(influx: Influx) -> list[dict[str, object]]:
+    """This test's database's continuous queries: the server lists every database's, one series
+    each, and other tests' databases share the server."""
+    rows = influx.query("SHOW CONTINUOUS QUERIES")
+    return [r for r in rows if r.get("_measurement") == influx.db and "name" in r]
+
+
 def test_storage_init_is_idempotent_and_keeps_the_data_it_finds(influx: Influx) -> None:
     """On a database that already holds readings: policies, queries, and the history rolled
     up before the raw policy is shortened; a second run changes nothing and loses nothing."""
@@ -118,7 +125,7 @@ def test_storage_init_is_idempotent_and_keeps_the_data_it_finds(influx: Influx) 
     assert influx.count("streetlight") == before == 240
     policies = {r["name"]: r["duration"] for r in influx.query("SHOW RETENTION POLICIES")}
     assert policies == {"autogen": "720h0m0s", "hourly": "0s", "daily": "0s"}
-    queries = {r["name"] for r in influx.query("SHOW CONTINUOUS QUERIES") if "name" in r}
+    queries = {str(r["name"]) for r in own_continuous_queries(influx)}
     assert queries == set(retention.continuous_queries(influx.db))
     # the history found was rolled up: every reading is counted once in the hourly windows
     f = rollup_field("activePower", "count")
@@ -131,7 +138,7 @@ def test_storage_init_is_idempotent_and_keeps_the_data_it_finds(influx: Influx) 
                           env=env_of(influx))  # fmt: skip
     hourly = len(retention.sources())
     assert f"continuous queries created: {hourly}, dropped: {hourly}" in third.stdout
-    texts = [str(r["query"]) for r in influx.query("SHOW CONTINUOUS QUERIES") if "name" in r]
+    texts = [str(r["query"]) for r in own_continuous_queries(influx)]
     assert sum("RESAMPLE EVERY 30m FOR 2h" in t for t in texts) == hourly
 
 
